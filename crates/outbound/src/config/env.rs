@@ -1,0 +1,129 @@
+//! Configuration from environment variables: Dify's names (MAIL_TYPE, SMTP_*, RESEND_*...)
+//! and `MAILER_DSN`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use secrecy::SecretString;
+
+use super::kinds::{self, Kind, KINDS};
+use super::settings::{Origin, Settings, Value};
+use crate::Error;
+
+/// Where variables are read from: the process environment, or a map in tests.
+pub trait EnvSource {
+    /// The variable's value; empty values count as unset (an `.env` line `SMTP_PASSWORD=` means
+    /// "no password", as in Dify).
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl EnvSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+}
+
+impl<S: std::hash::BuildHasher> EnvSource for HashMap<String, String, S> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+}
+
+impl EnvSource for BTreeMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).filter(|v| !v.trim().is_empty()).cloned()
+    }
+}
+
+/// Reads the configuration; `None` when neither MAILER_DSN nor MAIL_TYPE is set.
+pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
+    let mut settings = if let Some(dsn) = env.var("MAILER_DSN") {
+        let mut s = super::dsn::parse(&dsn)?;
+        if let Some(kind) = env.var("MAIL_TYPE") {
+            if !kind.trim().eq_ignore_ascii_case(s.kind) {
+                s.notes.push(format!(
+                    "MAIL_TYPE={kind} is ignored because MAILER_DSN is set (kind {})",
+                    s.kind
+                ));
+            }
+        }
+        s
+    } else if let Some(kind) = env.var("MAIL_TYPE") {
+        let kind = kinds::find(&kind, &format!("MAIL_TYPE={kind:?}"))
+            .map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
+        let mut s = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
+        read_kind_vars(env, kind, &mut s)?;
+        s
+    } else {
+        return Ok(None);
+    };
+
+    // MAIL_DEFAULT_SEND_FROM also completes a DSN that names no sender.
+    if settings.get("default_from").is_none() {
+        if let Some(from) = env.var("MAIL_DEFAULT_SEND_FROM") {
+            settings.set(
+                "default_from",
+                Value::Plain(from),
+                Origin::Env("MAIL_DEFAULT_SEND_FROM".into()),
+            );
+        }
+    }
+    note_ignored_vars(env, &mut settings);
+    Ok(Some(settings))
+}
+
+fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {
+    for key in kind.keys {
+        let found: Vec<(&str, String)> = key
+            .env
+            .iter()
+            .filter_map(|var| env.var(var).map(|v| (*var, v)))
+            .collect();
+        if let [(first_var, first), rest @ ..] = found.as_slice() {
+            // Two spellings of one setting (Dify has SMTP_CLIENT_ID and
+            // MICROSOFT_OAUTH2_CLIENT_ID) must agree; silently picking one hides a mistake.
+            if let Some((other_var, _)) = rest.iter().find(|(_, v)| v != first) {
+                return Err(Error::config(format!(
+                    "{first_var} and {other_var} are both set to different values; set only one \
+                     (they mean the same thing)"
+                )));
+            }
+            let value = if key.secret {
+                Value::Secret(SecretString::from(first.clone()))
+            } else {
+                Value::Plain(first.clone())
+            };
+            settings.set(key.name, value, Origin::Env((*first_var).to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// Variables of other kinds that are set but unused: worth telling an operator.
+fn note_ignored_vars(env: &dyn EnvSource, settings: &mut Settings) {
+    let own: Vec<&str> = kinds::find_scheme(settings.kind)
+        .map(|k| {
+            k.keys
+                .iter()
+                .flat_map(|key| key.env.iter().copied())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut ignored: Vec<&str> = KINDS
+        .iter()
+        .flat_map(|k| k.keys.iter().flat_map(|key| key.env.iter().copied()))
+        .filter(|var| !own.contains(var) && *var != "MAIL_DEFAULT_SEND_FROM")
+        .filter(|var| env.var(var).is_some())
+        .collect();
+    ignored.sort_unstable();
+    ignored.dedup();
+    for var in ignored {
+        settings.notes.push(format!(
+            "{var} is set but not used by the `{}` transport",
+            settings.kind
+        ));
+    }
+}

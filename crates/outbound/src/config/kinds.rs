@@ -1,0 +1,144 @@
+//! The registry of transport kinds: for each, its settings (with their environment variables,
+//! DSN query names, defaults, and whether they are secret) and how to build it.
+//!
+//! Adding a transport is adding one entry here; `from_env`, `from_dsn`, `create_transport`,
+//! `supported_types` and `outbound config` all follow.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::settings::Settings;
+use crate::transport::{FileTransport, MemoryTransport};
+use crate::{Error, Transport};
+
+/// One setting a kind understands.
+#[derive(Debug)]
+pub struct Key {
+    /// Canonical name, as in the seeds' config maps (`server`, `password`, ...).
+    pub name: &'static str,
+    /// Environment variables that set it, first one preferred.
+    pub env: &'static [&'static str],
+    /// Other names accepted in a map or a DSN query.
+    pub aliases: &'static [&'static str],
+    /// Whether the value is a secret (never printed).
+    pub secret: bool,
+    /// The default, when there is one.
+    pub default: Option<&'static str>,
+    /// One line on what it means.
+    pub help: &'static str,
+}
+
+/// A transport kind.
+pub struct Kind {
+    /// The name used in MAIL_TYPE, `create_transport` and as DSN scheme.
+    pub name: &'static str,
+    /// Other DSN schemes for this kind.
+    pub schemes: &'static [&'static str],
+    /// The settings it understands.
+    pub keys: &'static [Key],
+    /// Reads the kind-specific parts of a DSN (host, user, path...) into settings.
+    pub(crate) dsn: fn(&url::Url, &mut Settings) -> Result<(), Error>,
+    /// Builds the transport.
+    pub(crate) build: fn(&Settings) -> Result<Arc<dyn Transport>, Error>,
+}
+
+/// `default_from` applies to every kind.
+pub const DEFAULT_FROM: Key = Key {
+    name: "default_from",
+    env: &["MAIL_DEFAULT_SEND_FROM"],
+    aliases: &["from"],
+    secret: false,
+    default: None,
+    help: "sender used when a message has no From",
+};
+
+const FILE_KEYS: &[Key] = &[
+    DEFAULT_FROM,
+    Key {
+        name: "dir",
+        env: &["MAIL_FILE_DIR"],
+        aliases: &["path", "directory"],
+        secret: false,
+        default: Some("./outbox"),
+        help: "directory the .eml files are written to",
+    },
+];
+
+const MEMORY_KEYS: &[Key] = &[DEFAULT_FROM];
+
+fn file_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    let path = match url.host_str() {
+        // `file://./outbox` or `file://outbox/sub`: a relative path written as a host.
+        Some(host) if !host.is_empty() => format!("{host}{path}"),
+        _ => path,
+    };
+    if !path.is_empty() {
+        settings.set(
+            "dir",
+            super::settings::Value::Plain(path),
+            super::settings::Origin::Dsn("path".into()),
+        );
+    }
+    Ok(())
+}
+
+fn no_dsn_parts(_: &url::Url, _: &mut Settings) -> Result<(), Error> {
+    Ok(())
+}
+
+fn build_file(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
+    let dir = settings.str("dir").unwrap_or("./outbox");
+    Ok(Arc::new(
+        FileTransport::new(PathBuf::from(dir)).with_default_from(settings.default_from()?),
+    ))
+}
+
+fn build_memory(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
+    Ok(Arc::new(
+        MemoryTransport::new().with_default_from(settings.default_from()?),
+    ))
+}
+
+/// Every kind this build supports.
+pub static KINDS: &[Kind] = &[
+    Kind {
+        name: "file",
+        schemes: &[],
+        keys: FILE_KEYS,
+        dsn: file_dsn,
+        build: build_file,
+    },
+    Kind {
+        name: "memory",
+        schemes: &[],
+        keys: MEMORY_KEYS,
+        dsn: no_dsn_parts,
+        build: build_memory,
+    },
+];
+
+/// The kind named `name` (case-insensitive), or a config error listing the supported ones.
+pub(crate) fn find(name: &str, origin: &str) -> Result<&'static Kind, Error> {
+    let wanted = name.trim().to_ascii_lowercase();
+    KINDS.iter().find(|k| k.name == wanted).ok_or_else(|| {
+        Error::config(format!(
+            "{origin} is `{name}`, which is not a supported transport; expected one of: {}",
+            names().join(", ")
+        ))
+    })
+}
+
+/// The kind for a DSN scheme.
+pub(crate) fn find_scheme(scheme: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.name == scheme || k.schemes.contains(&scheme))
+}
+
+/// The names of every kind.
+pub(crate) fn names() -> Vec<&'static str> {
+    KINDS.iter().map(|k| k.name).collect()
+}

@@ -1,0 +1,172 @@
+//! Building a transport from configuration: Dify's environment variables, a `MAILER_DSN`
+//! URL, or a map of the seeds' keys.
+//!
+//! Every path produces [`Settings`] (values that remember where they came from) and one
+//! registry entry per kind turns settings into a transport. So an error can always say which
+//! variable, DSN part or key was wrong, and `outbound config` can show each value's source.
+
+mod dsn;
+mod env;
+pub mod kinds;
+mod settings;
+
+use std::sync::Arc;
+
+use secrecy::SecretString;
+
+pub use env::{EnvSource, ProcessEnv};
+pub use settings::{Origin, Setting, Settings, Value};
+
+use crate::{Error, Transport};
+
+/// The transport kinds this build supports.
+///
+/// ```
+/// assert!(outbound::supported_types().contains(&"file"));
+/// ```
+pub fn supported_types() -> Vec<&'static str> {
+    kinds::names()
+}
+
+/// Builds a transport of `kind` from key/value settings, using the seeds' keys (`server`,
+/// `port`, `username`, `password`, `use_tls`, `opportunistic_tls`, `auth_type`,
+/// `oauth2_provider`, `client_id`, `client_secret`, `tenant_id`, `default_from`, `api_key`)
+/// and Outbound's own (`dir`, ...). An unknown key is an error that lists the valid ones.
+///
+/// ```
+/// let t = outbound::create_transport("file", [("dir", "/tmp/outbox"), ("default_from", "app@example.com")])?;
+/// assert_eq!(t.kind(), "file");
+/// let err = outbound::create_transport("file", [("folder", "/tmp")]).unwrap_err();
+/// assert!(err.to_string().contains("`folder`"));
+/// # Ok::<(), outbound::Error>(())
+/// ```
+pub fn create_transport<I, K, V>(kind: &str, settings: I) -> Result<Arc<dyn Transport>, Error>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<str>,
+    V: Into<String>,
+{
+    Settings::from_map(kind, settings)?.build()
+}
+
+/// Builds a transport from a DSN such as `file:///var/outbox` or
+/// `smtp://user:pass@host:587`.
+///
+/// ```
+/// let t = outbound::from_dsn("file:///tmp/outbox")?;
+/// assert_eq!(t.describe(), "file:///tmp/outbox");
+/// # Ok::<(), outbound::Error>(())
+/// ```
+pub fn from_dsn(dsn: &str) -> Result<Arc<dyn Transport>, Error> {
+    Settings::from_dsn(dsn)?.build()
+}
+
+/// Builds the transport the environment describes (`MAILER_DSN`, else `MAIL_TYPE` with
+/// Dify's variables), or `None` when neither is set, like Dify's `create_from_dify_config`.
+///
+/// ```
+/// // With neither MAILER_DSN nor MAIL_TYPE set there is no transport.
+/// # std::env::remove_var("MAILER_DSN"); std::env::remove_var("MAIL_TYPE");
+/// assert!(outbound::from_env()?.is_none());
+/// # Ok::<(), outbound::Error>(())
+/// ```
+pub fn from_env() -> Result<Option<Arc<dyn Transport>>, Error> {
+    match Settings::from_env()? {
+        Some(settings) => settings.build().map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Settings {
+    /// Settings from the process environment; `None` when unconfigured.
+    pub fn from_env() -> Result<Option<Settings>, Error> {
+        env::read(&ProcessEnv)
+    }
+
+    /// Settings from any [`EnvSource`] (a map in tests).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// let env = HashMap::from([("MAIL_TYPE".to_string(), "file".to_string()),
+    ///                          ("MAIL_FILE_DIR".to_string(), "/tmp/mail".to_string())]);
+    /// let s = Settings::from_env_source(&env)?.unwrap();
+    /// assert_eq!(s.get("dir").unwrap().value.expose(), "/tmp/mail");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn from_env_source(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
+        env::read(env)
+    }
+
+    /// Settings from a DSN.
+    pub fn from_dsn(dsn: &str) -> Result<Settings, Error> {
+        dsn::parse(dsn)
+    }
+
+    /// Settings from a map of the seeds' keys.
+    pub fn from_map<I, K, V>(kind: &str, map: I) -> Result<Settings, Error>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: Into<String>,
+    {
+        let k = kinds::find(kind, &format!("transport kind {kind:?}"))?;
+        let mut settings = Settings::new(k.name, Origin::Map("kind".into()));
+        for (name, value) in map {
+            let name = name.as_ref();
+            let key = k
+                .keys
+                .iter()
+                .find(|key| key.name == name || key.aliases.contains(&name))
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "unknown setting `{name}` for the `{}` transport; expected one of: {}",
+                        k.name,
+                        k.keys
+                            .iter()
+                            .map(|key| key.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })?;
+            let value: String = value.into();
+            if value.trim().is_empty() {
+                continue;
+            }
+            let value = if key.secret {
+                Value::Secret(SecretString::from(value))
+            } else {
+                Value::Plain(value)
+            };
+            settings.set(key.name, value, Origin::Map(name.to_string()));
+        }
+        Ok(settings)
+    }
+
+    /// Every setting the kind understands with its effective value and source: given values,
+    /// then defaults, then unset ones (value `None`).
+    pub fn effective(&self) -> Vec<(&'static kinds::Key, Option<Setting>)> {
+        let Some(kind) = kinds::find_scheme(self.kind) else {
+            return Vec::new();
+        };
+        kind.keys
+            .iter()
+            .map(|key| {
+                let setting = self.get(key.name).cloned().or_else(|| {
+                    key.default.map(|d| Setting {
+                        key: key.name,
+                        value: Value::Plain(d.to_string()),
+                        origin: Origin::Default,
+                    })
+                });
+                (key, setting)
+            })
+            .collect()
+    }
+
+    /// Builds the transport.
+    pub fn build(&self) -> Result<Arc<dyn Transport>, Error> {
+        let kind = kinds::find(self.kind, "transport kind")?;
+        (kind.build)(self)
+    }
+}

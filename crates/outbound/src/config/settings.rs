@@ -1,0 +1,207 @@
+//! [`Settings`]: one transport's configuration as key/value pairs, each remembering where it
+//! came from (an environment variable, a part of a DSN, a key of a map), so every error and
+//! `outbound config` can name the exact source.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Error, Mailbox};
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// An environment variable.
+    Env(String),
+    /// A part of a `MAILER_DSN` URL (e.g. `password`, `host`, `query tls`).
+    Dsn(String),
+    /// A key of a map given to [`create_transport`](crate::create_transport).
+    Map(String),
+    /// The built-in default.
+    Default,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(var) => write!(f, "{var}"),
+            Origin::Dsn(part) => write!(f, "MAILER_DSN {part}"),
+            Origin::Map(key) => write!(f, "setting `{key}`"),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// A setting's value; secrets are kept in a [`SecretString`] and never printed.
+#[derive(Clone)]
+pub enum Value {
+    /// An ordinary value.
+    Plain(String),
+    /// A password, client secret, token or API key.
+    Secret(SecretString),
+}
+
+impl Value {
+    /// The value itself (handle secrets with care).
+    pub fn expose(&self) -> &str {
+        match self {
+            Value::Plain(v) => v,
+            Value::Secret(s) => s.expose_secret(),
+        }
+    }
+
+    /// Whether this is a secret.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, Value::Secret(_))
+    }
+
+    /// The value for display: secrets become `******** (N chars)`.
+    pub fn redacted(&self) -> String {
+        match self {
+            Value::Plain(v) => v.clone(),
+            Value::Secret(s) => format!("******** ({} chars)", s.expose_secret().chars().count()),
+        }
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Plain(v) => write!(f, "{v:?}"),
+            Value::Secret(_) => f.write_str("[redacted]"),
+        }
+    }
+}
+
+/// One configured value.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The canonical key (the seeds' map key, e.g. `server`, `password`, `default_from`).
+    pub key: &'static str,
+    /// The value.
+    pub value: Value,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// The configuration of one transport: its kind and its settings.
+///
+/// ```
+/// use outbound::config::{Settings, Origin};
+/// let s = Settings::from_dsn("file:///tmp/outbox?from=app@example.com")?;
+/// assert_eq!(s.kind(), "file");
+/// assert_eq!(s.get("dir").unwrap().value.expose(), "/tmp/outbox");
+/// assert_eq!(s.get("default_from").unwrap().origin, Origin::Dsn("query `from`".into()));
+/// # Ok::<(), outbound::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub(crate) kind: &'static str,
+    pub(crate) kind_origin: Origin,
+    pub(crate) values: Vec<Setting>,
+    pub(crate) notes: Vec<String>,
+}
+
+impl Settings {
+    pub(crate) fn new(kind: &'static str, kind_origin: Origin) -> Self {
+        Settings {
+            kind,
+            kind_origin,
+            values: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// The transport kind, e.g. `smtp`.
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    /// Where the kind came from (MAIL_TYPE, the DSN's scheme, the caller).
+    pub fn kind_origin(&self) -> &Origin {
+        &self.kind_origin
+    }
+
+    /// The setting for `key`, when one was given.
+    pub fn get(&self, key: &str) -> Option<&Setting> {
+        self.values.iter().find(|s| s.key == key)
+    }
+
+    /// Every setting that was given, in the order read.
+    pub fn values(&self) -> &[Setting] {
+        &self.values
+    }
+
+    /// Observations worth an operator's attention that are not errors (ignored variables...).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Sets `key`, replacing an earlier value.
+    pub(crate) fn set(&mut self, key: &'static str, value: Value, origin: Origin) {
+        self.values.retain(|s| s.key != key);
+        self.values.push(Setting { key, value, origin });
+    }
+
+    /// The value of `key` as text.
+    pub(crate) fn str(&self, key: &str) -> Option<&str> {
+        self.get(key).map(|s| s.value.expose())
+    }
+
+    /// The default sender, validated.
+    pub(crate) fn default_from(&self) -> Result<Option<Mailbox>, Error> {
+        let Some(setting) = self.get("default_from") else {
+            return Ok(None);
+        };
+        Mailbox::parse_for(setting.value.expose(), "default_from")
+            .map(Some)
+            .map_err(|e| {
+                Error::config(format!(
+                    "{} is not a valid sender address: {e}",
+                    setting.origin
+                ))
+            })
+    }
+
+    /// A boolean (`true/false`, `1/0`, `yes/no`, `on/off`), naming its source on error.
+    #[allow(dead_code)] // used by the network transports
+    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, Error> {
+        let Some(setting) = self.get(key) else {
+            return Ok(None);
+        };
+        match setting.value.expose().trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            other => Err(Error::config(format!(
+                "{} is `{other}`; expected true or false",
+                setting.origin
+            ))),
+        }
+    }
+
+    /// A number within `range`, naming its source on error.
+    #[allow(dead_code)] // used by the network transports
+    pub(crate) fn number<T>(
+        &self,
+        key: &str,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<Option<T>, Error>
+    where
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        let Some(setting) = self.get(key) else {
+            return Ok(None);
+        };
+        let raw = setting.value.expose().trim();
+        match raw.parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(Error::config(format!(
+                "{} is `{raw}`; expected a whole number from {} to {}",
+                setting.origin,
+                range.start(),
+                range.end()
+            ))),
+        }
+    }
+}

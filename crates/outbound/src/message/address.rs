@@ -1,0 +1,278 @@
+//! Mailboxes: an address with an optional display name.
+//!
+//! Parsing is deliberately strict. A mail library that accepts `"a@b.com\r\nBcc: x@y"` as an
+//! address is a spam relay, so line breaks are refused before anything else is looked at.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::MessageError;
+
+/// An email address with an optional display name, e.g. `Ada <ada@example.com>`.
+///
+/// ```
+/// use outbound::Mailbox;
+/// let m: Mailbox = "Ada Lovelace <ada@example.com>".parse()?;
+/// assert_eq!(m.name(), Some("Ada Lovelace"));
+/// assert_eq!(m.email(), "ada@example.com");
+/// assert_eq!(m.domain(), "example.com");
+/// # Ok::<(), outbound::MessageError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mailbox {
+    name: Option<String>,
+    email: String,
+}
+
+impl Mailbox {
+    /// A mailbox from a display name and an address; the address is validated.
+    ///
+    /// ```
+    /// use outbound::Mailbox;
+    /// let m = Mailbox::new(Some("Zoë"), "zoe@example.com")?;
+    /// assert_eq!(m.to_string(), "Zoë <zoe@example.com>");
+    /// # Ok::<(), outbound::MessageError>(())
+    /// ```
+    pub fn new(name: Option<&str>, email: &str) -> Result<Self, MessageError> {
+        Self::parse_parts_for(name, email, "address")
+    }
+
+    /// Parses `addr@example.com` or `Display Name <addr@example.com>`, naming `field` (e.g.
+    /// "to") in any error.
+    pub fn parse_for(input: &str, field: &str) -> Result<Self, MessageError> {
+        if input.contains(['\r', '\n']) {
+            return Err(MessageError::HeaderInjection {
+                field: field.to_string(),
+            });
+        }
+        let trimmed = input.trim();
+        if let Some(open) = trimmed.rfind('<') {
+            let Some(inner) = trimmed[open + 1..].strip_suffix('>') else {
+                return Err(invalid(
+                    field,
+                    input,
+                    "an opening `<` without a closing `>`",
+                ));
+            };
+            let raw_name = trimmed[..open].trim();
+            let name = unquote(raw_name);
+            let name = if name.is_empty() { None } else { Some(name) };
+            Self::parse_parts_for(name.as_deref(), inner.trim(), field)
+        } else {
+            Self::parse_parts_for(None, trimmed, field)
+        }
+    }
+
+    pub(crate) fn parse_parts_for(
+        name: Option<&str>,
+        email: &str,
+        field: &str,
+    ) -> Result<Self, MessageError> {
+        if email.contains(['\r', '\n']) || name.is_some_and(|n| n.contains(['\r', '\n'])) {
+            return Err(MessageError::HeaderInjection {
+                field: field.to_string(),
+            });
+        }
+        validate_addr_spec(email).map_err(|reason| invalid(field, email, reason))?;
+        let name = name
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        Ok(Mailbox {
+            name,
+            email: email.to_string(),
+        })
+    }
+
+    /// The display name, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The address exactly as given, e.g. `ada@example.com`.
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+
+    /// The part after the `@`.
+    pub fn domain(&self) -> &str {
+        self.email
+            .rsplit_once('@')
+            .map(|(_, d)| d)
+            .unwrap_or_default()
+    }
+
+    /// The part before the `@`.
+    pub fn local_part(&self) -> &str {
+        self.email
+            .rsplit_once('@')
+            .map(|(l, _)| l)
+            .unwrap_or_default()
+    }
+
+    /// Whether delivering to or from this address needs SMTPUTF8 (RFC 6531): a non-ASCII local
+    /// part. Non-ASCII domains do not; they are sent as punycode.
+    pub fn needs_smtputf8(&self) -> bool {
+        !self.local_part().is_ascii()
+    }
+
+    /// The address with an internationalised domain converted to punycode (RFC 5890), which
+    /// any server accepts. The local part is kept as is.
+    ///
+    /// ```
+    /// use outbound::Mailbox;
+    /// let m: Mailbox = "info@bücher.example".parse()?;
+    /// assert_eq!(m.ascii_email(), "info@xn--bcher-kva.example");
+    /// # Ok::<(), outbound::MessageError>(())
+    /// ```
+    pub fn ascii_email(&self) -> String {
+        let domain = self.domain();
+        if domain.is_ascii() {
+            return self.email.clone();
+        }
+        // Validation already proved the conversion succeeds.
+        match idna::domain_to_ascii(domain) {
+            Ok(ascii) => format!("{}@{}", self.local_part(), ascii),
+            Err(_) => self.email.clone(),
+        }
+    }
+}
+
+impl FromStr for Mailbox {
+    type Err = MessageError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Mailbox::parse_for(s, "address")
+    }
+}
+
+impl fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) if needs_quoting(name) => {
+                let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+                write!(f, "\"{escaped}\" <{}>", self.email)
+            }
+            Some(name) => write!(f, "{name} <{}>", self.email),
+            None => f.write_str(&self.email),
+        }
+    }
+}
+
+fn needs_quoting(name: &str) -> bool {
+    name.chars().any(|c| "()<>[]:;@\\,.\"".contains(c))
+}
+
+fn unquote(name: &str) -> String {
+    match name.strip_prefix('"').and_then(|n| n.strip_suffix('"')) {
+        Some(inner) => inner.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => name.to_string(),
+    }
+}
+
+fn invalid(field: &str, value: &str, reason: &str) -> MessageError {
+    MessageError::InvalidAddress {
+        field: field.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Checks an RFC 5321 mailbox (`local@domain`), allowing RFC 6531 UTF-8 and IDN domains.
+fn validate_addr_spec(email: &str) -> Result<(), &'static str> {
+    if email.is_empty() {
+        return Err("it is empty");
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return Err("it has no `@`");
+    };
+    if local.is_empty() {
+        return Err("the part before `@` is empty");
+    }
+    if domain.is_empty() {
+        return Err("the domain after `@` is empty");
+    }
+    if local.len() > 64 {
+        return Err("the part before `@` is longer than 64 octets");
+    }
+    if domain.len() > 255 {
+        return Err("the domain is longer than 255 octets");
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) && !local.starts_with('"') {
+        return Err("it contains whitespace or a control character");
+    }
+    if !email_address::EmailAddress::is_valid(email) {
+        return Err("it is not a valid RFC 5321 mailbox");
+    }
+    if let Some(literal) = domain.strip_prefix('[') {
+        return match literal.strip_suffix(']') {
+            Some(_) => Ok(()),
+            None => Err("the address literal is not closed with `]`"),
+        };
+    }
+    let ascii = idna::domain_to_ascii(domain).map_err(|_| "the domain is not a valid IDN")?;
+    for label in ascii.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err("a domain label is empty or longer than 63 octets");
+        }
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            || label.starts_with('-')
+            || label.ends_with('-')
+        {
+            return Err("a domain label has characters other than letters, digits and inner `-`");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plain_and_named() {
+        let m: Mailbox = "a@example.com".parse().unwrap();
+        assert_eq!(m.name(), None);
+        let m: Mailbox = "\"Doe, John\" <john@example.com>".parse().unwrap();
+        assert_eq!(m.name(), Some("Doe, John"));
+        assert_eq!(m.to_string(), "\"Doe, John\" <john@example.com>");
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        for bad in [
+            "",
+            "nobody",
+            "@example.com",
+            "a@",
+            "a b@example.com",
+            "a@exa mple.com",
+            "Name <a@example.com",
+            "a@-bad-.com",
+        ] {
+            let err = bad.parse::<Mailbox>().unwrap_err();
+            assert!(
+                matches!(err, MessageError::InvalidAddress { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_line_breaks() {
+        let err = "a@example.com\r\nBcc: x@example.com"
+            .parse::<Mailbox>()
+            .unwrap_err();
+        assert!(matches!(err, MessageError::HeaderInjection { .. }));
+    }
+
+    #[test]
+    fn utf8_local_part_needs_smtputf8() {
+        let m: Mailbox = "jösé@example.com".parse().unwrap();
+        assert!(m.needs_smtputf8());
+        let m: Mailbox = "info@bücher.example".parse().unwrap();
+        assert!(!m.needs_smtputf8());
+    }
+}

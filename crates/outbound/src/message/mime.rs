@@ -1,0 +1,136 @@
+//! MIME rendering on top of `mail-builder`, which does the encoding work (RFC 2047 headers,
+//! quoted-printable/base64 bodies with short lines, RFC 2231 file names). This module only
+//! decides the structure:
+//!
+//! ```text
+//! multipart/mixed                  only when there are attachments
+//! ├── multipart/alternative        text and HTML (text derived when only HTML is given)
+//! │   ├── text/plain
+//! │   └── multipart/related        only when there are inline parts
+//! │       ├── text/html
+//! │       └── image/png (Content-ID)
+//! └── application/pdf (attachment)
+//! ```
+//!
+//! Bodies are normalised to CRLF first: mail-builder passes a 7-bit body through as is, and a
+//! bare CR or LF must never reach the wire.
+
+use std::time::UNIX_EPOCH;
+
+use mail_builder::headers::address::Address;
+use mail_builder::headers::date::Date;
+use mail_builder::headers::message_id::MessageId;
+use mail_builder::headers::text::Text;
+use mail_builder::mime::MimePart;
+use mail_builder::MessageBuilder as MimeBuilder;
+
+use super::text::{html_to_text, normalize_newlines};
+use super::{Mailbox, Message, MessageError};
+
+fn address(m: &Mailbox) -> Address<'static> {
+    Address::new_address(m.name().map(str::to_string), m.ascii_email())
+}
+
+fn address_list(list: &[Mailbox]) -> Address<'static> {
+    Address::new_list(list.iter().map(address).collect())
+}
+
+pub(crate) fn render(
+    msg: &Message,
+    default_from: Option<&Mailbox>,
+) -> Result<Vec<u8>, MessageError> {
+    let from = msg.sender(default_from)?;
+    let message_id = msg.message_id(default_from)?;
+    let secs = msg
+        .date
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+
+    let mut builder = MimeBuilder::new()
+        .from(address(from))
+        .date(Date::new(secs))
+        .message_id(MessageId::new(
+            message_id
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        ));
+    if !msg.to.is_empty() {
+        builder = builder.to(address_list(&msg.to));
+    }
+    if !msg.cc.is_empty() {
+        builder = builder.cc(address_list(&msg.cc));
+    }
+    if !msg.reply_to.is_empty() {
+        builder = builder.reply_to(address_list(&msg.reply_to));
+    }
+    // Bcc is deliberately never written: it lives in the envelope only.
+    builder = builder.subject(Text::new(msg.subject.clone()));
+    for (name, value) in &msg.headers {
+        builder = builder.header(name.clone(), Text::new(value.clone()));
+    }
+
+    let text = match (&msg.text, &msg.html) {
+        (Some(t), _) => Some(normalize_newlines(t).into_owned()),
+        (None, Some(h)) => Some(normalize_newlines(&html_to_text(h)).into_owned()),
+        (None, None) => None,
+    };
+    let html = msg
+        .html
+        .as_deref()
+        .map(|h| normalize_newlines(h).into_owned());
+
+    let inline: Vec<MimePart<'static>> = msg
+        .attachments
+        .iter()
+        .filter_map(|a| {
+            a.content_id().map(|cid| {
+                MimePart::new(a.content_type().to_string(), a.content().to_vec())
+                    .inline()
+                    .cid(cid.to_string())
+            })
+        })
+        .collect();
+    let attached: Vec<MimePart<'static>> = msg
+        .attachments
+        .iter()
+        .filter(|a| !a.is_inline())
+        .map(|a| {
+            MimePart::new(a.content_type().to_string(), a.content().to_vec())
+                .attachment(a.filename().to_string())
+        })
+        .collect();
+
+    let with_related = |part: MimePart<'static>| {
+        if inline.is_empty() {
+            part
+        } else {
+            let mut parts = vec![part];
+            parts.extend(inline.iter().cloned());
+            MimePart::new("multipart/related", parts)
+        }
+    };
+    let text_part = text.map(|t| MimePart::new("text/plain", t));
+    let html_part = html.map(|h| MimePart::new("text/html", h));
+    let main = match (text_part, html_part) {
+        (Some(t), Some(h)) => MimePart::new("multipart/alternative", vec![t, with_related(h)]),
+        (Some(t), None) => with_related(t),
+        (None, Some(h)) => with_related(h),
+        (None, None) => return Err(MessageError::NoBody),
+    };
+    let root = if attached.is_empty() {
+        main
+    } else {
+        let mut parts = vec![main];
+        parts.extend(attached);
+        MimePart::new("multipart/mixed", parts)
+    };
+
+    builder
+        .body(root)
+        .write_to_vec()
+        .map_err(|e| MessageError::InvalidRaw {
+            reason: format!("rendering failed: {e}"),
+        })
+}

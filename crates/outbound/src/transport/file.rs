@@ -1,0 +1,158 @@
+//! The `file` transport: each message becomes a `.eml` file in a directory. For development,
+//! for apps that have not configured mail yet, and for inspecting exactly what would be sent.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use super::{Receipt, Transport};
+use crate::{Error, ErrorKind, Mailbox, Message};
+
+/// Writes each message as `<dir>/<date>-<id>.eml`.
+///
+/// Files appear atomically: the message is written to a temporary file in the same directory,
+/// flushed to disk, then linked into place under its final name, so a reader (a watcher, a
+/// test) never sees a partial file, and an existing file is never overwritten.
+///
+/// ```
+/// use outbound::{Message, Transport, transport::FileTransport};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), outbound::Error> {
+/// let dir = std::env::temp_dir().join("outbound-doc-outbox");
+/// let transport = FileTransport::new(&dir);
+/// let msg = Message::builder().from("a@example.com").to("b@example.com").text("hi").build()?;
+/// let receipt = transport.send(&msg).await?;
+/// let path = receipt.provider_id.unwrap();
+/// assert!(path.ends_with(".eml"));
+/// # std::fs::remove_file(path).ok();
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileTransport {
+    dir: PathBuf,
+    default_from: Option<Mailbox>,
+}
+
+impl FileTransport {
+    /// A transport writing into `dir` (created on first use).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        FileTransport {
+            dir: dir.into(),
+            default_from: None,
+        }
+    }
+
+    /// The sender used for messages that have none.
+    pub fn with_default_from(mut self, from: Option<Mailbox>) -> Self {
+        self.default_from = from;
+        self
+    }
+
+    /// The directory messages are written to.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
+    let kind = match err.kind() {
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotADirectory => {
+            ErrorKind::Config
+        }
+        _ => ErrorKind::Transient,
+    };
+    Error::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)
+}
+
+/// A file name from the Message-ID: only characters safe on every file system.
+fn file_stem(message_id: &str, date: std::time::SystemTime) -> String {
+    let secs = date
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let id: String = message_id
+        .trim_matches(['<', '>'])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(120)
+        .collect();
+    format!("{secs}-{id}")
+}
+
+fn write_atomically(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create directory", dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".outbound-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| io_error("cannot create a file in", dir, e))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .map_err(|e| io_error("cannot write into", dir, e))?;
+    let mut n = 0u32;
+    loop {
+        let name = if n == 0 {
+            format!("{stem}.eml")
+        } else {
+            format!("{stem}-{n}.eml")
+        };
+        let path = dir.join(name);
+        match tmp.persist_noclobber(&path) {
+            Ok(_) => return Ok(path),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists && n < 1000 => {
+                tmp = e.file;
+                n += 1;
+            }
+            Err(e) => return Err(io_error("cannot create", &path, e.error)),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for FileTransport {
+    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
+        let started = Instant::now();
+        let default_from = self.default_from.as_ref();
+        let envelope = message.envelope(default_from)?;
+        let message_id = message.message_id(default_from)?;
+        let bytes = message.render(default_from)?;
+        let stem = file_stem(&message_id, message.date());
+        let dir = self.dir.clone();
+        let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &stem, &bytes))
+            .await
+            .map_err(|e| Error::new(ErrorKind::Transient, format!("file writer stopped: {e}")))??;
+        tracing::info!(path = %path.display(), %message_id, "message written");
+        Ok(Receipt::new("file", message_id, envelope.to)
+            .with_provider_id(path.display().to_string())
+            .with_elapsed(started.elapsed()))
+    }
+
+    async fn verify(&self) -> Result<(), Error> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| io_error("cannot create directory", &dir, e))?;
+            tempfile::tempfile_in(&dir)
+                .map(drop)
+                .map_err(|e| io_error("cannot write into", &dir, e))
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Transient, format!("file check stopped: {e}")))?
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn describe(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
