@@ -26,3 +26,8 @@ pub use config::{create_transport, from_dsn, from_env, supported_types};
 pub use error::{BoxError, Error, ErrorKind, Result, ServerCode};
 pub use message::{Attachment, Envelope, Mailbox, Message, MessageBuilder, MessageError};
 pub use transport::{Receipt, RejectedRecipient, Transport};
+
+/// The README's Rust examples are compiled as doc tests, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
