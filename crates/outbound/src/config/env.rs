@@ -52,8 +52,8 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
         }
         s
     } else if let Some(kind) = env.var("MAIL_TYPE") {
-        let kind = kinds::find(&kind, &format!("MAIL_TYPE={kind:?}"))
-            .map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
+        let kind =
+            kinds::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
         let mut s = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
         read_kind_vars(env, kind, &mut s)?;
         s

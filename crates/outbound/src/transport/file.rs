@@ -57,9 +57,11 @@ impl FileTransport {
 
 fn io_error(what: &str, path: &Path, err: std::io::Error) -> Error {
     let kind = match err.kind() {
-        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::NotADirectory => {
-            ErrorKind::Config
-        }
+        // A path that cannot exist or be written is the operator's to fix, not a retry's.
+        std::io::ErrorKind::PermissionDenied
+        | std::io::ErrorKind::NotADirectory
+        | std::io::ErrorKind::NotFound
+        | std::io::ErrorKind::ReadOnlyFilesystem => ErrorKind::Config,
         _ => ErrorKind::Transient,
     };
     Error::new(kind, format!("{what} {}: {err}", path.display())).with_source(err)

@@ -1,0 +1,208 @@
+//! `outbound config`: the effective configuration, where each value came from, secrets
+//! redacted, problems listed. Exits 78 when the configuration is invalid.
+
+use outbound::config::{EnvSource, ProcessEnv, Setting};
+use serde_json::{json, Value};
+
+use crate::cli::ConfigArgs;
+use crate::exit::{self, Failure};
+use crate::load::{self, Loaded, Source};
+use crate::output;
+
+/// One row of the settings table.
+struct Row {
+    key: &'static str,
+    value: Option<String>,
+    secret: bool,
+    origin: String,
+    origin_type: &'static str,
+    env: &'static [&'static str],
+    help: &'static str,
+}
+
+pub fn run(args: ConfigArgs) -> u8 {
+    let dsn = args.dsn.dsn.as_deref();
+    match load::load(dsn) {
+        Ok(loaded) => show(&loaded, args.json),
+        Err(err) => unreadable(Source::detect(dsn), Failure::Error(err), args.json),
+    }
+}
+
+fn rows(loaded: &Loaded) -> Vec<Row> {
+    loaded
+        .settings
+        .effective()
+        .into_iter()
+        .map(|(key, setting)| {
+            let secret = key.secret || setting.as_ref().is_some_and(|s| s.value.is_secret());
+            let (value, origin, origin_type) = match &setting {
+                Some(s) => (
+                    Some(display_value(s, secret)),
+                    load::origin_text(&s.origin, loaded.source),
+                    load::origin_type(&s.origin),
+                ),
+                None if key.env.is_empty() => (None, "unset".to_string(), "unset"),
+                None => (None, format!("unset ({})", key.env.join(" or ")), "unset"),
+            };
+            Row {
+                key: key.name,
+                value,
+                secret,
+                origin,
+                origin_type,
+                env: key.env,
+                help: key.help,
+            }
+        })
+        .collect()
+}
+
+/// The value for display; a secret is never shown, even if it was stored as plain text.
+fn display_value(setting: &Setting, secret: bool) -> String {
+    if secret && !setting.value.is_secret() {
+        format!(
+            "******** ({} chars)",
+            setting.value.expose().chars().count()
+        )
+    } else {
+        setting.value.redacted()
+    }
+}
+
+fn show(loaded: &Loaded, json: bool) -> u8 {
+    let rows = rows(loaded);
+    let notes = loaded.notes();
+    let built = loaded.build();
+    let (description, failure) = match built {
+        Ok(t) => (Some(t.describe()), None),
+        Err(e) => (None, Some(Failure::Error(e))),
+    };
+    let code = failure.as_ref().map_or(exit::OK, Failure::code);
+
+    if json {
+        let settings: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "key": r.key,
+                    "value": r.value,
+                    "secret": r.secret,
+                    "origin": r.origin,
+                    "origin_type": r.origin_type,
+                    "env": r.env,
+                    "help": r.help,
+                })
+            })
+            .collect();
+        output::json(&json!({
+            "configured": loaded.configured(),
+            "source": loaded.source.as_str(),
+            "transport": loaded.settings.kind(),
+            "transport_origin": loaded.kind_origin(),
+            "description": description,
+            "settings": settings,
+            "problems": notes,
+            "valid": failure.is_none(),
+            "error": failure.as_ref().map(output::error_object),
+            "exit_code": code,
+        }));
+        return code;
+    }
+
+    if loaded.configured() {
+        output::out(format_args!(
+            "transport: {} (from {})",
+            loaded.settings.kind(),
+            loaded.kind_origin()
+        ));
+    } else {
+        output::out(format_args!(
+            "transport: none configured; `outbound send` writes .eml files with the `{}` \
+             transport",
+            loaded.settings.kind()
+        ));
+    }
+    output::out("settings:");
+    let key_width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
+    let value_width = rows
+        .iter()
+        .map(|r| r.value.as_deref().unwrap_or("-").chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(40);
+    for r in &rows {
+        output::out(format_args!(
+            "  {:key_width$}  {:value_width$}  {}",
+            r.key,
+            r.value.as_deref().unwrap_or("-"),
+            r.origin
+        ));
+    }
+    if notes.is_empty() {
+        output::out("problems: none");
+    } else {
+        output::out("problems:");
+        for note in &notes {
+            output::out(format_args!("  - {note}"));
+        }
+    }
+    match (&failure, loaded.configured()) {
+        (Some(f), _) => {
+            output::out("status: invalid");
+            output::err(f);
+        }
+        (None, true) => output::out(format_args!(
+            "status: ok, {} (`outbound check` verifies it)",
+            description.as_deref().unwrap_or("")
+        )),
+        (None, false) => output::out(format_args!(
+            "status: not configured, messages go to {}; set MAILER_DSN, or MAIL_TYPE (one of: \
+             {}) and its variables",
+            description.as_deref().unwrap_or("./outbox"),
+            outbound::supported_types().join(", ")
+        )),
+    }
+    code
+}
+
+/// The configuration could not be read at all: show what is set and the error.
+fn unreadable(source: Source, failure: Failure, json: bool) -> u8 {
+    let code = failure.code();
+    let mail_type = ProcessEnv.var("MAIL_TYPE");
+    let dsn_set = ProcessEnv.var("MAILER_DSN").is_some();
+    if json {
+        output::json(&json!({
+            "configured": source != Source::Fallback,
+            "source": source.as_str(),
+            "transport": null,
+            "transport_origin": null,
+            "description": null,
+            "settings": [],
+            "problems": [],
+            "valid": false,
+            "error": output::error_object(&failure),
+            "exit_code": code,
+        }));
+        return code;
+    }
+    output::out("transport: unknown (the configuration could not be read)");
+    if source == Source::Flag {
+        output::out("--dsn: given (not shown: it may hold a secret)");
+    }
+    if dsn_set {
+        output::out(format_args!(
+            "MAILER_DSN: set (not shown: it may hold a secret){}",
+            if source == Source::Flag {
+                "; ignored because --dsn is given"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(kind) = mail_type {
+        output::out(format_args!("MAIL_TYPE: {kind}"));
+    }
+    output::out("status: invalid");
+    output::err(&failure);
+    code
+}

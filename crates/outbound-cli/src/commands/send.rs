@@ -1,0 +1,372 @@
+//! `outbound send`: builds one message from flags (or takes a raw RFC 5322 message), sends it
+//! through the configured transport, and reports the receipt or the error.
+
+use std::io::Read;
+use std::path::Path;
+
+use outbound::{Attachment, Error, ErrorKind, Message, Receipt};
+use serde_json::json;
+
+use crate::cli::SendArgs;
+use crate::exit::{self, Failure};
+use crate::load;
+use crate::output;
+
+/// What is known about the attempt so far, for the report (also on failure).
+#[derive(Debug, Default)]
+struct Context {
+    transport: Option<&'static str>,
+    description: Option<String>,
+    message_id: Option<String>,
+    fallback: bool,
+}
+
+pub async fn run(args: SendArgs) -> u8 {
+    let json = args.json;
+    let mut ctx = Context::default();
+    match send(&args, &mut ctx).await {
+        Ok(receipt) => {
+            report_sent(&receipt, &ctx, json);
+            exit::OK
+        }
+        Err(failure) => {
+            report_failure(&failure, &ctx, json);
+            failure.code()
+        }
+    }
+}
+
+async fn send(args: &SendArgs, ctx: &mut Context) -> Result<Receipt, Failure> {
+    let headers = args
+        .header
+        .iter()
+        .map(|h| parse_header(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let inline = args
+        .inline
+        .iter()
+        .map(|i| parse_inline(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_usage(args)?;
+
+    let loaded = load::load(args.dsn.dsn.as_deref())?;
+    for note in loaded.notes() {
+        output::err(format_args!("note: {note}"));
+    }
+    ctx.fallback = !loaded.configured();
+    let transport = loaded.build()?;
+    ctx.transport = Some(transport.kind());
+    ctx.description = Some(transport.describe());
+
+    let message = build_message(args, headers, inline)?;
+    ctx.message_id = message.message_id(loaded.default_from().as_ref()).ok();
+    tracing::debug!(
+        transport = %transport.describe(),
+        message_id = ctx.message_id.as_deref().unwrap_or("-"),
+        recipients = message.recipients().count(),
+        "sending"
+    );
+    let receipt = transport.send(&message).await?;
+    tracing::info!(
+        message_id = %receipt.message_id,
+        accepted = receipt.accepted.len(),
+        rejected = receipt.rejected.len(),
+        attempts = receipt.attempts,
+        elapsed_ms = receipt.elapsed.as_millis() as u64,
+        "sent"
+    );
+    Ok(receipt)
+}
+
+fn build_message(
+    args: &SendArgs,
+    headers: Vec<(String, String)>,
+    inline: Vec<(String, &Path)>,
+) -> Result<Message, Failure> {
+    let mut builder = Message::builder();
+    if let Some(from) = &args.from {
+        builder = builder.from(from);
+    }
+    for to in &args.to {
+        builder = builder.to(to);
+    }
+    for cc in &args.cc {
+        builder = builder.cc(cc);
+    }
+    for bcc in &args.bcc {
+        builder = builder.bcc(bcc);
+    }
+    if let Some(raw) = &args.raw {
+        let bytes = read_input(raw, "--raw")?;
+        builder = builder
+            .raw(bytes)
+            .recipients_from_headers(args.recipients_from_headers);
+        return Ok(builder.build()?);
+    }
+    for reply_to in &args.reply_to {
+        builder = builder.reply_to(reply_to);
+    }
+    if let Some(subject) = &args.subject {
+        builder = builder.subject(subject);
+    }
+    if let Some(html) = &args.html {
+        builder = builder.html(html);
+    }
+    if let Some(path) = &args.html_file {
+        builder = builder.html(read_text(path, "--html-file")?);
+    }
+    if let Some(text) = &args.text {
+        builder = builder.text(text);
+    }
+    if let Some(path) = &args.text_file {
+        builder = builder.text(read_text(path, "--text-file")?);
+    }
+    for path in &args.attach {
+        builder = builder.attach(Attachment::from_path(path)?);
+    }
+    for (cid, path) in inline {
+        builder = builder.attach(Attachment::from_path(path)?.inline(cid));
+    }
+    for (name, value) in headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.build()?)
+}
+
+/// `Name: value` -> (`Name`, `value`). The name must be an RFC 5322 field name.
+fn parse_header(input: &str) -> Result<(String, String), Failure> {
+    let malformed = |why: &str| {
+        Failure::Usage(format!(
+            "--header {input:?} is malformed ({why}); expected 'Name: value', e.g. \
+             --header 'X-Campaign: welcome'"
+        ))
+    };
+    let Some((name, value)) = input.split_once(':') else {
+        return Err(malformed("no `:`"));
+    };
+    if name.is_empty() {
+        return Err(malformed("the name is empty"));
+    }
+    if !name.bytes().all(|b| (33..=126).contains(&b)) {
+        return Err(malformed("the name must be printable ASCII without spaces"));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// `CID=FILE` -> (`CID`, `FILE`), split at the first `=` so the file name may contain one.
+fn parse_inline(input: &str) -> Result<(String, &Path), Failure> {
+    match input.split_once('=') {
+        Some((cid, file)) if !cid.is_empty() && !file.is_empty() => {
+            Ok((cid.to_string(), Path::new(file)))
+        }
+        _ => Err(Failure::Usage(format!(
+            "--inline {input:?} is malformed; expected CID=FILE, e.g. --inline logo=logo.png \
+             for <img src=\"cid:logo\">"
+        ))),
+    }
+}
+
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// What clap cannot check: `-t` needs `--raw` (clap skips `requires` when a flag that
+/// conflicts with `--raw` is present), and standard input can feed one flag at most.
+fn check_usage(args: &SendArgs) -> Result<(), Failure> {
+    if args.recipients_from_headers && args.raw.is_none() {
+        return Err(Failure::Usage(
+            "-t takes the recipients from a raw message's headers; it needs --raw FILE".into(),
+        ));
+    }
+    let users: Vec<&str> = [
+        ("--html-file", &args.html_file),
+        ("--text-file", &args.text_file),
+        ("--raw", &args.raw),
+    ]
+    .into_iter()
+    .filter(|(_, p)| p.as_deref().is_some_and(is_stdin))
+    .map(|(flag, _)| flag)
+    .collect();
+    if users.len() > 1 {
+        return Err(Failure::Usage(format!(
+            "standard input (`-`) can be read by one flag only, but {} all ask for it",
+            users.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
+/// Reads a file, or standard input for `-`. Failure is invalid input (exit 65).
+fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
+    let result = if is_stdin(path) {
+        let mut buf = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut buf).map(|_| buf)
+    } else {
+        std::fs::read(path)
+    };
+    result.map_err(|e| {
+        let what = if is_stdin(path) {
+            "standard input".to_string()
+        } else {
+            format!("{:?}", path.display().to_string())
+        };
+        Failure::Error(Error::new(
+            ErrorKind::InvalidMessage,
+            format!("{flag}: cannot read {what}: {e}"),
+        ))
+    })
+}
+
+fn read_text(path: &Path, flag: &str) -> Result<String, Failure> {
+    String::from_utf8(read_input(path, flag)?).map_err(|_| {
+        Failure::Error(Error::new(
+            ErrorKind::InvalidMessage,
+            format!(
+                "{flag}: {:?} is not UTF-8 text; convert it (e.g. with iconv) first",
+                path.display().to_string()
+            ),
+        ))
+    })
+}
+
+fn report_sent(receipt: &Receipt, ctx: &Context, json: bool) {
+    let written_to = (receipt.transport == "file")
+        .then_some(receipt.provider_id.as_deref())
+        .flatten();
+    if json {
+        output::json(&json!({
+            "status": "sent",
+            "transport": receipt.transport,
+            "message_id": receipt.message_id,
+            "provider_id": receipt.provider_id,
+            "recipients": output::recipients_object(receipt),
+            "attempts": receipt.attempts,
+            "elapsed_ms": receipt.elapsed.as_millis() as u64,
+        }));
+    } else {
+        let description = ctx
+            .description
+            .clone()
+            .unwrap_or_else(|| receipt.transport.clone());
+        output::out(format_args!(
+            "sent {} via {description} to {} recipient(s)",
+            receipt.message_id,
+            receipt.accepted.len()
+        ));
+        match (written_to, &receipt.provider_id) {
+            (Some(path), _) => output::out(format_args!("wrote {path}")),
+            (None, Some(id)) => output::out(format_args!("provider id: {id}")),
+            (None, None) => {}
+        }
+    }
+    for r in &receipt.rejected {
+        let enhanced = r
+            .enhanced
+            .as_deref()
+            .map(|e| format!(" {e}"))
+            .unwrap_or_default();
+        output::err(format_args!(
+            "warning: {} was rejected: {}{enhanced} {}",
+            r.address, r.code, r.text
+        ));
+    }
+    if ctx.fallback {
+        output::err(format_args!(
+            "no transport configured (set MAILER_DSN or MAIL_TYPE; see `outbound config`); \
+             wrote {} instead of sending",
+            written_to.unwrap_or("the message to ./outbox")
+        ));
+    }
+}
+
+fn report_failure(failure: &Failure, ctx: &Context, json: bool) {
+    if json {
+        output::json(&json!({
+            "status": "failed",
+            "transport": ctx.transport,
+            "message_id": ctx.message_id,
+            "error": output::error_object(failure),
+            "exit_code": failure.code(),
+        }));
+    } else {
+        for line in failure_lines(failure, ctx) {
+            output::err(line);
+        }
+    }
+}
+
+/// The human report of a failure, one `outbound: ` line each.
+fn failure_lines(failure: &Failure, ctx: &Context) -> Vec<String> {
+    let mut lines = vec![failure.to_string()];
+    let Some(err) = failure.error() else {
+        lines.push("see `outbound send --help`".into());
+        return lines;
+    };
+    match err.kind() {
+        ErrorKind::Ambiguous => lines.push(format!(
+            "the delivery status of {} is unknown: it may have been delivered; check before \
+             sending it again, or it may arrive twice",
+            ctx.message_id.as_deref().unwrap_or("the message")
+        )),
+        ErrorKind::Config => lines
+            .push("run `outbound config` to see the configuration and where it came from".into()),
+        kind if kind.is_retryable() => {
+            lines.push("nothing was delivered; it is safe to try again later".into())
+        }
+        _ => {}
+    }
+    if let Some(hint) = output::flag_hint(err) {
+        lines.push(format!("hint: {hint}"));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_parse_or_are_usage_errors() {
+        assert_eq!(
+            parse_header("X-Campaign:  welcome ").unwrap(),
+            ("X-Campaign".to_string(), "welcome".to_string())
+        );
+        assert_eq!(parse_header("X-A:b:c").unwrap().1, "b:c");
+        assert_eq!(parse_header("X-Empty:").unwrap().1, "");
+        for bad in ["no colon", ": value", "X Campaign: v", "Näme: v", ""] {
+            let err = parse_header(bad).unwrap_err();
+            assert_eq!(err.code(), exit::USAGE, "{bad}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_failures_say_the_delivery_status_is_unknown() {
+        let ctx = Context {
+            message_id: Some("<id@example.com>".into()),
+            ..Context::default()
+        };
+        let err = Error::new(ErrorKind::Ambiguous, "connection lost after end of data");
+        let lines = failure_lines(&Failure::Error(err), &ctx);
+        assert!(lines[0].contains("delivery status unknown"), "{lines:?}");
+        assert!(
+            lines[1].contains("<id@example.com> is unknown"),
+            "{lines:?}"
+        );
+
+        let err = Error::new(ErrorKind::Timeout, "greeting timed out");
+        let lines = failure_lines(&Failure::Error(err), &ctx);
+        assert!(lines[1].contains("safe to try again"), "{lines:?}");
+        let err = Error::new(ErrorKind::Permanent, "550 no such user");
+        assert_eq!(failure_lines(&Failure::Error(err), &ctx).len(), 1);
+    }
+
+    #[test]
+    fn inline_splits_at_the_first_equals() {
+        let (cid, path) = parse_inline("logo=img/a=b.png").unwrap();
+        assert_eq!(cid, "logo");
+        assert_eq!(path, Path::new("img/a=b.png"));
+        for bad in ["logo.png", "=logo.png", "logo=", ""] {
+            assert_eq!(parse_inline(bad).unwrap_err().code(), exit::USAGE, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,777 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! End-to-end tests of the `outbound` binary: each test runs it in its own temporary working
+//! directory with a clean environment (only PATH and what the test sets), so a developer's
+//! MAIL_* variables never leak in.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use mailparse::{MailHeaderMap, ParsedMail};
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A temporary working directory and a way to run `outbound` in it.
+struct Sandbox {
+    dir: TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `outbound` with a clean environment, run in the sandbox.
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_outbound"));
+        cmd.current_dir(self.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        cmd
+    }
+
+    /// Every `.eml` file in ./outbox.
+    fn outbox(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.path().join("outbox")) else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        let lines: Vec<&str> = self.stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "one JSON line expected: {:?}", self.stdout);
+        serde_json::from_str(lines[0]).unwrap()
+    }
+
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        code: out.status.code().expect("exited with a code, not a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn header(mail: &ParsedMail<'_>, name: &str) -> Option<String> {
+    mail.get_headers().get_first_value(name)
+}
+
+/// The decoded body of the first part with this MIME type.
+fn body_of(mail: &ParsedMail<'_>, mimetype: &str) -> Option<String> {
+    mail.parts()
+        .find(|p| p.ctype.mimetype == mimetype)
+        .map(|p| p.get_body().unwrap())
+}
+
+// ---------------------------------------------------------------------------------------------
+// send, nothing configured: ./outbox
+
+#[test]
+fn send_unconfigured_writes_a_parseable_eml_into_outbox() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "App <app@example.com>",
+        "--to",
+        "Ada <ada@example.com>",
+        "--subject",
+        "Grüße from Outbound",
+        "--text",
+        "Hello Ada\nsecond line",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    let files = sb.outbox();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap();
+    // stdout names the file and the stderr hint says how to configure a real transport.
+    assert!(r.stdout.starts_with("sent <"), "{}", r.stdout);
+    assert!(r.stdout.contains("via file://./outbox to 1 recipient(s)"));
+    assert!(
+        r.stdout.contains(&format!("wrote ./outbox/{name}")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("no transport configured") && r.stderr.contains("MAILER_DSN"),
+        "{}",
+        r.stderr
+    );
+
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    let from = header(&mail, "From").unwrap();
+    assert!(
+        from.contains("App") && from.contains("<app@example.com>"),
+        "{from}"
+    );
+    assert!(header(&mail, "To").unwrap().contains("ada@example.com"));
+    assert_eq!(header(&mail, "Subject").unwrap(), "Grüße from Outbound");
+    assert!(header(&mail, "Message-ID").is_some());
+    let text = body_of(&mail, "text/plain").unwrap();
+    assert!(text.contains("Hello Ada"), "{text:?}");
+    assert!(text.contains("second line"), "{text:?}");
+}
+
+#[test]
+fn send_json_reports_every_field() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--cc",
+        "grace@example.com",
+        "--bcc",
+        "audit@example.com",
+        "--subject",
+        "Hi",
+        "--html",
+        "<p>Hello</p>",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["status"], "sent");
+    assert_eq!(v["transport"], "file");
+    let id = v["message_id"].as_str().unwrap();
+    assert!(id.starts_with('<') && id.ends_with("@example.com>"), "{id}");
+    let path = v["provider_id"].as_str().unwrap();
+    assert!(
+        path.starts_with("./outbox/") && path.ends_with(".eml"),
+        "{path}"
+    );
+    assert!(sb.path().join(path).is_file());
+    assert_eq!(
+        v["recipients"]["accepted"],
+        serde_json::json!(["ada@example.com", "grace@example.com", "audit@example.com"])
+    );
+    assert_eq!(v["recipients"]["rejected"], serde_json::json!([]));
+    assert_eq!(v["attempts"], 1);
+    assert!(v["elapsed_ms"].is_u64());
+
+    // The file is the message: same Message-ID, Bcc not written, HTML plus derived text.
+    let bytes = std::fs::read(sb.path().join(path)).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    assert_eq!(header(&mail, "Message-ID").unwrap(), id);
+    assert!(header(&mail, "Bcc").is_none());
+    assert!(header(&mail, "Cc").unwrap().contains("grace@example.com"));
+    assert!(body_of(&mail, "text/html")
+        .unwrap()
+        .contains("<p>Hello</p>"));
+    assert!(body_of(&mail, "text/plain").unwrap().contains("Hello"));
+}
+
+#[test]
+fn send_json_failure_is_one_object_with_error_and_exit_code() {
+    let sb = Sandbox::new();
+    let r = run(sb
+        .cmd()
+        .args(["send", "--to", "ada@example.com", "--text", "hi", "--json"]));
+    assert_eq!(r.code, 65, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["transport"], "file");
+    assert_eq!(v["exit_code"], 65);
+    assert_eq!(v["error"]["kind"], "invalid_message");
+    assert_eq!(v["error"]["field"], "from");
+    assert!(v["error"]["code"].is_null());
+    assert!(v["error"]["server_text"].is_null());
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("no sender"));
+    assert!(sb.outbox().is_empty());
+
+    // A usage error with --json is reported as JSON too.
+    let r = run(sb.cmd().args(["send", "--json", "--bogus"]));
+    assert_eq!(r.code, 64);
+    let v = r.json();
+    assert_eq!(v["status"], "failed");
+    assert_eq!(v["error"]["kind"], "usage");
+    assert_eq!(v["exit_code"], 64);
+}
+
+#[test]
+fn send_reads_body_files_stdin_attachments_inline_parts_and_headers() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("mail.html"),
+        "<p>Logo: <img src=\"cid:logo\"></p>",
+    )
+    .unwrap();
+    std::fs::write(sb.path().join("logo.png"), b"\x89PNG\r\n\x1a\nfake").unwrap();
+    std::fs::write(sb.path().join("report.csv"), "a,b\n1,2\n").unwrap();
+    let r = run(sb
+        .cmd()
+        .env("MAIL_DEFAULT_SEND_FROM", "Default <default@example.com>")
+        .args([
+            "send",
+            "--to",
+            "ada@example.com",
+            "--reply-to",
+            "support@example.com",
+            "--subject",
+            "Files",
+            "--html-file",
+            "mail.html",
+            "--text-file",
+            "-",
+            "--inline",
+            "logo=logo.png",
+            "--attach",
+            "report.csv",
+            "--header",
+            "X-Campaign: welcome",
+        ])
+        .write_stdin("plain text from stdin\n"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let files = sb.outbox();
+    assert_eq!(files.len(), 1);
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    // MAIL_DEFAULT_SEND_FROM applies even with nothing else configured.
+    assert!(header(&mail, "From")
+        .unwrap()
+        .contains("default@example.com"));
+    assert!(header(&mail, "Reply-To")
+        .unwrap()
+        .contains("support@example.com"));
+    assert_eq!(header(&mail, "X-Campaign").unwrap(), "welcome");
+    assert!(body_of(&mail, "text/plain")
+        .unwrap()
+        .contains("plain text from stdin"));
+    assert!(body_of(&mail, "text/html").unwrap().contains("cid:logo"));
+    let logo = mail
+        .parts()
+        .find(|p| p.ctype.mimetype == "image/png")
+        .expect("inline image part");
+    assert!(header(logo, "Content-ID").unwrap().contains("logo"));
+    assert_eq!(logo.get_body_raw().unwrap(), b"\x89PNG\r\n\x1a\nfake");
+    let csv = mail
+        .parts()
+        .find(|p| p.ctype.mimetype == "text/csv")
+        .expect("attachment part");
+    let disposition = csv.get_content_disposition();
+    assert_eq!(
+        disposition.params.get("filename").map(String::as_str),
+        Some("report.csv")
+    );
+}
+
+#[test]
+fn send_raw_from_stdin_with_t_takes_recipients_from_headers() {
+    let sb = Sandbox::new();
+    let raw = "From: Ada <ada@example.com>\n\
+               To: Grace <grace@example.com>\n\
+               Bcc: hidden@example.com\n\
+               Subject: raw message\n\
+               \n\
+               Sent as it is.\n";
+    let r = run(sb
+        .cmd()
+        .args(["send", "--raw", "-", "-t", "--json"])
+        .write_stdin(raw));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["recipients"]["accepted"],
+        serde_json::json!(["grace@example.com", "hidden@example.com"])
+    );
+    let path = sb.path().join(v["provider_id"].as_str().unwrap());
+    let bytes = std::fs::read(path).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    assert_eq!(header(&mail, "Subject").unwrap(), "raw message");
+    assert!(header(&mail, "Bcc").is_none(), "Bcc must be removed");
+    assert_eq!(header(&mail, "Message-ID").unwrap(), v["message_id"]);
+    assert!(mail.get_body().unwrap().contains("Sent as it is."));
+
+    // Without -t or --to there is no recipient.
+    let r = run(sb.cmd().args(["send", "--raw", "-"]).write_stdin(raw));
+    assert_eq!(r.code, 65, "{}", r.all());
+    // Input that is not a message.
+    let r = run(sb
+        .cmd()
+        .args(["send", "--raw", "-", "-t"])
+        .write_stdin("just some text\n"));
+    assert_eq!(r.code, 65, "{}", r.all());
+}
+
+// ---------------------------------------------------------------------------------------------
+// exit codes
+
+#[test]
+fn usage_errors_exit_64() {
+    let sb = Sandbox::new();
+    let base = [
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+    ];
+
+    let r = run(sb.cmd().args(base).arg("--no-such-flag"));
+    assert_eq!(r.code, 64, "{}", r.all());
+
+    for bad in ["X-Campaign welcome", ": value", "X Campaign: welcome"] {
+        let r = run(sb.cmd().args(base).args(["--header", bad]));
+        assert_eq!(r.code, 64, "{bad}: {}", r.all());
+        assert!(r.stderr.contains("outbound: "), "{}", r.stderr);
+        assert!(r.stderr.contains("--header"), "{}", r.stderr);
+        assert!(r.stderr.contains("Name: value"), "{}", r.stderr);
+    }
+
+    let r = run(sb.cmd().args(base).args(["--inline", "logo.png"]));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(sb.cmd().args(base).arg("-t"));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(sb.cmd().args(["send", "--raw", "m.eml", "--text", "x"]));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(sb.cmd().args(["send", "--raw", "-", "--text-file", "-"]));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(sb
+        .cmd()
+        .args(["send", "--text-file", "-", "--html-file", "-"]));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(sb.cmd().args(["no-such-command"]));
+    assert_eq!(r.code, 64, "{}", r.all());
+    let r = run(&mut sb.cmd());
+    assert_eq!(r.code, 64, "no command: {}", r.all());
+    assert!(sb.outbox().is_empty());
+}
+
+#[test]
+fn help_and_version_exit_0_and_show_examples() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().arg("--help"));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Exit codes"));
+    let r = run(sb.cmd().args(["send", "--help"]));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Examples:"));
+    assert!(r.stdout.contains("--inline CID=FILE"));
+    assert!(r.stdout.contains("--raw - -t"));
+    let r = run(sb.cmd().arg("--version"));
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("outbound "));
+}
+
+#[test]
+fn invalid_messages_and_input_exit_65() {
+    let sb = Sandbox::new();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &[
+                "--from",
+                "a@example.com",
+                "--to",
+                "not-an-address",
+                "--text",
+                "x",
+            ],
+            "invalid address",
+        ),
+        (
+            &["--from", "a@example.com", "--to", "b@example.com"],
+            "no body",
+        ),
+        (
+            &[
+                "--from",
+                "a@example.com",
+                "--to",
+                "b@example.com",
+                "--text",
+                "x",
+                "--attach",
+                "missing.pdf",
+            ],
+            "missing.pdf",
+        ),
+        (
+            &[
+                "--from",
+                "a@example.com",
+                "--to",
+                "b@example.com",
+                "--html-file",
+                "nope.html",
+            ],
+            "nope.html",
+        ),
+        (&["--to", "b@example.com", "--text", "x"], "no sender"),
+        (
+            &[
+                "--from",
+                "a@example.com",
+                "--to",
+                "b@example.com",
+                "--text",
+                "x",
+                "--header",
+                "Subject: sneaky",
+            ],
+            "--subject",
+        ),
+    ];
+    for (args, expect) in cases {
+        let r = run(sb.cmd().arg("send").args(*args));
+        assert_eq!(r.code, 65, "{args:?}: {}", r.all());
+        assert!(r.stderr.starts_with("outbound: "), "{}", r.stderr);
+        assert!(r.stderr.contains(expect), "{args:?}: {}", r.stderr);
+    }
+    assert!(sb.outbox().is_empty(), "nothing may be written");
+}
+
+#[test]
+fn configuration_errors_exit_78() {
+    let sb = Sandbox::new();
+    let send = [
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+    ];
+
+    let r = run(sb.cmd().env("MAIL_TYPE", "bogus").args(send));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("MAIL_TYPE"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("file") && r.stderr.contains("memory"),
+        "lists the supported kinds: {}",
+        r.stderr
+    );
+
+    let r = run(sb.cmd().env("MAILER_DSN", "not a url").args(send));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("MAILER_DSN"), "{}", r.stderr);
+
+    let r = run(sb.cmd().env("MAILER_DSN", "nosuchscheme://host").args(send));
+    assert_eq!(r.code, 78, "{}", r.all());
+
+    let r = run(sb
+        .cmd()
+        .env("MAIL_TYPE", "file")
+        .env("MAIL_DEFAULT_SEND_FROM", "not an address")
+        .args(send));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("MAIL_DEFAULT_SEND_FROM"), "{}", r.stderr);
+
+    // --dsn errors name the flag, not MAILER_DSN.
+    let r = run(sb.cmd().args(send).args(["--dsn", "not a url", "--json"]));
+    assert_eq!(r.code, 78, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["error"]["kind"], "config");
+    assert!(v["error"]["message"].as_str().unwrap().contains("--dsn"));
+    assert!(sb.outbox().is_empty());
+}
+
+#[test]
+fn dsn_flag_overrides_the_environment() {
+    let sb = Sandbox::new();
+    let dir = sb.path().join("flagged");
+    let dsn = format!("file://{}?from=flag@example.com", dir.display());
+    let r = run(sb.cmd().env("MAIL_TYPE", "bogus").args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stderr.contains("no transport configured"));
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    assert!(sb.outbox().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// config, types, check
+
+#[test]
+fn config_shows_each_value_and_its_source() {
+    let sb = Sandbox::new();
+    let dsn = "file:///tmp/outbound-x?from=app@example.com";
+    let r = run(sb.cmd().env("MAILER_DSN", dsn).arg("config"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("transport: file (from MAILER_DSN scheme)"),
+        "{}",
+        r.stdout
+    );
+    let line = |key: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} line in {}", r.stdout))
+            .to_string()
+    };
+    assert!(line("dir").contains("/tmp/outbound-x"));
+    assert!(line("dir").contains("MAILER_DSN path"));
+    assert!(line("default_from").contains("app@example.com"));
+    assert!(line("default_from").contains("MAILER_DSN query `from`"));
+
+    let r = run(sb.cmd().env("MAILER_DSN", dsn).args(["config", "--json"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["configured"], true);
+    assert_eq!(v["source"], "MAILER_DSN");
+    assert_eq!(v["transport"], "file");
+    assert_eq!(v["valid"], true);
+    assert!(v["error"].is_null());
+    let settings = v["settings"].as_array().unwrap();
+    let get = |key: &str| settings.iter().find(|s| s["key"] == key).unwrap().clone();
+    assert_eq!(get("dir")["value"], "/tmp/outbound-x");
+    assert_eq!(get("dir")["origin"], "MAILER_DSN path");
+    assert_eq!(get("dir")["origin_type"], "dsn");
+    assert_eq!(get("default_from")["origin"], "MAILER_DSN query `from`");
+
+    // From the environment: variables, defaults, unset values; notes listed as problems.
+    let r = run(sb
+        .cmd()
+        .env("MAIL_TYPE", "file")
+        .env("MAIL_FILE_DIR", "/tmp/outbound-y")
+        .args(["config", "--json"]));
+    let v = r.json();
+    let settings = v["settings"].as_array().unwrap();
+    let get = |key: &str| settings.iter().find(|s| s["key"] == key).unwrap().clone();
+    assert_eq!(v["transport_origin"], "MAIL_TYPE");
+    assert_eq!(get("dir")["origin"], "MAIL_FILE_DIR");
+    assert_eq!(get("dir")["origin_type"], "env");
+    assert!(get("default_from")["value"].is_null());
+    assert_eq!(get("default_from")["origin_type"], "unset");
+
+    let r = run(sb
+        .cmd()
+        .env("MAILER_DSN", dsn)
+        .env("MAIL_TYPE", "memory")
+        .args(["config", "--json"]));
+    let problems = r.json()["problems"].to_string();
+    assert!(
+        problems.contains("MAIL_TYPE=memory is ignored"),
+        "{problems}"
+    );
+
+    // --dsn is named as the source.
+    let r = run(sb.cmd().args(["config", "--dsn", dsn]));
+    assert!(r.stdout.contains("--dsn path"), "{}", r.stdout);
+}
+
+#[test]
+fn config_with_nothing_configured_says_send_uses_outbox() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().arg("config"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("none configured"), "{}", r.stdout);
+    assert!(r.stdout.contains("./outbox"), "{}", r.stdout);
+    let v = run(sb.cmd().args(["config", "--json"])).json();
+    assert_eq!(v["configured"], false);
+    assert_eq!(v["source"], "none");
+    assert_eq!(v["transport"], "file");
+    assert!(
+        !sb.path().join("outbox").exists(),
+        "config must not create ./outbox"
+    );
+}
+
+#[test]
+fn config_invalid_exits_78_with_what_could_be_read() {
+    let sb = Sandbox::new();
+    let r = run(sb
+        .cmd()
+        .env("MAIL_TYPE", "file")
+        .env("MAIL_DEFAULT_SEND_FROM", "nobody")
+        .arg("config"));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stdout.contains("MAIL_DEFAULT_SEND_FROM"), "{}", r.stdout);
+    assert!(r.stdout.contains("status: invalid"), "{}", r.stdout);
+    assert!(
+        r.stderr.starts_with("outbound: configuration error"),
+        "{}",
+        r.stderr
+    );
+
+    let r = run(sb
+        .cmd()
+        .env("MAIL_TYPE", "bogus")
+        .args(["config", "--json"]));
+    assert_eq!(r.code, 78, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["exit_code"], 78);
+    assert_eq!(v["error"]["kind"], "config");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("file") && message.contains("memory"),
+        "{message}"
+    );
+}
+
+#[test]
+fn types_lists_file_and_memory() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().arg("types"));
+    assert_eq!(r.code, 0);
+    let kinds: Vec<&str> = r.stdout.lines().collect();
+    assert!(
+        kinds.contains(&"file") && kinds.contains(&"memory"),
+        "{kinds:?}"
+    );
+    let v = run(sb.cmd().args(["types", "--json"])).json();
+    let list: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(list, kinds);
+}
+
+#[test]
+fn check_verifies_the_file_transport() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().env("MAIL_TYPE", "file").arg("check"));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.stdout.trim(), "OK file://./outbox");
+
+    let r = run(sb
+        .cmd()
+        .env("MAILER_DSN", "file://./checked")
+        .args(["check", "--json"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["transport"], "file");
+    assert!(sb.path().join("checked").is_dir());
+
+    // Nothing configured: there is nothing to verify.
+    let r = run(sb.cmd().arg("check"));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("no transport configured"), "{}", r.stderr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// secrets
+
+/// Runs `f` only when this build has the `smtp` kind (it is being added to the library).
+fn with_smtp(sb: &Sandbox) -> bool {
+    let r = run(sb.cmd().arg("types"));
+    let has = r.stdout.lines().any(|k| k == "smtp");
+    if !has {
+        eprintln!("skipped: this build has no `smtp` transport kind yet");
+    }
+    has
+}
+
+#[test]
+fn smtp_password_never_appears_in_any_output() {
+    let sb = Sandbox::new();
+    if !with_smtp(&sb) {
+        return;
+    }
+    const CANARY: &str = "canary-Pw-7f3a9c";
+    let smtp_env = |cmd: &mut Command| {
+        cmd.env("MAIL_TYPE", "smtp")
+            .env("SMTP_SERVER", "127.0.0.1")
+            .env("SMTP_PORT", "1")
+            .env("SMTP_USE_TLS", "false")
+            .env("SMTP_USERNAME", "user@example.com")
+            .env("SMTP_PASSWORD", CANARY)
+            .env("SMTP_TIMEOUT", "5")
+            .env("MAIL_DEFAULT_SEND_FROM", "app@example.com");
+    };
+    let send = ["send", "--to", "b@example.com", "--text", "x"];
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("config", vec!["config"]),
+        ("config --json", vec!["config", "--json"]),
+        ("-vv config", vec!["-vv", "config"]),
+        ("-vvv check", vec!["-vvv", "check"]),
+        ("check --json", vec!["check", "--json"]),
+        ("-vvv send", [&["-vvv"][..], &send[..]].concat()),
+        ("send --json", [&send[..], &["--json"][..]].concat()),
+    ];
+    for (what, args) in runs {
+        let mut cmd = sb.cmd();
+        smtp_env(&mut cmd);
+        let r = run(cmd.args(&args));
+        assert!(
+            !r.all().contains(CANARY),
+            "{what} leaked the password:\n{}",
+            r.all()
+        );
+        if what == "config" {
+            let line = r
+                .stdout
+                .lines()
+                .find(|l| l.contains("SMTP_PASSWORD"))
+                .unwrap_or_else(|| panic!("no password line: {}", r.stdout));
+            assert!(line.contains("********"), "{line}");
+        }
+    }
+
+    // The same secret in a DSN (percent-encoded user info).
+    for args in [
+        vec!["config"],
+        vec!["config", "--json"],
+        vec!["-vvv", "check"],
+    ] {
+        let r = run(sb
+            .cmd()
+            .env(
+                "MAILER_DSN",
+                format!("smtp://user:{CANARY}@127.0.0.1:1?tls=none"),
+            )
+            .env("SMTP_TIMEOUT", "5")
+            .args(&args));
+        assert!(
+            !r.all().contains(CANARY),
+            "{args:?} leaked the password:\n{}",
+            r.all()
+        );
+        let r = run(sb.cmd().args(&args).args([
+            "--dsn",
+            &format!("smtp://user:{CANARY}@127.0.0.1:1?tls=none"),
+        ]));
+        assert!(
+            !r.all().contains(CANARY),
+            "{args:?} --dsn leaked the password:\n{}",
+            r.all()
+        );
+    }
+}
