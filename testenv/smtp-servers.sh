@@ -13,6 +13,7 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 HOST=127.0.0.1
 PORT_PLAIN=25
+OAUTH_PORT="${OUTBOUND_OAUTH_PORT:-8089}"   # testenv/oauth/server.sh uses the same variable
 PORT_SUBMISSION=587
 PORT_SMTPS=465
 DOMAIN=example.test
@@ -36,6 +37,9 @@ DC_PIDFILE="$DC_DIR/run/master.pid"
 PF_PIDFILE="$PF_QUEUE/pid/master.pid"
 
 log() { printf '[smtp-servers] %s\n' "$*" >&2; }
+T0=$(date +%s%N)
+# OUTBOUND_TESTENV_DEBUG=1: print elapsed time per phase.
+phase() { [[ -z ${OUTBOUND_TESTENV_DEBUG:-} ]] || log "+$((($(date +%s%N) - T0) / 1000000)) ms: $*"; }
 die() { printf '[smtp-servers] ERROR: %s\n' "$*" >&2; exit 1; }
 
 case "$STATE_DIR" in
@@ -64,15 +68,16 @@ apt_install() {
   if [[ ! -e $policy ]]; then
     printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made_policy=1
   fi
-  local rc=0
+  local rc=0 aptlog="$LOG_DIR/apt.log"
+  mkdir -p "$LOG_DIR"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"/tmp/outbound-testenv-apt.log" 2>&1; then
+  if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$aptlog" 2>&1; then
     log "install failed; running apt-get update and retrying"
-    apt-get update -q >>"/tmp/outbound-testenv-apt.log" 2>&1 || true
-    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"/tmp/outbound-testenv-apt.log" 2>&1 || rc=$?
+    apt-get update -q >>"$aptlog" 2>&1 || true
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$aptlog" 2>&1 || rc=$?
   fi
   ((made_policy)) && rm -f "$policy"
-  ((rc == 0)) || { tail -n 30 /tmp/outbound-testenv-apt.log >&2; die "apt-get install ${missing[*]} failed"; }
+  ((rc == 0)) || { tail -n 30 "$aptlog" >&2; die "apt-get install ${missing[*]} failed"; }
 }
 
 ensure_python_deps() {
@@ -307,6 +312,9 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 EOF
   chmod 644 "$PF_CONF"/*
+  # Postfix re-reads a "hot" file (modified within the last second) after letting it cool
+  # down: 300 ms naps, ~2.5 s per fresh main.cf. Backdate the generated files instead.
+  touch -d '1 minute ago' "$PF_CONF"/*
 }
 
 write_dovecot_config() {
@@ -332,19 +340,28 @@ auth_verbose = yes
 # No 2 s delay after a failed login, and no anvil penalty (see service anvil below).
 auth_failure_delay = 0
 
-# OAuth2 (later): make this "plain login xoauth2 oauthbearer" and enable the passdb below.
-auth_mechanisms = plain login
+# PLAIN/LOGIN against the users file; XOAUTH2/OAUTHBEARER against JWTs from the test token
+# server (testenv/oauth), validated locally with its public key.
+auth_mechanisms = plain login xoauth2 oauthbearer
 
+# auth_failure_delay = 0 still leaves each failure queued for Dovecot's 500 ms flush timer;
+# only a "nodelay" field answers at once. Failed passdbs roll their fields back, so set it
+# from a first passdb that authenticates nothing ("noauthenticate") and continues.
+passdb {
+  driver = static
+  args = noauthenticate nodelay=yes
+  result_success = continue
+}
 passdb {
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN $DC_DIR/users
 }
-# passdb {
-#   driver = oauth2
-#   mechanisms = xoauth2 oauthbearer
-#   args = $DC_DIR/oauth2.conf.ext
-# }
-# (and restrict the passwd-file passdb above with "mechanisms = plain login")
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $DC_DIR/oauth2.conf.ext
+}
 
 userdb {
   driver = static
@@ -365,6 +382,16 @@ service anvil {
 }
 EOF
   chmod 644 "$DC_DIR/dovecot.conf"
+
+  # The issuer must match the JWT's `iss` exactly (the token server says localhost even when
+  # bound to 127.0.0.1); the trailing slash after keys/ is required by the fs dict.
+  cat >"$DC_DIR/oauth2.conf.ext" <<EOF
+introspection_mode = local
+local_validation_key_dict = fs:posix:prefix=$STATE_DIR/oauth/keys/
+username_attribute = email
+issuers = http://localhost:$OAUTH_PORT
+EOF
+  chmod 644 "$DC_DIR/oauth2.conf.ext"
 }
 
 write_env_file() {
@@ -391,6 +418,9 @@ OUTBOUND_TEST_PASSWORD2=$PASS2
 OUTBOUND_TEST_MAX_MESSAGE_SIZE=10485760
 OUTBOUND_TEST_PYTHON=$(command -v python3)
 OUTBOUND_TEST_FAULT_SMTPD=$SCRIPT_DIR/fault_smtpd.py
+OUTBOUND_TEST_OAUTH_URL=http://127.0.0.1:$OAUTH_PORT
+OUTBOUND_TEST_OAUTH_ISSUER=http://localhost:$OAUTH_PORT
+OUTBOUND_TEST_OAUTH_USER=$USER1
 EOF
   chmod 644 "$tmp"; mv -f "$tmp" "$ENV_FILE"
 }
@@ -407,12 +437,18 @@ prepare_state() {
 }
 
 # ---------------------------------------------------------------- process control
-postfix_running() { postfix -c "$PF_CONF" status >/dev/null 2>&1; }
 pid_alive() { [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null; }
+# (Not "postfix status": that writes a line to the maillog on every call.)
+postfix_running() { pid_alive "$(postfix_pid)"; }
 dovecot_pid() { [[ -s $DC_PIDFILE ]] && tr -d ' \n' <"$DC_PIDFILE" || true; }
 postfix_pid() { [[ -s $PF_PIDFILE ]] && tr -d ' \n' <"$PF_PIDFILE" || true; }
 dovecot_running() { pid_alive "$(dovecot_pid)"; }
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+# Is something LISTENing on 127.0.0.1:PORT? Read from /proc/net/tcp rather than connecting:
+# a probe connection would add connect/disconnect lines to the maillog that tests count.
+port_open() {
+  local hexport; hexport=$(printf '%04X' "$1")
+  awk -v want="0100007F:$hexport" 'NR > 1 && $2 == want && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
+}
 
 all_up() {
   [[ -f $PF_CONF/main.cf ]] && postfix_running && dovecot_running && [[ -S $AUTH_SOCKET ]] \
@@ -420,7 +456,18 @@ all_up() {
 }
 
 # Children (by pid) of a master process, to kill if a clean stop leaves anything behind.
-children_of() { [[ -n ${1:-} ]] && pgrep -P "$1" 2>/dev/null | tr '\n' ' ' || true; }
+# (Read from /proc: minimal images have no procps/pgrep.)
+children_of() {
+  [[ -n ${1:-} ]] || return 0
+  local f line rest ppid kids=()
+  for f in /proc/[0-9]*/stat; do
+    line=$(<"$f") 2>/dev/null || continue
+    rest=${line##*) }              # fields after "(comm)": state ppid ...
+    read -r _ ppid _ <<<"$rest"
+    [[ $ppid == "$1" ]] && kids+=("$(basename "$(dirname "$f")")")
+  done
+  echo "${kids[*]}"
+}
 
 wait_gone() { # wait_gone SECONDS PID...
   local deadline=$((SECONDS + $1)) p; shift
@@ -440,29 +487,37 @@ kill_leftovers() { # kill_leftovers NAME PID...
   done
 }
 
-stop_postfix() {
-  local mpid kids
-  mpid=$(postfix_pid); kids=$(children_of "$mpid")
-  if [[ -f $PF_CONF/main.cf ]] && postfix_running; then
-    postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+stop_all() {
+  # SIGTERM to both masters (what "postfix stop" and "doveadm stop" do), in parallel, then
+  # wait; anything still there after 10 s is SIGKILLed by pid. Dovecot's master takes 1-3 s
+  # to exit after its children are gone.
+  local pf dc pids=() p
+  pf=$(postfix_pid); dc=$(dovecot_pid)
+  for p in $pf $dc; do
+    if pid_alive "$p"; then
+      # shellcheck disable=SC2207
+      pids+=("$p" $(children_of "$p"))
+      kill -TERM "$p" 2>/dev/null || true
+    fi
+  done
+  if ((${#pids[@]})); then
+    wait_gone 10 "${pids[@]}" || kill_leftovers postfix/dovecot "${pids[@]}"
   fi
-  # shellcheck disable=SC2086
-  if pid_alive "$mpid" || [[ -n $kids ]]; then
-    wait_gone 10 $mpid $kids || true
-    kill_leftovers postfix $mpid $kids
-  fi
+  rm -f "$DC_PIDFILE" "$AUTH_SOCKET"
 }
 
-stop_dovecot() {
-  local mpid kids
-  mpid=$(dovecot_pid); kids=$(children_of "$mpid")
-  pid_alive "$mpid" && kill -TERM "$mpid" 2>/dev/null || true
-  # shellcheck disable=SC2086
-  if pid_alive "$mpid" || [[ -n $kids ]]; then
-    wait_gone 10 $mpid $kids || true
-    kill_leftovers dovecot $mpid $kids
-  fi
-  rm -f "$DC_PIDFILE"
+# Run a self-daemonizing command with stdin/stdout/stderr on a file and every other inherited
+# fd closed: Dovecot keeps its stderr (and any inherited fd) open forever, which would hang a
+# caller that captures our output, e.g. $(smtp-servers.sh start) or a CI step.
+run_daemon() { # run_daemon OUTFILE CMD...
+  local outfile=$1; shift
+  (
+    for fdpath in "/proc/$BASHPID/fd/"*; do
+      fd=${fdpath##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec "$@" </dev/null >"$outfile" 2>&1
+  )
 }
 
 fail_start() {
@@ -470,8 +525,7 @@ fail_start() {
   log "---- tail of $MAILLOG ----"; tail -n 30 "$MAILLOG" >&2 2>/dev/null || true
   log "---- tail of $DOVECOT_LOG ----"; tail -n 15 "$DOVECOT_LOG" >&2 2>/dev/null || true
   log "stopping whatever did start"
-  if [[ -f $PF_CONF/main.cf ]]; then stop_postfix; fi
-  stop_dovecot
+  stop_all
   exit 1
 }
 
@@ -480,18 +534,17 @@ fail_start() {
 wait_ready() {
   python3 - "$HOST" "$PORT_PLAIN" "$PORT_SUBMISSION" "$PORT_SMTPS" "$STATE_DIR/ca.pem" \
     "$USER1" "$PASS1" <<'EOF'
-import smtplib, ssl, sys, time
+import os, smtplib, ssl, sys, time
 host, p25, p587, p465, ca, user, pw = sys.argv[1:]
+debug = bool(os.environ.get("OUTBOUND_TESTENV_DEBUG"))
 ctx = ssl.create_default_context(cafile=ca)
-ctx.check_hostname = True
 deadline = time.monotonic() + 30
-last = None
 def check():
     with smtplib.SMTP(host, int(p25), local_hostname="readiness.check", timeout=5) as s:
         s.ehlo()
     with smtplib.SMTP(host, int(p587), local_hostname="readiness.check", timeout=5) as s:
         s.starttls(context=ctx)  # verifies the IP SAN 127.0.0.1 against ca.pem
-        s.login(user, pw)
+        s.login(user, pw)        # 454 until Dovecot's auth socket is there
     with smtplib.SMTP_SSL(host, int(p465), local_hostname="readiness.check", timeout=5,
                           context=ctx) as s:
         s.ehlo()
@@ -499,10 +552,10 @@ while True:
     try:
         check()
         sys.exit(0)
-    except smtplib.SMTPAuthenticationError as e:
-        last = e  # e.g. 454 while Dovecot's socket is not there yet
     except (OSError, smtplib.SMTPException) as e:
         last = e
+        if debug:
+            print(f"{time.monotonic():.3f} not ready yet: {e!r}", file=sys.stderr)
     if time.monotonic() > deadline:
         print(f"not ready after 30 s: {last!r}", file=sys.stderr)
         sys.exit(1)
@@ -521,44 +574,50 @@ check_ports_free() {
 
 cmd_start() {
   need_root
+  # The token server first: Dovecot validates XOAUTH2/OAUTHBEARER with its public key.
+  "$SCRIPT_DIR/oauth/server.sh" start
   if all_up; then
     [[ -s $ENV_FILE ]] || write_env_file
     log "already running (state: $STATE_DIR)"
     cmd_status
     return 0
   fi
+  phase "checking packages"
   ensure_installed
+  phase "stopping leftovers"
   # Partially up (or stale): restart from a clean slate.
-  if [[ -f $PF_CONF/main.cf ]]; then stop_postfix; fi
-  stop_dovecot
+  stop_all
   check_ports_free
-  local t0=$SECONDS
+  local t0; t0=$(date +%s%N)
+  phase "writing state"
   prepare_state
-  local out
-  if ! out=$(postfix -c "$PF_CONF" check 2>&1); then
-    printf '%s\n' "$out" >&2; fail_start "postfix check failed"
-  fi
-  if ! out=$(postfix -c "$PF_CONF" start 2>&1); then
-    printf '%s\n' "$out" >&2; fail_start "postfix start failed"
+  phase "postfix start"
+  local out="$LOG_DIR/start.out"
+  # ("postfix start" runs "postfix check" itself; its errors land in $out and the maillog.)
+  if ! run_daemon "$out" postfix -c "$PF_CONF" start; then
+    cat "$out" >&2; fail_start "postfix start failed"
   fi
   # Dovecot after Postfix: its auth socket goes into Postfix's private/ dir.
-  if ! out=$(dovecot -c "$DC_DIR/dovecot.conf" 2>&1); then
-    printf '%s\n' "$out" >&2; fail_start "dovecot start failed"
+  phase "dovecot start"
+  if ! run_daemon "$out" dovecot -c "$DC_DIR/dovecot.conf"; then
+    cat "$out" >&2; fail_start "dovecot start failed"
   fi
+  phase "waiting until ready"
   if ! wait_ready; then
     fail_start "servers did not become ready"
   fi
   write_env_file
-  log "up in $((SECONDS - t0)) s; env file: $ENV_FILE"
+  log "up in $((($(date +%s%N) - t0) / 1000000)) ms; env file: $ENV_FILE"
 }
 
 cmd_stop() {
   need_root
-  if [[ -f $PF_CONF/main.cf ]]; then stop_postfix; fi
-  stop_dovecot
+  stop_all
+  "$SCRIPT_DIR/oauth/server.sh" stop || true
+  rm -f "$ENV_FILE"   # tests treat a missing env file as "testenv not started"
   local p
   for p in "$PORT_PLAIN" "$PORT_SUBMISSION" "$PORT_SMTPS"; do
-    port_open "$p" && log "warning: 127.0.0.1:$p still accepts connections (not ours?)"
+    if port_open "$p"; then log "warning: 127.0.0.1:$p still has a listener (not ours?)"; fi
   done
   log "stopped"
 }
@@ -575,7 +634,11 @@ cmd_status() {
   else
     echo "dovecot: not running"; ok=1
   fi
-  if [[ -S $AUTH_SOCKET ]]; then echo "sasl socket: $AUTH_SOCKET"; else echo "sasl socket: missing"; ok=1; fi
+  if [[ -S $AUTH_SOCKET ]] && dovecot_running; then
+    echo "sasl socket: $AUTH_SOCKET"
+  else
+    echo "sasl socket: missing"; ok=1
+  fi
   for p in "$PORT_PLAIN" "$PORT_SUBMISSION" "$PORT_SMTPS"; do
     if port_open "$p"; then echo "port $HOST:$p: open"; else echo "port $HOST:$p: closed"; ok=1; fi
   done

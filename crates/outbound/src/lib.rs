@@ -19,12 +19,18 @@
 
 pub mod config;
 mod error;
+pub mod http;
 pub mod message;
+pub mod oauth;
+pub mod smtp;
 pub mod transport;
 
 pub use config::{create_transport, from_dsn, from_env, supported_types};
 pub use error::{BoxError, Error, ErrorKind, Result, ServerCode};
+pub use http::{GraphTransport, ResendTransport, SendGridTransport};
 pub use message::{Attachment, Envelope, Mailbox, Message, MessageBuilder, MessageError};
+pub use oauth::{AccessToken, TokenCache, TokenSource};
+pub use smtp::SmtpTransport;
 pub use transport::{Receipt, RejectedRecipient, Transport};
 
 /// The README's Rust examples are compiled as doc tests, so the README stays true.

@@ -105,6 +105,34 @@ fn build_memory(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
 /// Every kind this build supports.
 pub static KINDS: &[Kind] = &[
     Kind {
+        name: "smtp",
+        schemes: &["smtps"],
+        keys: crate::smtp::config::KEYS,
+        dsn: crate::smtp::config::dsn,
+        build: crate::smtp::config::build,
+    },
+    Kind {
+        name: "resend",
+        schemes: &["resend+api"],
+        keys: crate::http::config::RESEND_KEYS,
+        dsn: crate::http::config::resend_dsn,
+        build: crate::http::config::build_resend,
+    },
+    Kind {
+        name: "sendgrid",
+        schemes: &["sendgrid+api"],
+        keys: crate::http::config::SENDGRID_KEYS,
+        dsn: crate::http::config::sendgrid_dsn,
+        build: crate::http::config::build_sendgrid,
+    },
+    Kind {
+        name: "graph",
+        schemes: &[],
+        keys: crate::http::config::GRAPH_KEYS,
+        dsn: crate::http::config::graph_dsn,
+        build: crate::http::config::build_graph,
+    },
+    Kind {
         name: "file",
         schemes: &[],
         keys: FILE_KEYS,

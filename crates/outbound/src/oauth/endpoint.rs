@@ -1,0 +1,520 @@
+//! One token request: an HTTPS POST of a form to a token endpoint, and its answer parsed into
+//! an [`AccessToken`] or an [`Error`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+
+use super::errors::{self, Context, Redactor};
+use super::AccessToken;
+use crate::{Error, ErrorKind, ServerCode};
+
+/// The default time allowed for one token request, connection to last byte.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest token endpoint answer read (a token response is a few KiB).
+const MAX_BODY: usize = 1 << 20;
+
+/// How a confidential client proves its identity to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the form body (`client_secret_post`); what Microsoft
+    /// and Google document. The default.
+    #[default]
+    RequestBody,
+    /// An `Authorization: Basic` header (`client_secret_basic`).
+    BasicHeader,
+}
+
+/// A validated token endpoint and the HTTP client that talks to it.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    client: reqwest::Client,
+    url: url::Url,
+    timeout: Duration,
+    pub(crate) ctx: Context,
+}
+
+/// A successful answer.
+pub(crate) struct Granted {
+    pub token: AccessToken,
+    pub refresh_token: Option<SecretString>,
+}
+
+/// Whether `host` is a loopback name or address.
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Parses and checks a token endpoint URL: https, or http to loopback only (test servers);
+/// no credentials or fragment in it.
+pub(crate) fn parse_url(raw: &str, what: &str) -> Result<url::Url, Error> {
+    let url = url::Url::parse(raw.trim())
+        .map_err(|e| Error::config(format!("{what} `{raw}` is not a valid URL: {e}")))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            return Err(Error::config(format!(
+                "{what} `{raw}` uses http: token requests carry secrets, so use https (http is \
+                 allowed only for loopback test servers)"
+            )))
+        }
+        other => {
+            return Err(Error::config(format!(
+                "{what} `{raw}` has scheme `{other}`; expected https"
+            )))
+        }
+    }
+    if url.host().is_none() {
+        return Err(Error::config(format!("{what} `{raw}` has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(format!(
+            "{what} must not contain credentials; configure the client id and secret instead"
+        )));
+    }
+    if url.fragment().is_some() {
+        return Err(Error::config(format!(
+            "{what} `{raw}` must not have a #fragment"
+        )));
+    }
+    Ok(url)
+}
+
+/// TLS settings shared by every token endpoint client: rustls with ring (like the SMTP
+/// client) and the system's trusted roots, loaded once.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = rustls::RootCertStore::empty();
+            let loaded = rustls_native_certs::load_native_certs();
+            for err in &loaded.errors {
+                tracing::warn!("while loading the system's trusted certificates: {err}");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+            if added == 0 {
+                tracing::warn!(
+                    "no trusted CA certificates found on this system: https token requests will \
+                     fail (install the ca-certificates package)"
+                );
+            }
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = match rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
+                Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+                // ring supports the default versions; this branch exists only to avoid a panic.
+                Err(_) => rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            };
+            Arc::new(config)
+        })
+        .clone()
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: url::Url, timeout: Duration, ctx: Context) -> Result<Self, Error> {
+        if timeout.is_zero() {
+            return Err(Error::config(
+                "the token request timeout must be more than 0 s",
+            ));
+        }
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured((*tls_config()).clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("outbound/", env!("CARGO_PKG_VERSION")))
+            // Token requests are rare (about once an hour): no idle connections, so a client
+            // is never tied to a runtime that has since been shut down.
+            .pool_max_idle_per_host(0);
+        if is_loopback(&url) {
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                "cannot set up the HTTP client for token requests",
+            )
+            .with_source(e)
+        })?;
+        Ok(Endpoint {
+            client,
+            url,
+            timeout,
+            ctx,
+        })
+    }
+
+    pub(crate) fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// POSTs `form` (plus client authentication) and parses the answer. `secrets` are
+    /// scrubbed from anything the server says.
+    pub(crate) async fn request(
+        &self,
+        form: &[(&str, &str)],
+        client_secret: Option<&SecretString>,
+        client_auth: ClientAuth,
+        secrets: &[&SecretString],
+    ) -> Result<Granted, Error> {
+        // The serializer is not Send: build the body in a scope of its own.
+        let (body, basic) = {
+            let mut body = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in form {
+                body.append_pair(k, v);
+            }
+            let mut basic = None;
+            match (client_secret, client_auth) {
+                (Some(secret), ClientAuth::BasicHeader) => {
+                    // RFC 6749 §2.3.1: form-encode both parts, then Basic.
+                    let enc = |s: &str| {
+                        url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                    };
+                    let raw = format!(
+                        "{}:{}",
+                        enc(&self.ctx.client_id),
+                        enc(secret.expose_secret())
+                    );
+                    let mut value = reqwest::header::HeaderValue::from_str(&format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(raw)
+                    ))
+                    .map_err(|_| {
+                        Error::config("the client id or secret cannot be sent in a header")
+                    })?;
+                    value.set_sensitive(true);
+                    basic = Some(value);
+                    body.append_pair("client_id", &self.ctx.client_id);
+                }
+                (Some(secret), ClientAuth::RequestBody) => {
+                    body.append_pair("client_id", &self.ctx.client_id);
+                    body.append_pair("client_secret", secret.expose_secret());
+                }
+                (None, _) => {
+                    body.append_pair("client_id", &self.ctx.client_id);
+                }
+            }
+            (body.finish(), basic)
+        };
+
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .timeout(self.timeout)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        if let Some(value) = basic {
+            req = req.header(reqwest::header::AUTHORIZATION, value);
+        }
+
+        let sent = Instant::now();
+        let mut response = req.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| self.transport_error(e))?
+        {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(Error::new(
+                    ErrorKind::Transient,
+                    format!(
+                        "the token endpoint {} answered more than {} KiB; that is not a token \
+                         response",
+                        self.url,
+                        MAX_BODY / 1024
+                    ),
+                )
+                .with_code(ServerCode::Http {
+                    status,
+                    provider_code: None,
+                }));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+
+        let redact = Redactor::new(secrets.iter().copied());
+        if !(200..300).contains(&status) {
+            return Err(errors::from_response(
+                status,
+                content_type.as_deref(),
+                &bytes,
+                retry_after,
+                &self.ctx,
+                &redact,
+            ));
+        }
+        self.parse_success(status, content_type.as_deref(), &bytes, sent, &redact)
+    }
+
+    fn parse_success(
+        &self,
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+        sent: Instant,
+        redact: &Redactor<'_>,
+    ) -> Result<Granted, Error> {
+        let garbage = |what: String| {
+            Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "the token endpoint {} answered HTTP {status} without a token: {what}; check \
+                     that the token URL is the provider's token endpoint",
+                    self.url
+                ),
+            )
+            .with_code(ServerCode::Http {
+                status,
+                provider_code: None,
+            })
+        };
+        let wire: Wire = match serde_json::from_slice(body) {
+            Ok(w) => w,
+            Err(e) => {
+                // serde's message could quote the body (and so a token): describe, don't quote.
+                let ct = content_type.unwrap_or("no content type");
+                let what = if e.is_eof() {
+                    format!("the JSON ends early ({ct}, {} bytes)", body.len())
+                } else if e.is_syntax() {
+                    format!(
+                        "the body is not valid JSON ({ct}, {} bytes, error at line {} column {})",
+                        body.len(),
+                        e.line(),
+                        e.column()
+                    )
+                } else {
+                    format!("the JSON has unexpected types ({ct}, {} bytes)", body.len())
+                };
+                return Err(garbage(what));
+            }
+        };
+        // Some servers answer 200 with an error body.
+        if wire.error.is_some() && wire.access_token.is_none() {
+            return Err(errors::from_response(
+                status,
+                content_type,
+                body,
+                None,
+                &self.ctx,
+                redact,
+            ));
+        }
+        let Some(secret) = wire.access_token.filter(|t| !t.expose_secret().is_empty()) else {
+            return Err(garbage(
+                "the JSON has no `access_token` (or an empty one)".to_string(),
+            ));
+        };
+        let lifetime = wire
+            .expires_in
+            .as_ref()
+            .and_then(seconds)
+            .or_else(|| jwt_lifetime(secret.expose_secret()));
+        let mut token = AccessToken::new(secret).issued_at(sent);
+        if let Some(lifetime) = lifetime {
+            token = token.with_lifetime(lifetime);
+        } else {
+            tracing::warn!(
+                "the token endpoint {} gave no expires_in: the token is used until a server \
+                 rejects it",
+                self.url
+            );
+        }
+        if let Some(t) = wire
+            .token_type
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .filter(|t| !t.is_empty())
+        {
+            let t = if t.eq_ignore_ascii_case("bearer") {
+                "Bearer"
+            } else {
+                t
+            };
+            token = token.with_token_type(t);
+        }
+        let scope = wire
+            .scope
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .or_else(|| self.ctx.scope.clone());
+        if let Some(scope) = scope.filter(|s| !s.is_empty()) {
+            token = token.with_scope(scope);
+        }
+        Ok(Granted {
+            token,
+            refresh_token: wire.refresh_token.filter(|t| !t.expose_secret().is_empty()),
+        })
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> Error {
+        let url = &self.url;
+        if e.is_timeout() {
+            return Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the token endpoint {url} did not answer within {} s",
+                    self.timeout.as_secs_f64()
+                ),
+            )
+            .with_source(e);
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        let mut detail = String::new();
+        while let Some(c) = cause {
+            if c.downcast_ref::<rustls::Error>().is_some() {
+                let msg = format!("TLS with the token endpoint {url} failed: {c}");
+                return Error::new(ErrorKind::Tls, msg).with_source(e);
+            }
+            detail = c.to_string();
+            cause = c.source();
+        }
+        let what = if e.is_connect() {
+            "cannot connect to"
+        } else {
+            "lost the connection to"
+        };
+        Error::new(
+            ErrorKind::Network,
+            format!("{what} the token endpoint {url}: {detail}"),
+        )
+        .with_source(e)
+    }
+}
+
+/// The fields of a token response this crate reads (RFC 6749 §5.1).
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(default, deserialize_with = "opt_secret")]
+    access_token: Option<SecretString>,
+    #[serde(default)]
+    token_type: Option<serde_json::Value>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    scope: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "opt_secret")]
+    refresh_token: Option<SecretString>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(SecretString::from))
+}
+
+/// `expires_in` as a number or a numeric string (old Azure AD endpoints send strings).
+fn seconds(v: &serde_json::Value) -> Option<Duration> {
+    let secs = match v {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    if secs.is_finite() && (0.0..1e9).contains(&secs) {
+        Some(Duration::from_secs_f64(secs))
+    } else {
+        None
+    }
+}
+
+/// A JWT access token's lifetime from its `exp` claim (not verified: only used to schedule
+/// the refresh when the server sent no `expires_in`).
+fn jwt_lifetime(token: &str) -> Option<Duration> {
+    #[derive(Deserialize)]
+    struct Claims {
+        exp: Option<f64>,
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let exp = serde_json::from_slice::<Claims>(&bytes).ok()?.exp?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    (exp.is_finite() && exp > now && exp - now < 1e9).then(|| Duration::from_secs_f64(exp - now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert!(parse_url("https://login.microsoftonline.com/x/oauth2/v2.0/token", "t").is_ok());
+        assert!(parse_url("http://127.0.0.1:8089/token", "t").is_ok());
+        assert!(parse_url("http://localhost:8089/token", "t").is_ok());
+        assert!(parse_url("http://[::1]:8089/token", "t").is_ok());
+        let e = parse_url("http://login.example.com/token", "token URL").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains("use https"), "{e}");
+        assert!(parse_url("ftp://x/token", "t").is_err());
+        assert!(parse_url("not a url", "t").is_err());
+        assert!(parse_url("https://user:pw@x/token", "t").is_err());
+    }
+
+    #[test]
+    fn expires_in_shapes() {
+        assert_eq!(
+            seconds(&serde_json::json!(3599)),
+            Some(Duration::from_secs(3599))
+        );
+        assert_eq!(
+            seconds(&serde_json::json!("3599")),
+            Some(Duration::from_secs(3599))
+        );
+        assert_eq!(seconds(&serde_json::json!(-1)), None);
+        assert_eq!(seconds(&serde_json::json!(null)), None);
+    }
+
+    #[test]
+    fn jwt_exp_fallback() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{{\"exp\":{}}}", now + 600));
+        let token = format!("eyJhbGciOiJSUzI1NiJ9.{payload}.sig");
+        let l = jwt_lifetime(&token).unwrap();
+        assert!(
+            l > Duration::from_secs(590) && l <= Duration::from_secs(600),
+            "{l:?}"
+        );
+        assert_eq!(jwt_lifetime("opaque"), None);
+    }
+}

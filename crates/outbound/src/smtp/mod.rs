@@ -1,0 +1,664 @@
+//! The SMTP transport: our own async client on `smtp-proto` (reply and EHLO parsing) and
+//! `tokio-rustls`, with pipelining, pooled connections, per-phase timeouts and SASL for
+//! passwords and OAuth2.
+//!
+//! Why not an existing client: lettre does not pipeline, its pool has no connection cap, its
+//! async timeouts cover only the connect, it logs AUTH lines at debug level, and its
+//! credentials are fixed when the transport is built (an OAuth2 token dies within 90 minutes).
+//!
+//! The modules, one concern each:
+//! - [`tls`](TlsMode): the four TLS modes and certificate verification;
+//! - `connection`: one session as a state machine — the state at the moment of a failure
+//!   decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
+//! - `auth`: SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER ([`Credentials`], [`AccessTokenSource`]);
+//! - `reply`: server replies to [`ErrorKind`]s;
+//! - `pool`: connection reuse under a hard cap on open connections;
+//! - `ehlo`: the EHLO name; `wire`: command lines, dot-stuffing, [`WireStats`];
+//! - `config`: the `smtp` kind of the configuration registry (Dify's SMTP_* variables,
+//!   `smtp://` and `smtps://` DSNs).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use outbound::{Message, Transport};
+//! use outbound::smtp::{Credentials, SmtpTransport, TlsMode};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), outbound::Error> {
+//! let transport = SmtpTransport::builder("smtp.example.com")
+//!     .tls(TlsMode::StartTls) // port 587 by default
+//!     .credentials(Credentials::password("app@example.com", "app-password"))
+//!     .timeout(Duration::from_secs(20))
+//!     .build()?;
+//! transport.verify().await?; // connect, TLS, EHLO, AUTH, QUIT
+//! let msg = Message::builder()
+//!     .from("app@example.com")
+//!     .to("ada@example.com")
+//!     .subject("Welcome")
+//!     .text("Hello!")
+//!     .build()?;
+//! let receipt = transport.send(&msg).await?;
+//! println!("queued as {:?}", receipt.provider_id);
+//! # Ok(()) }
+//! ```
+
+mod auth;
+pub(crate) mod config;
+mod connection;
+mod ehlo;
+mod pool;
+mod reply;
+mod tls;
+mod wire;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio_rustls::TlsConnector;
+
+pub use auth::{AccessTokenSource, Credentials, Mechanism, StaticToken};
+pub use connection::Timeouts;
+pub use tls::TlsMode;
+pub use wire::WireStats;
+
+use connection::{ConnectParams, Session};
+use pool::{Pool, PoolOptions, Slot};
+use wire::Counters;
+
+use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
+
+/// Default connection cap: Exchange Online's limit of concurrent connections per mailbox.
+pub const DEFAULT_POOL_SIZE: usize = 3;
+/// Default number of messages sent over one connection before it is replaced.
+pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// Default time an unused pooled connection is kept open.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Sends mail over SMTP. Cheap to clone (clones share the pool); see the
+/// [module documentation](self) for an example.
+///
+/// `Debug` and [`Transport::describe`] never show a password or token.
+#[derive(Clone)]
+pub struct SmtpTransport {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Arc<ConnectParams>,
+    pool: Arc<Pool>,
+    counters: Arc<Counters>,
+    default_from: Option<Mailbox>,
+    tls_verify: bool,
+}
+
+impl SmtpTransport {
+    /// Starts building a transport for `host` (a name or an IP address). Defaults: STARTTLS
+    /// required on port 587, certificates verified, no authentication, 30 s per phase,
+    /// at most 3 connections, 100 messages per connection, 30 s idle expiry, pipelining on.
+    pub fn builder(host: impl Into<String>) -> SmtpTransportBuilder {
+        SmtpTransportBuilder::new(host.into())
+    }
+
+    /// The server's host.
+    pub fn host(&self) -> &str {
+        &self.inner.params.host
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.inner.params.port
+    }
+
+    /// The TLS mode.
+    pub fn tls_mode(&self) -> TlsMode {
+        self.inner.params.tls_mode
+    }
+
+    /// How the network was used so far (connections, pipelining).
+    pub fn stats(&self) -> WireStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Closes every idle pooled connection politely (QUIT). The transport stays usable: later
+    /// sends open new connections. Call it before shutting down.
+    pub async fn close(&self) {
+        self.inner.pool.close_idle().await;
+    }
+
+    async fn open(&self) -> Result<Session, Error> {
+        Session::open(
+            self.inner.params.clone(),
+            self.inner.counters.clone(),
+            self.inner.pool.next_id(),
+        )
+        .await
+    }
+
+    async fn checkout(&self, slot: &Slot) -> Result<(Session, bool), Error> {
+        match self.inner.pool.take_idle(slot).await {
+            Some(s) => Ok((s, true)),
+            None => Ok((self.open().await?, false)),
+        }
+    }
+}
+
+impl fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = &self.inner.params;
+        let opts = self.inner.pool.options();
+        f.debug_struct("SmtpTransport")
+            .field("host", &p.host)
+            .field("port", &p.port)
+            .field("tls", &p.tls_mode)
+            .field("tls_verify", &self.inner.tls_verify)
+            .field("credentials", &p.credentials)
+            .field("mechanism", &p.mechanism)
+            .field("ehlo_name", &p.ehlo_name)
+            .field("timeouts", &p.timeouts)
+            .field("pipelining", &p.pipelining)
+            .field("pool_size", &opts.size)
+            .field("max_messages_per_connection", &opts.max_messages)
+            .field("idle_timeout", &opts.idle_timeout)
+            .field("default_from", &self.inner.default_from)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Transport for SmtpTransport {
+    /// Sends over a pooled connection. An idle connection that turns out to be broken before
+    /// the end of DATA is replaced once, transparently (the message is not lost and cannot be
+    /// duplicated); a failure after the end of DATA is [`ErrorKind::Ambiguous`] and is never
+    /// retried here.
+    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
+        let started = Instant::now();
+        let from = self.inner.default_from.as_ref();
+        let envelope = message.envelope(from)?;
+        let message_id = message.message_id(from)?;
+        let body = message.render(from)?;
+        let eight_bit = !body.is_ascii();
+        let data = wire::encode_data(&body);
+
+        let slot = self.inner.pool.slot().await?;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let (mut session, reused) = self.checkout(&slot).await?;
+            let conn = session.id();
+            let result = session
+                .transaction(&envelope, &data, body.len(), eight_bit)
+                .await;
+            let healthy = session.is_ready();
+            self.inner.pool.give_back(session, &slot).await;
+            match result {
+                Ok(delivery) => {
+                    let counters = &self.inner.counters;
+                    counters.transactions.fetch_add(1, Ordering::Relaxed);
+                    if reused {
+                        counters.reused_connections.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut receipt = Receipt::new("smtp", message_id, delivery.accepted)
+                        .with_rejected(delivery.rejected)
+                        .with_elapsed(started.elapsed());
+                    if let Some(id) = reply::provider_id(&delivery.reply) {
+                        receipt = receipt.with_provider_id(id);
+                    }
+                    receipt.attempts = attempts;
+                    tracing::debug!(
+                        conn,
+                        message_id = %receipt.message_id,
+                        provider_id = ?receipt.provider_id,
+                        accepted = receipt.accepted.len(),
+                        rejected = receipt.rejected.len(),
+                        elapsed_ms = receipt.elapsed.as_millis() as u64,
+                        "message accepted"
+                    );
+                    return Ok(receipt);
+                }
+                Err(err)
+                    if reused && !healthy && attempts == 1 && err.kind() == ErrorKind::Network =>
+                {
+                    // The pooled connection died while idle (server timeout, restart) and it
+                    // showed only now, before the end of DATA: nothing was delivered.
+                    self.inner
+                        .counters
+                        .broken_connections_replaced
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        conn,
+                        error = %err,
+                        "a pooled connection was broken; sending on a new connection"
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    tracing::debug!(conn, error = %err, "send failed");
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Connects, sets up TLS, says EHLO, authenticates when credentials are configured, and
+    /// says QUIT. Sends nothing. Always uses a new connection (and counts against the cap).
+    async fn verify(&self) -> Result<(), Error> {
+        let slot = self.inner.pool.slot().await?;
+        // A new connection while idle ones exist would exceed the cap: close one first.
+        self.inner.pool.retire_one_idle(&slot).await;
+        let mut session = self.open().await?;
+        tracing::debug!(conn = session.id(), "verified; closing");
+        session.quit().await;
+        drop(slot);
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "smtp"
+    }
+
+    /// E.g. `smtp://smtp.example.com:587 (starttls, as app@example.com)`.
+    fn describe(&self) -> String {
+        let p = &self.inner.params;
+        let mut extra = vec![p.tls_mode.to_string()];
+        if let Some(c) = &p.credentials {
+            extra.push(format!("as {}", c.username()));
+        }
+        if p.tls_mode.uses_tls() && !self.inner.tls_verify {
+            extra.push("certificate verification off".into());
+        }
+        let host = if p.host.contains(':') && !p.host.starts_with('[') {
+            format!("[{}]", p.host)
+        } else {
+            p.host.clone()
+        };
+        format!("smtp://{host}:{} ({})", p.port, extra.join(", "))
+    }
+}
+
+/// Builds an [`SmtpTransport`]; nothing is checked until [`build`](Self::build).
+///
+/// ```
+/// use std::time::Duration;
+/// use outbound::smtp::{Mechanism, SmtpTransport, TlsMode, Credentials};
+/// let t = SmtpTransport::builder("127.0.0.1")
+///     .tls(TlsMode::Implicit)
+///     .credentials(Credentials::password("alice@example.test", "pw"))
+///     .mechanism(Mechanism::Login)
+///     .pool_size(2)
+///     .timeout(Duration::from_secs(5))
+///     .build()?;
+/// assert_eq!(t.port(), 465);
+/// assert_eq!(outbound::Transport::describe(&t), "smtp://127.0.0.1:465 (implicit, as alice@example.test)");
+/// # Ok::<(), outbound::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SmtpTransportBuilder {
+    host: String,
+    port: Option<u16>,
+    tls: TlsMode,
+    tls_verify: bool,
+    ca_file: Option<PathBuf>,
+    tls_server_name: Option<String>,
+    credentials: Option<Credentials>,
+    mechanism: Option<Mechanism>,
+    local_hostname: Option<String>,
+    timeouts: Timeouts,
+    pool_size: usize,
+    max_messages: u32,
+    idle_timeout: Duration,
+    pipelining: bool,
+    default_from: Option<Mailbox>,
+    pub(crate) labels: Labels,
+}
+
+/// How settings are named in build errors (the config layer passes variable names).
+#[derive(Debug, Clone)]
+pub(crate) struct Labels {
+    pub host: String,
+    pub ca_file: String,
+    pub local_hostname: String,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels {
+            host: "host".into(),
+            ca_file: "ca_file".into(),
+            local_hostname: "local_hostname".into(),
+        }
+    }
+}
+
+impl SmtpTransportBuilder {
+    fn new(host: String) -> Self {
+        SmtpTransportBuilder {
+            host,
+            port: None,
+            tls: TlsMode::StartTls,
+            tls_verify: true,
+            ca_file: None,
+            tls_server_name: None,
+            credentials: None,
+            mechanism: None,
+            local_hostname: None,
+            timeouts: Timeouts::default(),
+            pool_size: DEFAULT_POOL_SIZE,
+            max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            pipelining: true,
+            default_from: None,
+            labels: Labels::default(),
+        }
+    }
+
+    /// The port; by default the mode's ([`TlsMode::default_port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
+    /// The TLS mode (default [`TlsMode::StartTls`], required).
+    pub fn tls(mut self, mode: TlsMode) -> Self {
+        self.tls = mode;
+        self
+    }
+
+    /// `false` accepts any certificate (logged as a warning when the transport is built).
+    /// Only for test servers: anyone on the path can then read the password.
+    pub fn tls_verify(mut self, verify: bool) -> Self {
+        self.tls_verify = verify;
+        self
+    }
+
+    /// A PEM file of CA certificates trusted in addition to the system's.
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The name the certificate must match, when it differs from the host connected to.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// Authenticate with these credentials (none: no AUTH, for relays).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Use this SASL mechanism instead of choosing from what the server offers.
+    pub fn mechanism(mut self, mechanism: Mechanism) -> Self {
+        self.mechanism = Some(mechanism);
+        self
+    }
+
+    /// The EHLO name (SMTP_LOCAL_HOSTNAME); empty means "choose" (see the `ehlo` rules: this
+    /// host's FQDN, else an address literal).
+    pub fn local_hostname(mut self, name: impl Into<String>) -> Self {
+        self.local_hostname = Some(name.into());
+        self
+    }
+
+    /// The same time limit for every phase (SMTP_TIMEOUT).
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.timeouts = Timeouts::all(limit);
+        self
+    }
+
+    /// A time limit per phase.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The most connections open at once (default 3).
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Messages per connection before it is replaced (default 100).
+    pub fn max_messages_per_connection(mut self, n: u32) -> Self {
+        self.max_messages = n;
+        self
+    }
+
+    /// How long an unused connection is kept (default 30 s).
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle_timeout = idle;
+        self
+    }
+
+    /// Whether to pipeline when the server offers PIPELINING (default true).
+    pub fn pipelining(mut self, enabled: bool) -> Self {
+        self.pipelining = enabled;
+        self
+    }
+
+    /// The sender for messages without a From.
+    pub fn default_from(mut self, from: Mailbox) -> Self {
+        self.default_from = Some(from);
+        self
+    }
+
+    pub(crate) fn default_from_opt(mut self, from: Option<Mailbox>) -> Self {
+        self.default_from = from;
+        self
+    }
+
+    /// Checks everything and builds the transport (no network access happens here; the CA
+    /// file and the system's roots are read).
+    pub fn build(self) -> Result<SmtpTransport, Error> {
+        let host = self.host.trim().to_string();
+        if host.is_empty() {
+            return Err(Error::config(format!(
+                "{} is empty; expected the SMTP server's host name or IP address",
+                self.labels.host
+            )));
+        }
+        if host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+        {
+            return Err(Error::config(format!(
+                "{} is `{host}`, which is not a host name; expected e.g. smtp.example.com",
+                self.labels.host
+            )));
+        }
+        let port = self.port.unwrap_or(self.tls.default_port());
+        if port == 0 {
+            return Err(Error::config("the SMTP port must be from 1 to 65535"));
+        }
+        let tls = if self.tls.uses_tls() {
+            let extra = match &self.ca_file {
+                Some(path) => tls::load_ca_file(path, &self.labels.ca_file)?,
+                None => Vec::new(),
+            };
+            if !self.tls_verify {
+                tracing::warn!(
+                    host = %host,
+                    port,
+                    "TLS certificate verification is OFF: anyone on the network path can \
+                     impersonate the server and read the credentials"
+                );
+            }
+            let config = tls::client_config(self.tls_verify, extra)?;
+            let name = tls::server_name(
+                self.tls_server_name.as_deref().unwrap_or(&host),
+                &self.labels.host,
+            )?;
+            Some((TlsConnector::from(config), name))
+        } else {
+            None
+        };
+        let configured = self
+            .local_hostname
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if let Some(name) = configured {
+            if !ehlo::is_valid_configured(name) {
+                return Err(Error::config(format!(
+                    "{} is `{name}`, which is not a valid EHLO name; expected a domain name \
+                     (mail.example.com) or an address literal ([192.0.2.1])",
+                    self.labels.local_hostname
+                )));
+            }
+        }
+        let ehlo_name = configured.map(str::to_string).or_else(|| {
+            ehlo::system_hostname()
+                .filter(|h| ehlo::is_fqdn(h.trim()))
+                .map(|h| {
+                    let h = h.trim();
+                    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+                })
+        });
+        if self.pool_size == 0 {
+            return Err(Error::config("the SMTP pool size must be at least 1"));
+        }
+        if self.max_messages == 0 {
+            return Err(Error::config(
+                "the messages-per-connection cap must be at least 1",
+            ));
+        }
+        let t = self.timeouts;
+        if [t.connect, t.tls, t.greeting, t.command, t.data_end]
+            .iter()
+            .any(Duration::is_zero)
+        {
+            return Err(Error::config("SMTP timeouts must be longer than zero"));
+        }
+        if let (Some(m), Some(c)) = (self.mechanism, &self.credentials) {
+            if m.is_oauth2() != matches!(c, Credentials::OAuth2 { .. }) {
+                return Err(Error::config(format!(
+                    "SASL mechanism {m} does not match the credentials (use PLAIN or LOGIN with \
+                     a password, XOAUTH2 or OAUTHBEARER with an OAuth2 token)"
+                )));
+            }
+        }
+        let params = ConnectParams {
+            host,
+            port,
+            tls_mode: self.tls,
+            tls,
+            credentials: self.credentials,
+            mechanism: self.mechanism,
+            ehlo_name,
+            timeouts: self.timeouts,
+            pipelining: self.pipelining,
+        };
+        Ok(SmtpTransport {
+            inner: Arc::new(Inner {
+                params: Arc::new(params),
+                pool: Arc::new(Pool::new(PoolOptions {
+                    size: self.pool_size,
+                    max_messages: self.max_messages,
+                    idle_timeout: self.idle_timeout,
+                })),
+                counters: Arc::new(Counters::default()),
+                default_from: self.default_from,
+                tls_verify: self.tls_verify,
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_defaults_and_validation() {
+        let t = SmtpTransport::builder("smtp.example.com").build().unwrap();
+        assert_eq!((t.port(), t.tls_mode()), (587, TlsMode::StartTls));
+        let t = SmtpTransport::builder("relay.local")
+            .tls(TlsMode::None)
+            .build()
+            .unwrap();
+        assert_eq!(t.port(), 25);
+        assert_eq!(t.describe(), "smtp://relay.local:25 (none)");
+        let t = SmtpTransport::builder("::1")
+            .tls(TlsMode::None)
+            .port(2525)
+            .build()
+            .unwrap();
+        assert_eq!(t.describe(), "smtp://[::1]:2525 (none)");
+
+        for (b, needle) in [
+            (SmtpTransport::builder(""), "empty"),
+            (SmtpTransport::builder("bad host"), "not a host name"),
+            (
+                SmtpTransport::builder("h.example").pool_size(0),
+                "pool size",
+            ),
+            (
+                SmtpTransport::builder("h.example").local_hostname("bad name"),
+                "EHLO",
+            ),
+            (
+                SmtpTransport::builder("h.example").timeout(Duration::ZERO),
+                "zero",
+            ),
+            (
+                SmtpTransport::builder("h.example")
+                    .credentials(Credentials::password("u", "p"))
+                    .mechanism(Mechanism::XOAuth2),
+                "does not match",
+            ),
+            (
+                SmtpTransport::builder("h.example").ca_file("/nonexistent/ca.pem"),
+                "ca_file",
+            ),
+        ] {
+            let err = b.build().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Config);
+            assert!(
+                err.to_string().contains(needle),
+                "{err} should mention {needle}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_and_describe_never_show_secrets() {
+        let t = SmtpTransport::builder("smtp.example.com")
+            .credentials(Credentials::password(
+                "alice@example.com",
+                "canary-password-731",
+            ))
+            .tls_verify(false)
+            .build()
+            .unwrap();
+        let text = format!("{t:?} {}", t.describe());
+        assert!(!text.contains("canary-password-731"), "{text}");
+        assert!(text.contains("alice@example.com"));
+        assert!(t.describe().contains("certificate verification off"));
+        let t = SmtpTransport::builder("smtp.example.com")
+            .credentials(Credentials::oauth2_static(
+                "alice@example.com",
+                "canary-token-913",
+            ))
+            .build()
+            .unwrap();
+        assert!(!format!("{t:?} {}", t.describe()).contains("canary-token-913"));
+    }
+
+    #[test]
+    fn configured_ehlo_name_is_used_verbatim() {
+        let t = SmtpTransport::builder("h.example")
+            .local_hostname("app.example.org")
+            .build()
+            .unwrap();
+        assert_eq!(t.inner.params.ehlo_name.as_deref(), Some("app.example.org"));
+        let t = SmtpTransport::builder("h.example")
+            .local_hostname("  ")
+            .build()
+            .unwrap();
+        assert_ne!(t.inner.params.ehlo_name.as_deref(), Some(""));
+    }
+}

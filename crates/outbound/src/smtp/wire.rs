@@ -1,0 +1,428 @@
+//! What goes onto the wire: SMTP command lines, the DATA payload (dot-stuffed, CRLF only), the
+//! redacted form of each line for the wire log, and counters that show how the client used the
+//! connection (how many commands went out per network write, i.e. whether it pipelined).
+//!
+//! `smtp-proto` parses what servers say; it has no client-side serialiser, so the few command
+//! lines a client sends are written here. Tests parse them back with `smtp-proto`'s server-side
+//! request parser to prove they are well formed.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::auth::Mechanism;
+
+/// One command the client sends.
+pub(crate) enum Command<'a> {
+    Ehlo(&'a str),
+    Helo(&'a str),
+    StartTls,
+    /// `AUTH <mechanism> [initial-response]`; the initial response is never logged.
+    Auth {
+        mechanism: Mechanism,
+        initial: Option<&'a SecretString>,
+    },
+    /// A line answering a 334 challenge (base64, or `*` to cancel); never logged.
+    SaslResponse(&'a SecretString),
+    Mail(MailFrom<'a>),
+    Rcpt(&'a str),
+    Data,
+    Rset,
+    Quit,
+}
+
+/// `MAIL FROM` and its parameters.
+pub(crate) struct MailFrom<'a> {
+    pub address: &'a str,
+    /// RFC 1870 `SIZE=`; sent only when the server advertised SIZE.
+    pub size: Option<usize>,
+    /// RFC 6152 `BODY=8BITMIME`.
+    pub eight_bit: bool,
+    /// RFC 6531 `SMTPUTF8`.
+    pub smtputf8: bool,
+}
+
+impl Command<'_> {
+    /// The command's name, for messages ("the reply to RCPT TO").
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Ehlo(_) => "EHLO",
+            Command::Helo(_) => "HELO",
+            Command::StartTls => "STARTTLS",
+            Command::Auth { .. } => "AUTH",
+            Command::SaslResponse(_) => "AUTH",
+            Command::Mail(_) => "MAIL FROM",
+            Command::Rcpt(_) => "RCPT TO",
+            Command::Data => "DATA",
+            Command::Rset => "RSET",
+            Command::Quit => "QUIT",
+        }
+    }
+
+    /// Appends the command line, CRLF included, to `out`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Command::Ehlo(name) => push(out, &["EHLO ", name]),
+            Command::Helo(name) => push(out, &["HELO ", name]),
+            Command::StartTls => push(out, &["STARTTLS"]),
+            Command::Auth { mechanism, initial } => match initial {
+                Some(ir) => {
+                    let ir = ir.expose_secret();
+                    // RFC 4954 section 4: a zero-length initial response is sent as "=".
+                    let ir = if ir.is_empty() { "=" } else { ir };
+                    push(out, &["AUTH ", mechanism.as_str(), " ", ir]);
+                }
+                None => push(out, &["AUTH ", mechanism.as_str()]),
+            },
+            Command::SaslResponse(line) => push(out, &[line.expose_secret()]),
+            Command::Mail(m) => {
+                out.extend_from_slice(b"MAIL FROM:<");
+                out.extend_from_slice(m.address.as_bytes());
+                out.push(b'>');
+                if let Some(size) = m.size {
+                    out.extend_from_slice(format!(" SIZE={size}").as_bytes());
+                }
+                if m.eight_bit {
+                    out.extend_from_slice(b" BODY=8BITMIME");
+                }
+                if m.smtputf8 {
+                    out.extend_from_slice(b" SMTPUTF8");
+                }
+                out.extend_from_slice(b"\r\n");
+            }
+            Command::Rcpt(address) => push(out, &["RCPT TO:<", address, ">"]),
+            Command::Data => push(out, &["DATA"]),
+            Command::Rset => push(out, &["RSET"]),
+            Command::Quit => push(out, &["QUIT"]),
+        }
+    }
+
+    /// The line as it may appear in logs: credentials and SASL payloads are replaced by
+    /// `<redacted>`.
+    pub(crate) fn log_line(&self) -> String {
+        match self {
+            Command::Auth {
+                mechanism,
+                initial: Some(_),
+            } => format!("AUTH {mechanism} <redacted>"),
+            Command::SaslResponse(_) => "<redacted SASL response>".to_string(),
+            other => {
+                let mut line = Vec::new();
+                other.write_to(&mut line);
+                let line = String::from_utf8_lossy(&line);
+                line.trim_end().to_string()
+            }
+        }
+    }
+}
+
+fn push(out: &mut Vec<u8>, parts: &[&str]) {
+    for p in parts {
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Whether `address` can go inside `<...>` on a command line: no controls, no brackets, no
+/// spaces (the message model already validated it; this guards the wire).
+pub(crate) fn is_safe_path(address: &str) -> bool {
+    !address.is_empty()
+        && address.len() <= 512
+        && !address
+            .chars()
+            .any(|c| c.is_control() || c == '<' || c == '>' || c == ' ')
+}
+
+/// The DATA payload for `message`: lines end in CRLF (a bare CR or LF becomes CRLF), a line
+/// starting with `.` gets a second `.` (RFC 5321 section 4.5.2), and the payload ends with CRLF.
+/// The terminating `.` CRLF is *not* included: the caller sends it separately, so it knows
+/// whether a failure happened before or after the end of DATA.
+pub(crate) fn encode_data(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < message.len() {
+        let b = message[i];
+        match b {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                // CRLF counts once; a bare CR becomes CRLF too.
+                if message.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+                at_line_start = true;
+            }
+            b'\n' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                if at_line_start && b == b'.' {
+                    out.push(b'.');
+                }
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The end-of-data marker.
+pub(crate) const END_OF_DATA: &[u8] = b".\r\n";
+
+/// Counters shared by every connection of one transport.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub connections_opened: AtomicU64,
+    pub open_connections: AtomicUsize,
+    pub max_open_connections: AtomicUsize,
+    pub command_writes: AtomicU64,
+    pub commands: AtomicU64,
+    pub max_commands_per_write: AtomicU64,
+    pub transactions: AtomicU64,
+    pub reused_connections: AtomicU64,
+    pub broken_connections_replaced: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn connection_opened(&self) {
+        self.connections_opened.fetch_add(1, Ordering::Relaxed);
+        let now = self.open_connections.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_open_connections.fetch_max(now, Ordering::SeqCst);
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn wrote_commands(&self, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.command_writes.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(n, Ordering::Relaxed);
+        self.max_commands_per_write.fetch_max(n, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> WireStats {
+        WireStats {
+            connections_opened: self.connections_opened.load(Ordering::Relaxed),
+            open_connections: self.open_connections.load(Ordering::SeqCst),
+            max_open_connections: self.max_open_connections.load(Ordering::SeqCst),
+            command_writes: self.command_writes.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            max_commands_per_write: self.max_commands_per_write.load(Ordering::Relaxed),
+            transactions: self.transactions.load(Ordering::Relaxed),
+            reused_connections: self.reused_connections.load(Ordering::Relaxed),
+            broken_connections_replaced: self.broken_connections_replaced.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// How an [`SmtpTransport`](super::SmtpTransport) used the network so far: evidence for
+/// pipelining (several commands per write), connection reuse and the connection cap.
+///
+/// Every command line counts once in `commands`; every network write that carried at least one
+/// command line counts once in `command_writes` (the DATA payload and its final `.` are not
+/// counted). Without pipelining `commands == command_writes`; with it, one write carries
+/// `MAIL FROM`, every `RCPT TO` and `DATA`.
+///
+/// ```
+/// # use outbound::smtp::SmtpTransport;
+/// let transport = SmtpTransport::builder("mail.example.com").build()?;
+/// let stats = transport.stats();
+/// assert_eq!(stats.connections_opened, 0);
+/// assert_eq!(stats.commands_per_write(), 0.0);
+/// # Ok::<(), outbound::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WireStats {
+    /// Connections opened (TCP connects that got as far as a greeting or further).
+    pub connections_opened: u64,
+    /// Connections open right now (in use or idle in the pool).
+    pub open_connections: usize,
+    /// The most connections that were open at the same time.
+    pub max_open_connections: usize,
+    /// Network writes that carried command lines.
+    pub command_writes: u64,
+    /// Command lines sent.
+    pub commands: u64,
+    /// The most command lines one write carried.
+    pub max_commands_per_write: u64,
+    /// Mail transactions completed (accepted by the server).
+    pub transactions: u64,
+    /// Transactions that ran on a connection kept from an earlier one.
+    pub reused_connections: u64,
+    /// Idle connections found broken on use and replaced without losing the message.
+    pub broken_connections_replaced: u64,
+}
+
+impl WireStats {
+    /// Average command lines per network write (above 1 means commands were pipelined).
+    pub fn commands_per_write(&self) -> f64 {
+        if self.command_writes == 0 {
+            0.0
+        } else {
+            self.commands as f64 / self.command_writes as f64
+        }
+    }
+}
+
+impl fmt::Display for WireStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} connections opened (max {} open at once), {} transactions ({} on reused \
+             connections), {} commands in {} writes ({:.2} per write, max {})",
+            self.connections_opened,
+            self.max_open_connections,
+            self.transactions,
+            self.reused_connections,
+            self.commands,
+            self.command_writes,
+            self.commands_per_write(),
+            self.max_commands_per_write
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn line(cmd: &Command<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        cmd.write_to(&mut out);
+        out
+    }
+
+    fn parse(bytes: &[u8]) -> smtp_proto::Request<Cow<'_, str>> {
+        smtp_proto::Request::parse(&mut bytes.iter()).unwrap()
+    }
+
+    #[test]
+    fn mail_from_with_parameters_parses_back() {
+        let bytes = line(&Command::Mail(MailFrom {
+            address: "zoë@example.com",
+            size: Some(12345),
+            eight_bit: true,
+            smtputf8: true,
+        }));
+        assert_eq!(
+            bytes,
+            "MAIL FROM:<zoë@example.com> SIZE=12345 BODY=8BITMIME SMTPUTF8\r\n".as_bytes()
+        );
+        match parse(&bytes) {
+            smtp_proto::Request::Mail { from } => {
+                assert_eq!(from.address, "zoë@example.com");
+                assert_eq!(from.size, 12345);
+                assert_ne!(from.flags & smtp_proto::MAIL_BODY_8BITMIME, 0);
+                assert_ne!(from.flags & smtp_proto::MAIL_SMTPUTF8, 0);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_mail_from_and_rcpt_parse_back() {
+        let bytes = line(&Command::Mail(MailFrom {
+            address: "a@example.com",
+            size: None,
+            eight_bit: false,
+            smtputf8: false,
+        }));
+        assert_eq!(bytes, b"MAIL FROM:<a@example.com>\r\n");
+        assert!(matches!(parse(&bytes), smtp_proto::Request::Mail { from } if from.flags == 0));
+        let bytes = line(&Command::Rcpt("b@example.com"));
+        assert_eq!(bytes, b"RCPT TO:<b@example.com>\r\n");
+        assert!(
+            matches!(parse(&bytes), smtp_proto::Request::Rcpt { to } if to.address == "b@example.com")
+        );
+        for (cmd, expected) in [
+            (Command::Data, "DATA"),
+            (Command::Rset, "RSET"),
+            (Command::Quit, "QUIT"),
+            (Command::StartTls, "STARTTLS"),
+            (Command::Ehlo("[127.0.0.1]"), "EHLO"),
+        ] {
+            let bytes = line(&cmd);
+            assert_eq!(parse(&bytes).name(), expected);
+        }
+    }
+
+    #[test]
+    fn auth_lines_are_redacted_in_logs() {
+        let secret = SecretString::from("AGFsaWNlAHNlY3JldA==");
+        let cmd = Command::Auth {
+            mechanism: Mechanism::Plain,
+            initial: Some(&secret),
+        };
+        assert_eq!(line(&cmd), b"AUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+        assert_eq!(cmd.log_line(), "AUTH PLAIN <redacted>");
+        let cmd = Command::SaslResponse(&secret);
+        assert!(!cmd.log_line().contains("AGFs"));
+        let empty = SecretString::from("");
+        let cmd = Command::Auth {
+            mechanism: Mechanism::XOAuth2,
+            initial: Some(&empty),
+        };
+        assert_eq!(line(&cmd), b"AUTH XOAUTH2 =\r\n");
+        assert_eq!(
+            Command::Auth {
+                mechanism: Mechanism::Login,
+                initial: None
+            }
+            .log_line(),
+            "AUTH LOGIN"
+        );
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_and_crlf_normalised() {
+        assert_eq!(encode_data(b"a\r\n.b\r\n..c\r\n"), b"a\r\n..b\r\n...c\r\n");
+        assert_eq!(encode_data(b".start"), b"..start\r\n");
+        assert_eq!(encode_data(b"x\n.\ny"), b"x\r\n..\r\ny\r\n");
+        assert_eq!(encode_data(b"bare\rcr"), b"bare\r\ncr\r\n");
+        assert_eq!(encode_data(b"mid.dot\r\n"), b"mid.dot\r\n");
+        // A lone "." line inside the body can never end DATA early.
+        let encoded = encode_data(b"Subject: x\r\n\r\n.\r\nafter\r\n");
+        assert!(!encoded.windows(5).any(|w| w == b"\r\n.\r\n"));
+        assert_eq!(encode_data(b""), b"");
+    }
+
+    #[test]
+    fn safe_paths() {
+        assert!(is_safe_path("a@example.com"));
+        assert!(!is_safe_path("a@example.com>\r\nRCPT TO:<b@x"));
+        assert!(!is_safe_path("a b@example.com"));
+        assert!(!is_safe_path(""));
+    }
+
+    #[test]
+    fn stats_count_commands_per_write() {
+        let c = Counters::default();
+        c.wrote_commands(3);
+        c.wrote_commands(1);
+        c.wrote_commands(0);
+        c.connection_opened();
+        c.connection_opened();
+        c.connection_closed();
+        let s = c.snapshot();
+        assert_eq!(s.command_writes, 2);
+        assert_eq!(s.commands, 4);
+        assert_eq!(s.max_commands_per_write, 3);
+        assert_eq!(s.open_connections, 1);
+        assert_eq!(s.max_open_connections, 2);
+        assert!((s.commands_per_write() - 2.0).abs() < f64::EPSILON);
+        assert!(s.to_string().contains("2.00 per write"));
+    }
+}
