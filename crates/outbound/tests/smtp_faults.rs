@@ -50,11 +50,16 @@ async fn required_starttls_missing_is_a_tls_error_and_no_credential_is_sent() {
         "the client did talk to the server: {commands:?}"
     );
     assert!(
-        !commands.iter().any(|c| c.to_ascii_uppercase().starts_with("AUTH")),
+        !commands
+            .iter()
+            .any(|c| c.to_ascii_uppercase().starts_with("AUTH")),
         "no AUTH may be sent without TLS: {commands:?}"
     );
     assert!(!server.log_text().contains("canary-pw-77"));
-    assert!(!commands.iter().any(|c| c.starts_with("MAIL")), "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c.starts_with("MAIL")),
+        "{commands:?}"
+    );
 }
 
 #[tokio::test]
@@ -98,7 +103,10 @@ async fn a_stalled_server_is_a_timeout_within_the_configured_time() {
     assert!(err.is_retryable());
     assert!(err.to_string().contains("greeting"), "{err}");
     assert!(elapsed >= limit, "{elapsed:?}");
-    assert!(elapsed < limit + Duration::from_millis(700), "took {elapsed:?}");
+    assert!(
+        elapsed < limit + Duration::from_millis(700),
+        "took {elapsed:?}"
+    );
 }
 
 async fn ambiguous_after_data(mode: &str) {
@@ -116,13 +124,20 @@ async fn ambiguous_after_data(mode: &str) {
     assert!(started.elapsed() < Duration::from_secs(3));
     // Give the server a moment to log anything a (wrong) retry would have caused.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(server.count("data-end"), 1, "{mode}: exactly one DATA, never retried");
+    assert_eq!(
+        server.count("data-end"),
+        1,
+        "{mode}: exactly one DATA, never retried"
+    );
     assert_eq!(server.count("connect"), 1, "{mode}: no second connection");
     let data_commands = server.commands().iter().filter(|c| *c == "DATA").count();
     assert_eq!(data_commands, 1);
     let stats = t.stats();
     assert_eq!(stats.transactions, 0);
-    assert_eq!(stats.open_connections, 0, "the broken connection was discarded");
+    assert_eq!(
+        stats.open_connections, 0,
+        "the broken connection was discarded"
+    );
 }
 
 #[tokio::test]
@@ -216,7 +231,10 @@ async fn mail_parameters_follow_the_message() {
     let t = plain(&server).build().unwrap();
     let ascii = message();
     let eight_bit = Message::builder()
-        .raw("From: app@example.test\r\nTo: bob@example.test\r\nSubject: x\r\n\r\nGrüße\r\n".as_bytes())
+        .raw(
+            "From: app@example.test\r\nTo: bob@example.test\r\nSubject: x\r\n\r\nGrüße\r\n"
+                .as_bytes(),
+        )
         .to("bob@example.test")
         .build()
         .unwrap();
@@ -243,10 +261,22 @@ async fn mail_parameters_follow_the_message() {
             .map(|o| o.as_str().unwrap().to_ascii_uppercase())
             .collect()
     };
-    assert!(options(0).iter().any(|o| o.starts_with("SIZE=")), "{:?}", options(0));
+    assert!(
+        options(0).iter().any(|o| o.starts_with("SIZE=")),
+        "{:?}",
+        options(0)
+    );
     assert!(!options(0).contains(&"BODY=8BITMIME".to_string()));
-    assert!(options(1).contains(&"BODY=8BITMIME".to_string()), "{:?}", options(1));
-    assert!(options(2).contains(&"SMTPUTF8".to_string()), "{:?}", options(2));
+    assert!(
+        options(1).contains(&"BODY=8BITMIME".to_string()),
+        "{:?}",
+        options(1)
+    );
+    assert!(
+        options(2).contains(&"SMTPUTF8".to_string()),
+        "{:?}",
+        options(2)
+    );
     assert_eq!(messages[2]["rcpt_tos"][0], "jörg@example.test");
     // The server got exactly the rendered bytes (aiosmtpd undoes the dot-stuffing).
     use base64::Engine as _;

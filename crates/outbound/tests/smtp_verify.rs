@@ -42,7 +42,9 @@ async fn verify_authenticates_and_sends_nothing() {
         (env.port_plain(), TlsMode::None, 3),
     ] {
         let t = transport(&env, port, mode, Mechanism::Plain);
-        t.verify().await.unwrap_or_else(|e| panic!("verify on {port}: {e}"));
+        t.verify()
+            .await
+            .unwrap_or_else(|e| panic!("verify on {port}: {e}"));
         let stats = t.stats();
         assert_eq!(stats.transactions, 0);
         assert_eq!(stats.commands, commands, "{port}: {stats}");
@@ -70,7 +72,11 @@ async fn verify_authenticates_and_sends_nothing() {
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(maildir.count_files(), before, "verify() delivered something");
+    assert_eq!(
+        maildir.count_files(),
+        before,
+        "verify() delivered something"
+    );
 }
 
 #[derive(Clone, Default)]

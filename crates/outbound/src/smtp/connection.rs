@@ -42,8 +42,10 @@ use crate::{Envelope, Error, ErrorKind, RejectedRecipient};
 /// ```
 /// use std::time::Duration;
 /// use outbound::smtp::Timeouts;
-/// let t = Timeouts::all(Duration::from_secs(5));
+/// let mut t = Timeouts::all(Duration::from_secs(5));
 /// assert_eq!(t.greeting, Duration::from_secs(5));
+/// // A large attachment over a slow link may need longer at the end of DATA.
+/// t.data_end = Duration::from_secs(120);
 /// assert_eq!(Timeouts::default().command, Duration::from_secs(30));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,12 +401,14 @@ impl Session {
             _ => {}
         }
         if let Some(creds) = &params.credentials {
-            if !self.caps.tls {
+            // tls=none was chosen explicitly (and warned about when the transport was built);
+            // opportunistic falling back to plain text is the surprise worth a warning.
+            if !self.caps.tls && params.tls_mode == TlsMode::Opportunistic {
                 tracing::warn!(
                     conn = self.id,
                     host = %params.host,
-                    "sending credentials over an unencrypted connection (tls={})",
-                    params.tls_mode
+                    "sending credentials over an unencrypted connection (tls=opportunistic, no \
+                     STARTTLS offered)"
                 );
             }
             if let Err(e) = auth::authenticate(
@@ -724,13 +728,19 @@ impl Session {
                 "the message has no recipient",
             ));
         }
-        let eight_bit_param = (eight_bit || envelope.smtputf8) && self.caps.eight_bit_mime;
+        // RFC 6152: 8-bit content only to a server that offers 8BITMIME (SMTPUTF8, checked
+        // above, implies it: RFC 6531 section 3.1).
         if eight_bit && !self.caps.eight_bit_mime && !envelope.smtputf8 {
-            tracing::warn!(
-                conn = self.id,
-                "the message has 8-bit content but the server does not offer 8BITMIME; sending as is"
-            );
+            return Err(Error::new(
+                ErrorKind::Permanent,
+                format!(
+                    "the message contains 8-bit bytes and {} does not offer 8BITMIME; send it \
+                     with 7-bit encodings (quoted-printable or base64)",
+                    self.params.host
+                ),
+            ));
         }
+        let eight_bit_param = (eight_bit || envelope.smtputf8) && self.caps.eight_bit_mime;
         let mail = Command::Mail(MailFrom {
             address: &envelope.from,
             size: self.caps.size.map(|_| size),
@@ -1263,6 +1273,29 @@ mod tests {
         let err = s.transaction(&env, b"x\r\n", 3, true).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Permanent);
         assert!(err.message().contains("jörg@example.com") && err.message().contains("SMTPUTF8"));
+    }
+
+    #[tokio::test]
+    async fn eight_bit_content_needs_8bitmime() {
+        let (s, script, _) = open(
+            params(true, None, Duration::from_secs(5)),
+            "250-mx.test\r\n250 PIPELINING\r\n",
+        )
+        .await;
+        let mut s = s.unwrap();
+        let err = s
+            .transaction(
+                &envelope(&["b@example.com"]),
+                "Grüße\r\n".as_bytes(),
+                8,
+                true,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Permanent);
+        assert!(err.message().contains("8BITMIME"), "{err}");
+        assert!(s.is_ready());
+        assert_eq!(script.seen.len(), 1, "nothing but EHLO was sent");
     }
 
     #[tokio::test]

@@ -496,6 +496,13 @@ impl SmtpTransportBuilder {
         } else {
             None
         };
+        if self.tls == TlsMode::None && self.credentials.is_some() {
+            tracing::warn!(
+                host = %host,
+                port,
+                "tls=none: credentials will be sent without encryption"
+            );
+        }
         let configured = self
             .local_hostname
             .as_deref()

@@ -244,7 +244,7 @@ impl Counters {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WireStats {
-    /// Connections opened (TCP connects that got as far as a greeting or further).
+    /// TCP connections opened (including ones that then failed in TLS, greeting or AUTH).
     pub connections_opened: u64,
     /// Connections open right now (in use or idle in the pool).
     pub open_connections: usize,

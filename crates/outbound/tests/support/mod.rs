@@ -396,13 +396,7 @@ impl FaultServer {
         let log = dir.path().join("fault.log");
         let mut child = std::process::Command::new(env.python())
             .arg(&script)
-            .args([
-                "--mode",
-                mode,
-                "--port",
-                "0",
-                "--log",
-            ])
+            .args(["--mode", mode, "--port", "0", "--log"])
             .arg(&log)
             .args(extra)
             .stdout(std::process::Stdio::piped())
