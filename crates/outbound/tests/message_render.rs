@@ -376,3 +376,33 @@ fn raw_message_keeps_its_bytes_and_gains_id_and_date() {
     assert!(parsed.headers.get_first_value("Bcc").is_none());
     assert_eq!(parsed.get_body().unwrap(), "line\r\n");
 }
+
+#[test]
+fn rendering_is_repeatable_so_a_retry_sends_the_same_bytes() {
+    let msg = Message::builder()
+        .from("a@example.com")
+        .to("b@example.com")
+        .text("t")
+        .html("<p>h <img src=\"cid:c1\"></p>")
+        .attach(Attachment::from_bytes("i.png", vec![1u8, 2, 3]).inline("c1"))
+        .attach(Attachment::from_bytes("a.pdf", b"pdf".to_vec()))
+        .build()
+        .unwrap();
+    let first = render(&msg);
+    assert_eq!(first, render(&msg));
+    // Boundaries differ per message and per level.
+    let other = Message::builder()
+        .from("a@example.com")
+        .to("b@example.com")
+        .text("t")
+        .html("<p>h</p>")
+        .build()
+        .unwrap();
+    let boundary = |bytes: &[u8]| parse_mail(bytes).unwrap().ctype.params["boundary"].clone();
+    assert_ne!(boundary(&first), boundary(&render(&other)));
+    let root = parse_mail(&first).unwrap();
+    assert_ne!(
+        root.ctype.params["boundary"],
+        root.subparts[0].ctype.params["boundary"]
+    );
+}

@@ -165,7 +165,6 @@ impl Settings {
     }
 
     /// A boolean (`true/false`, `1/0`, `yes/no`, `on/off`), naming its source on error.
-    #[allow(dead_code)] // used by the network transports
     pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, Error> {
         let Some(setting) = self.get(key) else {
             return Ok(None);
@@ -181,7 +180,6 @@ impl Settings {
     }
 
     /// A number within `range`, naming its source on error.
-    #[allow(dead_code)] // used by the network transports
     pub(crate) fn number<T>(
         &self,
         key: &str,

@@ -14,10 +14,14 @@
 //!
 //! Bodies are normalised to CRLF first: mail-builder passes a 7-bit body through as is, and a
 //! bare CR or LF must never reach the wire.
+//!
+//! Boundaries are derived from the Message-ID rather than random, so rendering the same
+//! message twice gives the same bytes: a retry sends exactly what the first attempt sent.
 
 use std::time::UNIX_EPOCH;
 
 use mail_builder::headers::address::Address;
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::text::Text;
@@ -102,19 +106,34 @@ pub(crate) fn render(
         })
         .collect();
 
+    // "=_" cannot occur in quoted-printable or base64 output (RFC 2045 section 6.7), and the
+    // Message-ID's unique part keeps it out of any 7-bit text in practice.
+    let unique: String = message_id
+        .trim_matches(['<', '>'])
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(48)
+        .collect();
+    let multipart = |subtype: &str, parts: Vec<MimePart<'static>>| {
+        let boundary = format!("=_{unique}_{subtype}");
+        MimePart::new(
+            ContentType::new(format!("multipart/{subtype}")).attribute("boundary", boundary),
+            parts,
+        )
+    };
     let with_related = |part: MimePart<'static>| {
         if inline.is_empty() {
             part
         } else {
             let mut parts = vec![part];
             parts.extend(inline.iter().cloned());
-            MimePart::new("multipart/related", parts)
+            multipart("related", parts)
         }
     };
     let text_part = text.map(|t| MimePart::new("text/plain", t));
     let html_part = html.map(|h| MimePart::new("text/html", h));
     let main = match (text_part, html_part) {
-        (Some(t), Some(h)) => MimePart::new("multipart/alternative", vec![t, with_related(h)]),
+        (Some(t), Some(h)) => multipart("alternative", vec![t, with_related(h)]),
         (Some(t), None) => with_related(t),
         (None, Some(h)) => with_related(h),
         (None, None) => return Err(MessageError::NoBody),
@@ -124,7 +143,7 @@ pub(crate) fn render(
     } else {
         let mut parts = vec![main];
         parts.extend(attached);
-        MimePart::new("multipart/mixed", parts)
+        multipart("mixed", parts)
     };
 
     builder
