@@ -5,8 +5,19 @@
 //   node testenv/oauth/token-server.js [--port 0] [--host 127.0.0.1] [--lifetime 3600]
 //        [--state-dir DIR] [--email alice@example.test] [--delay-ms 0]
 //        [--no-rotate-refresh-tokens] [--exit-with-stdin]
+//        [--issuer URL] [--export-key-dir DIR]
 //
 // Prints `READY <port>` on stdout once it listens (after the key files are written).
+//
+// --issuer URL           the `iss` claim (default http://localhost:PORT). With --export-key-dir,
+//                        lets a private instance (its own port, lifetime, stats and faults) issue
+//                        tokens that the shared Dovecot accepts: Dovecot trusts one issuer
+//                        (http://localhost:8089) and looks keys up by kid in one directory, where
+//                        several keys can coexist.
+// --export-key-dir DIR   also write the public key as DIR/default/RS256/<kid> (Dovecot's
+//                        local_validation_key_dict layout), e.g. the shared instance's
+//                        /tmp/outbound-testenv/oauth/keys. Only that file is written there (not
+//                        issuer/port/jwks.json); it is removed on SIGTERM/SIGINT/stdin close.
 //
 // Token endpoints (all accept the same form-encoded requests):
 //   POST /token                            generic / Google-shaped
@@ -51,6 +62,7 @@ function parseArgs(argv) {
     rotateRefreshTokens: true,
     exitWithStdin: false,
     issuer: null,
+    exportKeyDir: null,
   };
   const need = (i, name) => {
     if (i + 1 >= argv.length) die(`${name} needs a value`);
@@ -71,6 +83,7 @@ function parseArgs(argv) {
       case '--email': opts.email = need(i, a); i++; break;
       case '--delay-ms': opts.delayMs = int(need(i, a), a, 0); i++; break;
       case '--issuer': opts.issuer = need(i, a); i++; break;
+      case '--export-key-dir': opts.exportKeyDir = path.resolve(need(i, a)); i++; break;
       case '--no-rotate-refresh-tokens': opts.rotateRefreshTokens = false; break;
       case '--exit-with-stdin': opts.exitWithStdin = true; break;
       case '-h': case '--help':
@@ -355,9 +368,13 @@ function writeAtomic(file, content, mode = 0o644) {
   fs.renameSync(tmp, file);
 }
 
+function publicPem() {
+  return createPublicKey({ key: { ...jwk }, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+}
+
 function exportKeys(dir, issuerUrl, port) {
   const publicJwk = issuer.keys.toJSON(false);
-  const pem = createPublicKey({ key: { ...jwk }, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
+  const pem = publicPem();
   writeAtomic(path.join(dir, 'keys', 'default', 'RS256', jwk.kid), pem);
   writeAtomic(path.join(dir, 'jwks.json'), JSON.stringify({ keys: publicJwk }, null, 2) + '\n');
   writeAtomic(path.join(dir, 'issuer'), `${issuerUrl}\n`);
@@ -365,18 +382,29 @@ function exportKeys(dir, issuerUrl, port) {
 }
 
 // ------------------------------------------------------------------------------------ start
+let exportedKey = null;
+function removeExportedKey() {
+  if (exportedKey === null) return;
+  try { fs.unlinkSync(exportedKey); } catch { /* already gone */ }
+  exportedKey = null;
+}
 const server = app.listen(opts.port, opts.host);
 server.on('error', (err) => die(`cannot listen on ${opts.host}:${opts.port}: ${err.message}`));
 server.on('listening', () => {
   const { port } = server.address();
   issuer.url = opts.issuer ?? `http://localhost:${port}`;
   if (opts.stateDir) exportKeys(opts.stateDir, issuer.url, port);
+  if (opts.exportKeyDir) {
+    exportedKey = path.join(opts.exportKeyDir, 'default', 'RS256', jwk.kid);
+    writeAtomic(exportedKey, publicPem());
+  }
   log(`listening on ${opts.host}:${port}, issuer ${issuer.url}, lifetime ${config.lifetime} s, kid ${jwk.kid.slice(0, 12)}…`);
   process.stdout.write(`READY ${port}\n`);
 });
 
 function shutdown(signal) {
   log(`${signal}: stopping`);
+  removeExportedKey();
   releaseStalled();
   server.close(() => process.exit(0));
   setTimeout(() => process.exit(0), 500).unref();

@@ -18,6 +18,7 @@ Logs go to stderr: -v, -vv, -vvv or OUTBOUND_LOG (e.g. OUTBOUND_LOG=debug); defa
 Examples:
   outbound send --from app@example.com --to ada@example.com --subject Hi --text 'Hello'
   outbound check
+  outbound token
   outbound config";
 
 const SEND_AFTER_HELP: &str = "\
@@ -50,6 +51,21 @@ this fails with exit code 78.
 Examples:
   outbound check
   outbound check --dsn 'smtps://user:pass@smtp.example.com:465' --json";
+
+const TOKEN_AFTER_HELP: &str = "\
+Acquires an OAuth2 access token the way the configured transport does (SMTP with
+SMTP_AUTH_TYPE=oauth2, or MAIL_TYPE=graph) and prints it masked (first and last characters and
+its length), with its scope and when it expires. Nothing is sent and no mail server is
+contacted: only the token endpoint.
+
+Exit codes: 0 a token was obtained; 77 the provider refused the credentials (its reason is
+shown, e.g. AADSTS7000215 for a wrong client secret); 78 the configuration is invalid or the
+transport does not use OAuth2; 75 the token endpoint failed or did not answer in time.
+
+Examples:
+  outbound token
+  outbound token --json
+  outbound token --dsn 'smtp://mailer%40contoso.com@smtp.office365.com:587?auth=oauth2&tenant=contoso.onmicrosoft.com&client_id=APP_ID&client_secret=SECRET'";
 
 const CONFIG_AFTER_HELP: &str = "\
 Shows the effective configuration: the transport kind, each of its settings with its value
@@ -87,6 +103,9 @@ pub enum Command {
     /// Verify the configured transport (connect, authenticate; send nothing)
     #[command(after_help = CHECK_AFTER_HELP)]
     Check(CheckArgs),
+    /// Acquire an OAuth2 token as configured; print it masked with its scope and expiry
+    #[command(after_help = TOKEN_AFTER_HELP)]
+    Token(TokenArgs),
     /// Show the effective configuration, where each value came from, and problems
     #[command(after_help = CONFIG_AFTER_HELP)]
     Config(ConfigArgs),
@@ -168,6 +187,15 @@ pub struct SendArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub dsn: DsnArg,
+    /// Print one JSON object on stdout instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
     #[command(flatten)]
     pub dsn: DsnArg,
     /// Print one JSON object on stdout instead of text

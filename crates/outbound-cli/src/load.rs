@@ -91,6 +91,14 @@ impl Loaded {
             .map_err(|e| rename_error(e, self.source))
     }
 
+    /// The OAuth2 token cache the transport authenticates with (`None` when it uses no
+    /// OAuth2), naming `--dsn` in errors when the flag was used.
+    pub fn token_cache(&self) -> Result<Option<outbound::TokenCache>, Error> {
+        self.settings
+            .token_cache()
+            .map_err(|e| rename_error(e, self.source))
+    }
+
     /// The settings' notes, worded for this source.
     pub fn notes(&self) -> Vec<String> {
         self.settings

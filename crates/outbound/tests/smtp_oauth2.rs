@@ -1,7 +1,9 @@
 //! XOAUTH2 and OAUTHBEARER against the real Postfix + Dovecot (oauth2 passdb validating RS256
 //! JWTs locally), with tokens from the test environment's OAuth2 token server
-//! (`OUTBOUND_TEST_OAUTH_URL`). Token *sources* are another issue; here a token is fetched once
-//! and given to the transport as a static token, which is what the SASL plumbing needs.
+//! (`OUTBOUND_TEST_OAUTH_URL`). Here a token is fetched once and handed to the transport by a
+//! test token source, which is what the SASL plumbing needs; the managed token lifecycle
+//! (token cache, refresh, retry after a rejection, configuration) is in
+//! `smtp_oauth2_lifecycle.rs`.
 //!
 //! The tokens are JWTs of ~1 KB, so the XOAUTH2/OAUTHBEARER payload does not fit on a 512-octet
 //! `AUTH` line: these tests also prove the two-step form (`AUTH XOAUTH2`, empty `334`, payload)

@@ -1,9 +1,10 @@
 //! One module per command. Each `run` prints its own output and returns the exit code.
-//! (`token` and `bulk` from the CLI contract come later, as modules beside these.)
+//! (`bulk` from the CLI contract comes later, as a module beside these.)
 
 pub mod check;
 pub mod config;
 pub mod send;
+pub mod token;
 pub mod types;
 
 use crate::cli::Command;
@@ -13,6 +14,7 @@ pub async fn dispatch(command: Command) -> u8 {
     match command {
         Command::Send(args) => send::run(*args).await,
         Command::Check(args) => check::run(args).await,
+        Command::Token(args) => token::run(args).await,
         Command::Config(args) => config::run(args),
         Command::Types(args) => types::run(args),
     }

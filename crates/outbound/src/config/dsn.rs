@@ -1,6 +1,8 @@
 //! `MAILER_DSN`: a whole transport configuration in one URL, e.g.
 //! `smtp://user:pass@smtp.example.com:587`, `file:///var/mail/outbox?from=app@example.com`.
-//! Secrets in the user-info part are percent-encoded.
+//! Secrets in the user-info part and in query values are percent-encoded; in query values a
+//! `+` is a plus sign (as in the user-info part), not a space: client secrets and tokens contain
+//! `+`, and turning it into a space would corrupt them silently. Write a space as `%20`.
 
 use secrecy::SecretString;
 
@@ -30,11 +32,11 @@ pub(crate) fn parse(dsn: &str) -> Result<Settings, Error> {
     })?;
     let mut settings = Settings::new(kind.name, Origin::Dsn("scheme".into()));
     (kind.dsn)(&url, &mut settings)?;
-    for (name, value) in url.query_pairs() {
+    for (name, value) in query_pairs(&url)? {
         let key = kind
             .keys
             .iter()
-            .find(|k| k.name == name || k.aliases.contains(&name.as_ref()))
+            .find(|k| k.name == name || k.aliases.contains(&name.as_str()))
             .ok_or_else(|| {
                 Error::config(format!(
                     "MAILER_DSN query parameter `{name}` is not known for `{}`; expected one of: {}",
@@ -47,11 +49,57 @@ pub(crate) fn parse(dsn: &str) -> Result<Settings, Error> {
                 ))
             })?;
         let value = if key.secret {
-            Value::Secret(SecretString::from(value.into_owned()))
+            Value::Secret(SecretString::from(value))
         } else {
-            Value::Plain(value.into_owned())
+            Value::Plain(value)
         };
         settings.set(key.name, value, Origin::Dsn(format!("query `{name}`")));
     }
     Ok(settings)
+}
+
+/// The query's `name=value` pairs, percent-decoded, `+` kept as a plus sign.
+fn query_pairs(url: &url::Url) -> Result<Vec<(String, String)>, Error> {
+    let Some(query) = url.query() else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8()
+                    .map(|v| v.into_owned())
+            };
+            match (decode(name), decode(value)) {
+                (Ok(n), Ok(v)) => Ok((n, v)),
+                (Err(_), _) | (_, Err(_)) => Err(Error::config(format!(
+                    "MAILER_DSN query parameter `{}` is not valid UTF-8 after percent-decoding",
+                    decode(name).unwrap_or_else(|_| "?".to_string())
+                ))),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded_and_plus_stays_a_plus() {
+        let url = url::Url::parse("smtp://h?a=x%2By+z%20w&b&c=%C3%A9").unwrap();
+        assert_eq!(
+            query_pairs(&url).unwrap(),
+            [
+                ("a".to_string(), "x+y+z w".to_string()),
+                ("b".to_string(), String::new()),
+                ("c".to_string(), "é".to_string()),
+            ]
+        );
+        let url = url::Url::parse("smtp://h?a=%FF").unwrap();
+        assert!(query_pairs(&url).is_err());
+    }
 }

@@ -72,7 +72,7 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
         }
     }
     note_ignored_vars(env, &mut settings);
-    Ok(Some(settings))
+    Ok(Some(settings.with_kind_notes()))
 }
 
 fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {

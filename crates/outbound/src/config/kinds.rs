@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::settings::Settings;
+use crate::oauth::TokenCache;
 use crate::transport::{FileTransport, MemoryTransport};
 use crate::{Error, Transport};
 
@@ -40,6 +41,12 @@ pub struct Kind {
     pub(crate) dsn: fn(&url::Url, &mut Settings) -> Result<(), Error>,
     /// Builds the transport.
     pub(crate) build: fn(&Settings) -> Result<Arc<dyn Transport>, Error>,
+    /// The OAuth2 token cache the transport authenticates with, when it uses one (see
+    /// [`Settings::token_cache`]).
+    pub(crate) tokens: fn(&Settings) -> Result<Option<TokenCache>, Error>,
+    /// Observations about the settings worth an operator's attention (settings that are set but
+    /// will not be used...), added to [`Settings::notes`] when settings are read.
+    pub(crate) notes: fn(&Settings) -> Vec<String>,
 }
 
 /// `default_from` applies to every kind.
@@ -89,6 +96,14 @@ fn no_dsn_parts(_: &url::Url, _: &mut Settings) -> Result<(), Error> {
     Ok(())
 }
 
+fn no_tokens(_: &Settings) -> Result<Option<TokenCache>, Error> {
+    Ok(None)
+}
+
+fn no_notes(_: &Settings) -> Vec<String> {
+    Vec::new()
+}
+
 fn build_file(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     let dir = settings.str("dir").unwrap_or("./outbox");
     Ok(Arc::new(
@@ -110,6 +125,8 @@ pub static KINDS: &[Kind] = &[
         keys: crate::smtp::config::KEYS,
         dsn: crate::smtp::config::dsn,
         build: crate::smtp::config::build,
+        tokens: crate::smtp::config::token_cache,
+        notes: crate::smtp::config::notes,
     },
     Kind {
         name: "resend",
@@ -117,6 +134,8 @@ pub static KINDS: &[Kind] = &[
         keys: crate::http::config::RESEND_KEYS,
         dsn: crate::http::config::resend_dsn,
         build: crate::http::config::build_resend,
+        tokens: no_tokens,
+        notes: no_notes,
     },
     Kind {
         name: "sendgrid",
@@ -124,6 +143,8 @@ pub static KINDS: &[Kind] = &[
         keys: crate::http::config::SENDGRID_KEYS,
         dsn: crate::http::config::sendgrid_dsn,
         build: crate::http::config::build_sendgrid,
+        tokens: no_tokens,
+        notes: no_notes,
     },
     Kind {
         name: "graph",
@@ -131,6 +152,8 @@ pub static KINDS: &[Kind] = &[
         keys: crate::http::config::GRAPH_KEYS,
         dsn: crate::http::config::graph_dsn,
         build: crate::http::config::build_graph,
+        tokens: crate::http::config::graph_token_cache,
+        notes: no_notes,
     },
     Kind {
         name: "file",
@@ -138,6 +161,8 @@ pub static KINDS: &[Kind] = &[
         keys: FILE_KEYS,
         dsn: file_dsn,
         build: build_file,
+        tokens: no_tokens,
+        notes: no_notes,
     },
     Kind {
         name: "memory",
@@ -145,6 +170,8 @@ pub static KINDS: &[Kind] = &[
         keys: MEMORY_KEYS,
         dsn: no_dsn_parts,
         build: build_memory,
+        tokens: no_tokens,
+        notes: no_notes,
     },
 ];
 

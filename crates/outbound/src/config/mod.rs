@@ -17,6 +17,7 @@ use secrecy::SecretString;
 pub use env::{EnvSource, ProcessEnv};
 pub use settings::{Origin, Setting, Settings, Value};
 
+use crate::oauth::TokenCache;
 use crate::{Error, Transport};
 
 /// The transport kinds this build supports.
@@ -100,7 +101,7 @@ impl Settings {
 
     /// Settings from a DSN.
     pub fn from_dsn(dsn: &str) -> Result<Settings, Error> {
-        dsn::parse(dsn)
+        dsn::parse(dsn).map(Settings::with_kind_notes)
     }
 
     /// Settings from a map of the seeds' keys.
@@ -140,7 +141,7 @@ impl Settings {
             };
             settings.set(key.name, value, Origin::Map(name.to_string()));
         }
-        Ok(settings)
+        Ok(settings.with_kind_notes())
     }
 
     /// Every setting the kind understands with its effective value and source: given values,
@@ -168,5 +169,42 @@ impl Settings {
     pub fn build(&self) -> Result<Arc<dyn Transport>, Error> {
         let kind = kinds::find(self.kind, "transport kind")?;
         (kind.build)(self)
+    }
+
+    /// The OAuth2 token cache the transport these settings describe authenticates with:
+    /// `Some` for `smtp` with `auth_type=oauth2` and for `graph`, `None` for transports that
+    /// do not use OAuth2. It is the very cache the transport uses (caches are shared per
+    /// token URL, client, scope and account, see [`TokenCache::shared`]), so a token obtained
+    /// here is the one the next connection authenticates with. Nothing is requested yet;
+    /// `outbound token` calls [`TokenCache::get`] on it.
+    ///
+    /// ```
+    /// use outbound::config::Settings;
+    /// use secrecy::ExposeSecret;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), outbound::Error> {
+    /// let s = Settings::from_dsn(
+    ///     "smtp://app%40example.com@smtp.example.com?auth=oauth2&access_token=opaque-token",
+    /// )?;
+    /// let cache = s.token_cache()?.expect("smtp with oauth2 uses tokens");
+    /// assert_eq!(cache.describe(), "static access token (no refresh)");
+    /// assert_eq!(cache.get().await?.secret().expose_secret(), "opaque-token");
+    ///
+    /// let s = Settings::from_dsn("smtp://user:pw@smtp.example.com")?;
+    /// assert!(s.token_cache()?.is_none()); // a password, no tokens
+    /// # Ok(()) }
+    /// ```
+    pub fn token_cache(&self) -> Result<Option<TokenCache>, Error> {
+        let kind = kinds::find(self.kind, "transport kind")?;
+        (kind.tokens)(self)
+    }
+
+    /// Adds the kind's observations to the notes (once the settings are complete).
+    pub(crate) fn with_kind_notes(mut self) -> Self {
+        if let Some(kind) = kinds::find_scheme(self.kind) {
+            let notes = (kind.notes)(&self);
+            self.notes.extend(notes);
+        }
+        self
     }
 }

@@ -149,6 +149,16 @@ impl Settings {
         self.get(key).map(|s| s.value.expose())
     }
 
+    /// The value of `key` as a secret (whether or not it was stored as one).
+    pub(crate) fn secret(&self, key: &str) -> Option<SecretString> {
+        self.get(key)
+            .filter(|s| !s.value.expose().is_empty())
+            .map(|s| match &s.value {
+                Value::Secret(secret) => secret.clone(),
+                Value::Plain(plain) => SecretString::from(plain.clone()),
+            })
+    }
+
     /// The default sender, validated.
     pub(crate) fn default_from(&self) -> Result<Option<Mailbox>, Error> {
         let Some(setting) = self.get("default_from") else {

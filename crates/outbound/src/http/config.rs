@@ -22,7 +22,7 @@ use secrecy::SecretString;
 use super::{parse_base_url, GraphTransport, HttpOptions, ResendTransport, SendGridTransport};
 use crate::config::kinds::{Key, DEFAULT_FROM};
 use crate::config::{Origin, Settings, Value};
-use crate::oauth::{ClientCredentials, TokenCache, MICROSOFT_AUTHORITY};
+use crate::oauth::{self, TokenCache, MICROSOFT_GRAPH_SCOPE};
 use crate::{Error, Transport};
 
 const TIMEOUT: Key = Key {
@@ -99,38 +99,10 @@ pub(crate) const GRAPH_KEYS: &[Key] = &[
         default: None,
         help: "the mailbox Graph sends as (required); also the sender of messages without From",
     },
-    Key {
-        name: "client_id",
-        env: &["MICROSOFT_OAUTH2_CLIENT_ID", "SMTP_CLIENT_ID"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "Entra ID application (client) id",
-    },
-    Key {
-        name: "client_secret",
-        env: &["MICROSOFT_OAUTH2_CLIENT_SECRET", "SMTP_CLIENT_SECRET"],
-        aliases: &[],
-        secret: true,
-        default: None,
-        help: "Entra ID client secret",
-    },
-    Key {
-        name: "tenant_id",
-        env: &["MICROSOFT_OAUTH2_TENANT_ID", "SMTP_TENANT_ID"],
-        aliases: &["tenant"],
-        secret: false,
-        default: None,
-        help: "Entra ID tenant (GUID or domain)",
-    },
-    Key {
-        name: "authority",
-        env: &["MICROSOFT_OAUTH2_AUTHORITY"],
-        aliases: &[],
-        secret: false,
-        default: Some(MICROSOFT_AUTHORITY),
-        help: "token authority host (national clouds, tests)",
-    },
+    oauth::config::client_id_key(&["MICROSOFT_OAUTH2_CLIENT_ID", "SMTP_CLIENT_ID"]),
+    oauth::config::client_secret_key(&["MICROSOFT_OAUTH2_CLIENT_SECRET", "SMTP_CLIENT_SECRET"]),
+    oauth::config::tenant_id_key(&["MICROSOFT_OAUTH2_TENANT_ID", "SMTP_TENANT_ID"]),
+    oauth::config::AUTHORITY_KEY,
     Key {
         name: "api_url",
         env: &["MICROSOFT_GRAPH_API_URL"],
@@ -168,13 +140,6 @@ fn origin_of(settings: &Settings, key: &str, fallback: &str) -> String {
         .unwrap_or_else(|| fallback.to_string())
 }
 
-fn secret(settings: &Settings, key: &str) -> Option<SecretString> {
-    settings.get(key).map(|s| match &s.value {
-        Value::Secret(secret) => secret.clone(),
-        Value::Plain(plain) => SecretString::from(plain.clone()),
-    })
-}
-
 fn http_options(settings: &Settings) -> Result<HttpOptions, Error> {
     let mut options = HttpOptions::default();
     if let Some(secs) = settings.number::<u64>("timeout", 1..=600)? {
@@ -188,7 +153,7 @@ fn http_options(settings: &Settings) -> Result<HttpOptions, Error> {
 
 /// The API key, checked, naming its source on error.
 fn api_key(settings: &Settings, env: &str, scheme: &str) -> Result<SecretString, Error> {
-    let key = secret(settings, "api_key").ok_or_else(|| {
+    let key = settings.secret("api_key").ok_or_else(|| {
         Error::config(format!(
             "{} is not set: the {scheme} transport needs an API key (e.g. {scheme}://KEY@default)",
             source_name(settings, "api_key", env, "user part (the API key)")
@@ -316,6 +281,45 @@ pub(crate) fn build_sendgrid(settings: &Settings) -> Result<Arc<dyn Transport>, 
     Ok(Arc::new(builder.build()?))
 }
 
+/// The Graph transport's token cache: Microsoft client credentials with the Graph scope.
+fn graph_tokens(settings: &Settings, timeout: Duration) -> Result<TokenCache, Error> {
+    let missing = |key: &'static str| {
+        let (env, part, what) = match key {
+            "client_id" => (
+                "MICROSOFT_OAUTH2_CLIENT_ID (or SMTP_CLIENT_ID)",
+                "user part (the client id)",
+                "the Entra ID application (client) id",
+            ),
+            "tenant_id" => (
+                "MICROSOFT_OAUTH2_TENANT_ID (or SMTP_TENANT_ID)",
+                "host (the tenant id)",
+                "the Entra ID tenant (GUID or domain)",
+            ),
+            _ => (
+                "MICROSOFT_OAUTH2_CLIENT_SECRET (or SMTP_CLIENT_SECRET)",
+                "password part (the client secret)",
+                "the application's client secret",
+            ),
+        };
+        Error::config(format!(
+            "{} is not set: the graph transport needs {what}",
+            source_name(settings, key, env, part)
+        ))
+    };
+    let source = oauth::config::microsoft_client_credentials(
+        settings,
+        MICROSOFT_GRAPH_SCOPE,
+        timeout,
+        &missing,
+    )?;
+    Ok(TokenCache::shared(source))
+}
+
+/// The token cache a `graph` transport from these settings uses (for `outbound token`).
+pub(crate) fn graph_token_cache(settings: &Settings) -> Result<Option<TokenCache>, Error> {
+    graph_tokens(settings, http_options(settings)?.timeout()).map(Some)
+}
+
 pub(crate) fn build_graph(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     let options = http_options(settings)?;
     let mailbox = settings.default_from()?.ok_or_else(|| {
@@ -330,55 +334,8 @@ pub(crate) fn build_graph(settings: &Settings) -> Result<Arc<dyn Transport>, Err
             )
         ))
     })?;
-    let required = |key: &str, env: &str, part: &str, what: &str| -> Result<String, Error> {
-        settings
-            .str(key)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "{} is not set: the graph transport needs {what}",
-                    source_name(settings, key, env, part)
-                ))
-            })
-    };
-    let client_id = required(
-        "client_id",
-        "MICROSOFT_OAUTH2_CLIENT_ID (or SMTP_CLIENT_ID)",
-        "user part (the client id)",
-        "the Entra ID application (client) id",
-    )?;
-    let tenant = required(
-        "tenant_id",
-        "MICROSOFT_OAUTH2_TENANT_ID (or SMTP_TENANT_ID)",
-        "host (the tenant id)",
-        "the Entra ID tenant (GUID or domain)",
-    )?;
-    let client_secret = secret(settings, "client_secret").ok_or_else(|| {
-        Error::config(format!(
-            "{} is not set: the graph transport needs the application's client secret",
-            source_name(
-                settings,
-                "client_secret",
-                "MICROSOFT_OAUTH2_CLIENT_SECRET (or SMTP_CLIENT_SECRET)",
-                "password part (the client secret)"
-            )
-        ))
-    })?;
-    let authority = settings.str("authority").unwrap_or(MICROSOFT_AUTHORITY);
-    let source = ClientCredentials::microsoft_graph(tenant, client_id, client_secret)
-        .authority(authority.trim())
-        .timeout(options.timeout())
-        .build()
-        .map_err(|e| {
-            if e.kind() == crate::ErrorKind::Config {
-                let origin = origin_of(settings, "authority", "MICROSOFT_OAUTH2_AUTHORITY");
-                Error::config(format!("{} (authority from {origin})", e.message())).with_source(e)
-            } else {
-                e
-            }
-        })?;
-    let mut builder = GraphTransport::builder(mailbox, TokenCache::shared(source))
+    let tokens = graph_tokens(settings, options.timeout())?;
+    let mut builder = GraphTransport::builder(mailbox, tokens)
         .http_options(options)
         .save_to_sent_items(settings.bool("save_to_sent_items")?.unwrap_or(false));
     if let Some(url) = base_url(settings, "MICROSOFT_GRAPH_API_URL")? {

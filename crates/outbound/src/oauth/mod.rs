@@ -7,7 +7,10 @@
 //!   [`StaticToken`] (a fixed token, never refreshed).
 //! - [`TokenCache`]: lock-free reads of the current token, refresh ahead of expiry computed
 //!   from the server's `expires_in` ([`refresh_margin`]), one request however many senders
-//!   ask, and [`TokenCache::invalidate`] for a token a server rejected.
+//!   ask, and [`TokenCache::invalidate`] for a token a server rejected. The SMTP transport
+//!   takes a cache as its token source ([`Credentials::oauth2_cache`](crate::smtp::Credentials::oauth2_cache));
+//!   Graph takes one in its builder; configuration builds both from the same settings
+//!   ([`Settings::token_cache`](crate::config::Settings::token_cache)).
 //! - Token endpoint failures become [`Error`](crate::Error)s with a kind to act on: a wrong or
 //!   expired client secret is [`Auth`](crate::ErrorKind::Auth), an unknown tenant or
 //!   application or a bad scope is [`Config`](crate::ErrorKind::Config), 5xx and answers that
@@ -39,6 +42,7 @@
 
 mod cache;
 mod client_credentials;
+pub(crate) mod config;
 mod endpoint;
 mod errors;
 mod refresh;
@@ -51,6 +55,8 @@ pub use client_credentials::{
     MICROSOFT_SMTP_SCOPE,
 };
 pub use endpoint::{ClientAuth, DEFAULT_TIMEOUT};
-pub use refresh::{RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL};
+pub use refresh::{
+    RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL, MICROSOFT_SMTP_DELEGATED_SCOPE,
+};
 pub use source::{CacheKey, StaticToken, TokenSource};
 pub use token::AccessToken;

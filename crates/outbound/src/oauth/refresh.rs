@@ -19,6 +19,12 @@ use crate::Error;
 /// Google's token endpoint.
 pub const GOOGLE_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
 
+/// The scope for SMTP AUTH to Exchange Online with a delegated (user) token from a refresh
+/// token: `SMTP.Send` on behalf of the signed-in user, and `offline_access` so the provider
+/// keeps issuing refresh tokens.
+pub const MICROSOFT_SMTP_DELEGATED_SCOPE: &str =
+    "https://outlook.office.com/SMTP.Send offline_access";
+
 /// The refresh token grant, for delegated accounts (a user's mailbox): Google
 /// ([`RefreshTokenGrant::google`]), Microsoft ([`RefreshTokenGrant::microsoft`]) or any
 /// provider ([`RefreshTokenGrant::builder`]).

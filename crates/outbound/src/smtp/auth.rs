@@ -30,6 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::connection::{Capabilities, Session};
 use super::reply::{self, Stage};
 use super::wire::Command;
+use crate::oauth::{StaticToken, TokenCache, TokenSource as _};
 use crate::{Error, ErrorKind};
 
 /// A SASL mechanism.
@@ -104,17 +105,27 @@ impl std::str::FromStr for Mechanism {
 
 /// Where an OAuth2 access token comes from each time a connection authenticates.
 ///
-/// A static token is enough for short-lived processes; a token cache that refreshes before
-/// expiry implements this trait too, so every new pooled connection authenticates with a
-/// current token.
+/// Implemented by [`TokenCache`] (the normal case: a token from a token endpoint, refreshed
+/// ahead of expiry, one request however many connections ask) and by
+/// [`oauth::StaticToken`](StaticToken) (a fixed token, for short-lived processes). Every new
+/// connection asks for a token just before it connects, so a pooled connection opened an hour
+/// after the first one still authenticates with a current token.
+///
+/// When the server rejects a token (a `535`, or a `334` carrying a JSON error), the client calls
+/// [`invalidate`](Self::invalidate) and asks once more: if it then gets a different token, it
+/// authenticates once more with that one (on the same connection, or on a new one when the
+/// server closed it); if it gets the same token back (a static token), it fails at once.
 ///
 /// ```
-/// use outbound::smtp::{AccessTokenSource, StaticToken};
-/// use secrecy::ExposeSecret;
+/// use outbound::oauth::{StaticToken, TokenCache};
+/// use outbound::smtp::{AccessTokenSource, Credentials};
+/// use secrecy::{ExposeSecret, SecretString};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), outbound::Error> {
-/// let source = StaticToken::new("ya29.token");
-/// assert_eq!(source.access_token().await?.expose_secret(), "ya29.token");
+/// let cache = TokenCache::new(StaticToken::new(SecretString::from("ya29.token")));
+/// assert_eq!(cache.access_token().await?.expose_secret(), "ya29.token");
+/// let credentials = Credentials::oauth2_cache("app@example.com", cache);
+/// assert_eq!(credentials.username(), "app@example.com");
 /// # Ok(()) }
 /// ```
 #[async_trait]
@@ -126,33 +137,25 @@ pub trait AccessTokenSource: Send + Sync + fmt::Debug {
     fn invalidate(&self, _token: &SecretString) {}
 }
 
-/// An access token given once, never refreshed.
-#[derive(Clone)]
-pub struct StaticToken(SecretString);
+/// The cache's current token, refreshed ahead of expiry; a rejected token is dropped (only if
+/// it is still the current one, so many connections rejecting the same token cause one
+/// refresh).
+#[async_trait]
+impl AccessTokenSource for TokenCache {
+    async fn access_token(&self) -> Result<SecretString, Error> {
+        Ok(self.get().await?.secret().clone())
+    }
 
-impl StaticToken {
-    /// Wraps a token.
-    pub fn new(token: impl Into<String>) -> Self {
-        StaticToken(SecretString::from(token.into()))
+    fn invalidate(&self, token: &SecretString) {
+        self.invalidate_secret(token);
     }
 }
 
-impl From<SecretString> for StaticToken {
-    fn from(token: SecretString) -> Self {
-        StaticToken(token)
-    }
-}
-
-impl fmt::Debug for StaticToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StaticToken([redacted])")
-    }
-}
-
+/// A fixed token: always the same, so a rejection is final.
 #[async_trait]
 impl AccessTokenSource for StaticToken {
     async fn access_token(&self) -> Result<SecretString, Error> {
-        Ok(self.0.clone())
+        Ok(self.fetch().await?.secret().clone())
     }
 }
 
@@ -165,6 +168,19 @@ impl AccessTokenSource for StaticToken {
 /// assert!(!format!("{creds:?}").contains("s3cret-pw"));
 /// let oauth = Credentials::oauth2_static("alice@example.com", "ya29.token");
 /// assert!(!format!("{oauth:?}").contains("ya29"));
+/// ```
+///
+/// With tokens from a token endpoint (see [`crate::oauth`]):
+///
+/// ```
+/// use outbound::oauth::{ClientCredentials, TokenCache};
+/// use outbound::smtp::Credentials;
+/// use secrecy::SecretString;
+/// let source = ClientCredentials::microsoft_smtp("contoso.onmicrosoft.com", "app-id",
+///     SecretString::from("client-secret")).build()?;
+/// let creds = Credentials::oauth2_cache("mailer@contoso.com", TokenCache::shared(source));
+/// assert!(!format!("{creds:?}").contains("client-secret"));
+/// # Ok::<(), outbound::Error>(())
 /// ```
 #[derive(Clone)]
 #[non_exhaustive]
@@ -194,11 +210,20 @@ impl Credentials {
         }
     }
 
-    /// OAuth2 credentials with a fixed access token.
+    /// OAuth2 credentials with a fixed access token (never refreshed; a rejection is final).
     pub fn oauth2_static(username: impl Into<String>, token: impl Into<String>) -> Self {
         Credentials::OAuth2 {
             username: username.into(),
-            token: Arc::new(StaticToken::new(token)),
+            token: Arc::new(StaticToken::new(SecretString::from(token.into()))),
+        }
+    }
+
+    /// OAuth2 credentials with tokens from `cache` (refreshed ahead of expiry, invalidated and
+    /// fetched again once when the server rejects one).
+    pub fn oauth2_cache(username: impl Into<String>, cache: TokenCache) -> Self {
+        Credentials::OAuth2 {
+            username: username.into(),
+            token: Arc::new(cache),
         }
     }
 
@@ -375,18 +400,37 @@ pub(crate) fn choose(
         })
 }
 
-/// Authenticates `session`. On an OAuth2 rejection the token source is told to invalidate the
-/// token it gave.
+/// Why authentication failed.
+pub(crate) struct AuthFailure {
+    pub error: Error,
+    /// The server rejected the OAuth2 token (a 5xx to AUTH, or a 334 JSON error): the token
+    /// source was told to invalidate it, and a fresh token may succeed.
+    pub token_rejected: bool,
+}
+
+impl From<Error> for AuthFailure {
+    fn from(error: Error) -> Self {
+        AuthFailure {
+            error,
+            token_rejected: false,
+        }
+    }
+}
+
+/// Authenticates `session` once. OAuth2 credentials use `token` (the caller obtained it from
+/// the credentials' source before connecting). On a rejected token the source is told to
+/// invalidate it; retrying is the caller's decision (see `Session::login`).
 pub(crate) async fn authenticate(
     session: &mut Session,
     credentials: &Credentials,
     forced: Option<Mechanism>,
     host: &str,
     port: u16,
-) -> Result<Mechanism, Error> {
+    token: Option<&SecretString>,
+) -> Result<Mechanism, AuthFailure> {
     let mechanism = choose(credentials, forced, session.capabilities())?;
     let username = credentials.username();
-    let (responses, token) = match (credentials, mechanism) {
+    let (responses, oauth) = match (credentials, mechanism) {
         (Credentials::Password { password, .. }, Mechanism::Plain) => {
             (vec![plain_response(username, password)], None)
         }
@@ -397,20 +441,23 @@ pub(crate) async fn authenticate(
             ],
             None,
         ),
-        (Credentials::OAuth2 { token, .. }, m) => {
-            let current = token.access_token().await?;
+        (Credentials::OAuth2 { token: source, .. }, m) => {
+            let current = match token {
+                Some(t) => t.clone(),
+                None => source.access_token().await?,
+            };
             let response = if m == Mechanism::XOAuth2 {
                 xoauth2_response(username, &current)
             } else {
                 oauthbearer_response(username, host, port, &current)
             };
-            (vec![response], Some((token.clone(), current)))
+            (vec![response], Some((source, current)))
         }
         // `choose` never pairs password credentials with an OAuth2 mechanism.
         (Credentials::Password { .. }, m) => {
-            return Err(Error::config(format!(
-                "SASL mechanism {m} needs OAuth2 credentials"
-            )))
+            return Err(
+                Error::config(format!("SASL mechanism {m} needs OAuth2 credentials")).into(),
+            )
         }
     };
     tracing::debug!(
@@ -422,11 +469,16 @@ pub(crate) async fn authenticate(
     match exchange(session, mechanism, responses).await {
         Ok(()) => Ok(mechanism),
         Err(err) => {
-            if let (Some((source, current)), ErrorKind::Auth) = (&token, err.kind()) {
+            let mut token_rejected = false;
+            if let (Some((source, current)), ErrorKind::Auth) = (&oauth, err.kind()) {
                 source.invalidate(current);
+                token_rejected = true;
             }
             let who = format!("authentication as {username} with {mechanism} failed");
-            Err(Error::new(err.kind(), who).with_rest_of(err))
+            Err(AuthFailure {
+                error: Error::new(err.kind(), who).with_rest_of(err),
+                token_rejected,
+            })
         }
     }
 }
@@ -521,7 +573,7 @@ async fn exchange(
     }
 }
 
-trait WithRest {
+pub(crate) trait WithRest {
     fn with_rest_of(self, other: Error) -> Self;
 }
 
@@ -670,7 +722,10 @@ mod tests {
         for s in [
             format!("{creds:?}"),
             format!("{tok:?}"),
-            format!("{:?}", StaticToken::new("canary-token-456")),
+            format!(
+                "{:?}",
+                StaticToken::new(SecretString::from("canary-token-456"))
+            ),
         ] {
             assert!(!s.contains("canary"), "{s}");
         }

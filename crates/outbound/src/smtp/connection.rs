@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -268,8 +269,35 @@ impl Drop for Session {
 }
 
 impl Session {
-    /// Opens a ready session: connect, TLS, greeting, EHLO, STARTTLS, AUTH.
+    /// Opens a ready session: OAuth2 token, connect, TLS, greeting, EHLO, STARTTLS, AUTH.
+    ///
+    /// With OAuth2 credentials the token is obtained *before* connecting, so a slow or failing
+    /// token endpoint never holds an SMTP connection open, and every new connection (pooled
+    /// ones included) authenticates with a token that is current at that moment. A rejected
+    /// token is retried once with a fresh one ([`login`](Self::login)); `next_id` numbers the
+    /// replacement connection when the server closed the first.
     pub(crate) async fn open(
+        params: Arc<ConnectParams>,
+        counters: Arc<Counters>,
+        next_id: &(dyn Fn() -> u64 + Send + Sync),
+    ) -> Result<Session, Error> {
+        let token = current_token(&params).await?;
+        let session = Self::connect(params.clone(), counters.clone(), next_id())
+            .await?
+            .handshake()
+            .await?;
+        session
+            .login(token, || async {
+                Self::connect(params.clone(), counters.clone(), next_id())
+                    .await?
+                    .handshake()
+                    .await
+            })
+            .await
+    }
+
+    /// The TCP connection, not yet greeted.
+    async fn connect(
         params: Arc<ConnectParams>,
         counters: Arc<Counters>,
         id: u64,
@@ -305,8 +333,7 @@ impl Session {
         // Pipelined groups and short replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().ok();
-        let session = Session::over(Box::new(tcp), local, params, counters, id);
-        session.handshake_and_login().await
+        Ok(Session::over(Box::new(tcp), local, params, counters, id))
     }
 
     /// A session over an established stream (TCP, or a test pipe), not yet greeted.
@@ -335,8 +362,24 @@ impl Session {
         }
     }
 
-    /// Runs everything between the TCP connect and `Ready`.
-    pub(crate) async fn handshake_and_login(mut self) -> Result<Session, Error> {
+    /// Everything between the TCP connect and `Ready`, for sessions over a test pipe (no
+    /// reconnecting).
+    #[cfg(test)]
+    pub(crate) async fn handshake_and_login(self) -> Result<Session, Error> {
+        let token = current_token(&self.params).await?;
+        self.handshake()
+            .await?
+            .login(token, || async {
+                Err(Error::new(
+                    ErrorKind::Network,
+                    "the server closed the connection (no reconnecting over a test pipe)",
+                ))
+            })
+            .await
+    }
+
+    /// Greeting, EHLO, STARTTLS and EHLO again: everything before AUTH.
+    async fn handshake(mut self) -> Result<Session, Error> {
         let params = self.params.clone();
         tracing::debug!(conn = self.id, host = %params.host, port = params.port, tls = %params.tls_mode, "connected");
         if params.tls_mode == TlsMode::Implicit {
@@ -400,36 +443,146 @@ impl Session {
             }
             _ => {}
         }
-        if let Some(creds) = &params.credentials {
-            // tls=none was chosen explicitly (and warned about when the transport was built);
-            // opportunistic falling back to plain text is the surprise worth a warning.
-            if !self.caps.tls && params.tls_mode == TlsMode::Opportunistic {
-                tracing::warn!(
-                    conn = self.id,
-                    host = %params.host,
-                    "sending credentials over an unencrypted connection (tls=opportunistic, no \
-                     STARTTLS offered)"
-                );
+        Ok(self)
+    }
+
+    /// Authenticates (when credentials are configured) and makes the session `Ready`.
+    ///
+    /// This is the one place where a rejected OAuth2 token is retried, for `send` and `verify`
+    /// alike (the pool never authenticates on its own). When the server rejects `token` (a
+    /// 5xx to AUTH, or a `334` JSON error), the source has already been told to invalidate it;
+    /// the source is asked again and, if it gives a *different* token, authentication is tried
+    /// once more with it: on this connection while the server keeps it open, else on a new
+    /// one from `reconnect`. A second rejection, or the same token again (a static token),
+    /// ends in the server's `Auth` error, which carries its decoded JSON reason.
+    pub(crate) async fn login<F, Fut>(
+        mut self,
+        token: Option<SecretString>,
+        reconnect: F,
+    ) -> Result<Session, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Session, Error>>,
+    {
+        let params = self.params.clone();
+        let Some(creds) = &params.credentials else {
+            return Ok(self.into_ready());
+        };
+        // tls=none was chosen explicitly (and warned about when the transport was built);
+        // opportunistic falling back to plain text is the surprise worth a warning.
+        if !self.caps.tls && params.tls_mode == TlsMode::Opportunistic {
+            tracing::warn!(
+                conn = self.id,
+                host = %params.host,
+                "sending credentials over an unencrypted connection (tls=opportunistic, no \
+                 STARTTLS offered)"
+            );
+        }
+        let failure = match self.authenticate(creds, token.as_ref()).await {
+            Ok(()) => return Ok(self.into_ready()),
+            Err(f) => f,
+        };
+        let (Some(rejected), true, Credentials::OAuth2 { token: source, .. }) =
+            (token, failure.token_rejected, creds)
+        else {
+            self.quit_if_opening().await;
+            return Err(failure.error);
+        };
+        let fresh = match source.access_token().await {
+            Ok(t) => t,
+            Err(e) => {
+                self.quit_if_opening().await;
+                return Err(after_rejection(&failure.error, e));
             }
-            if let Err(e) = auth::authenticate(
-                &mut self,
-                creds,
-                params.mechanism,
-                &params.host,
-                params.port,
-            )
-            .await
+        };
+        if fresh.expose_secret() == rejected.expose_secret() {
+            tracing::debug!(
+                conn = self.id,
+                "the token source has no other token (a static token); not retrying"
+            );
+            self.quit_if_opening().await;
+            return Err(failure.error);
+        }
+        let mut reconnect = Some(reconnect);
+        let mut session = self;
+        if !session.still_open() {
+            tracing::info!(
+                conn = session.id,
+                "the server rejected the OAuth2 token and closed the connection; \
+                 authenticating once more with a new token on a new connection"
+            );
+            session.quit_if_opening().await;
+            match reconnect.take() {
+                Some(r) => session = r().await?,
+                None => return Err(failure.error),
+            }
+        } else {
+            tracing::info!(
+                conn = session.id,
+                "the server rejected the OAuth2 token; authenticating once more with a new token"
+            );
+        }
+        match session.authenticate(creds, Some(&fresh)).await {
+            Ok(()) => Ok(session.into_ready()),
+            // The server closed the connection after the first rejection and it showed only
+            // now, before the new token was judged: the same single retry, on a new connection.
+            Err(f)
+                if !f.token_rejected && session.state == State::Broken && reconnect.is_some() =>
             {
-                if self.state == State::Opening {
-                    self.quit().await;
+                tracing::info!(
+                    conn = session.id,
+                    error = %f.error,
+                    "the connection closed after the rejection; retrying on a new connection"
+                );
+                drop(session);
+                let Some(r) = reconnect.take() else {
+                    return Err(f.error);
+                };
+                let mut session = r().await?;
+                match session.authenticate(creds, Some(&fresh)).await {
+                    Ok(()) => Ok(session.into_ready()),
+                    Err(f) => {
+                        session.quit_if_opening().await;
+                        Err(f.error)
+                    }
                 }
-                return Err(e);
+            }
+            Err(f) => {
+                session.quit_if_opening().await;
+                Err(f.error)
             }
         }
+    }
+
+    async fn authenticate(
+        &mut self,
+        creds: &Credentials,
+        token: Option<&SecretString>,
+    ) -> Result<(), auth::AuthFailure> {
+        let params = self.params.clone();
+        auth::authenticate(
+            self,
+            creds,
+            params.mechanism,
+            &params.host,
+            params.port,
+            token,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    fn into_ready(mut self) -> Session {
         self.state = State::Ready;
         self.opened = Instant::now();
         self.last_used = self.opened;
-        Ok(self)
+        self
+    }
+
+    async fn quit_if_opening(&mut self) {
+        if self.state == State::Opening {
+            self.quit().await;
+        }
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -931,7 +1084,21 @@ impl Session {
     /// server has not closed it or said anything (a `421` before closing) while it sat idle.
     /// Costs no round trip.
     pub(crate) fn probe_idle(&mut self) -> bool {
-        if self.state != State::Ready || !self.rbuf.is_empty() {
+        if self.state != State::Ready {
+            return false;
+        }
+        self.probe_quiet("idle connection")
+    }
+
+    /// After a rejected AUTH: whether the server kept the connection open (nothing buffered, no
+    /// close pending), so authentication may be tried again on it.
+    fn still_open(&mut self) -> bool {
+        self.state == State::Opening && self.probe_quiet("connection after a rejected AUTH")
+    }
+
+    /// Whether nothing is buffered and a non-blocking read finds neither data nor a close.
+    fn probe_quiet(&mut self, what: &str) -> bool {
+        if !self.rbuf.is_empty() {
             return false;
         }
         let Some(io) = self.io.as_mut() else {
@@ -946,19 +1113,19 @@ impl Session {
             Poll::Ready(Ok(())) => {
                 let got = read_buf.filled();
                 if got.is_empty() {
-                    tracing::debug!(conn = self.id, "idle connection was closed by the server");
+                    tracing::debug!(conn = self.id, "{what} was closed by the server");
                 } else {
                     tracing::debug!(
                         conn = self.id,
                         said = %String::from_utf8_lossy(got).trim(),
-                        "the server spoke on an idle connection; dropping it"
+                        "the server spoke unasked on the {what}; dropping it"
                     );
                 }
                 self.state = State::Broken;
                 false
             }
             Poll::Ready(Err(e)) => {
-                tracing::debug!(conn = self.id, error = %e, "idle connection is broken");
+                tracing::debug!(conn = self.id, error = %e, "{what} is broken");
                 self.state = State::Broken;
                 false
             }
@@ -1041,6 +1208,66 @@ fn all_refused(rejected: &[RejectedRecipient]) -> Error {
             .with_server_text(first.text.clone());
     }
     err
+}
+
+/// The token OAuth2 credentials will authenticate with, obtained before connecting; `None`
+/// for password credentials or none.
+async fn current_token(params: &ConnectParams) -> Result<Option<SecretString>, Error> {
+    match &params.credentials {
+        Some(Credentials::OAuth2 { token, username }) => match token.access_token().await {
+            Ok(t) => Ok(Some(t)),
+            Err(e) => Err(Error::new(
+                e.kind(),
+                format!(
+                    "cannot get an OAuth2 access token for {username} (to authenticate to {}:{}): {}",
+                    params.host,
+                    params.port,
+                    e.message()
+                ),
+            )
+            .with_rest_of_server(&e)
+            .with_source(e)),
+        },
+        _ => Ok(None),
+    }
+}
+
+/// The server rejected a token (`rejection`) and no new one could be obtained (`fetch`): the
+/// token endpoint's error, which says what to fix, with the rejection mentioned.
+fn after_rejection(rejection: &Error, fetch: Error) -> Error {
+    Error::new(
+        fetch.kind(),
+        format!(
+            "{} ({}), and a new token could not be obtained: {}",
+            rejection.message(),
+            rejection
+                .server_text()
+                .unwrap_or("the server rejected the token"),
+            fetch.message()
+        ),
+    )
+    .with_rest_of_server(&fetch)
+    .with_source(fetch)
+}
+
+trait WithServer {
+    fn with_rest_of_server(self, other: &Error) -> Self;
+}
+
+impl WithServer for Error {
+    /// Copies `other`'s code, server text and retry hint.
+    fn with_rest_of_server(mut self, other: &Error) -> Self {
+        if let Some(code) = other.code() {
+            self = self.with_code(code.clone());
+        }
+        if let Some(text) = other.server_text() {
+            self = self.with_server_text(text);
+        }
+        if let Some(wait) = other.retry_after() {
+            self = self.with_retry_after(wait);
+        }
+        self
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -1593,6 +1820,213 @@ mod tests {
         )
         .await;
         assert_eq!(s.err().unwrap().kind(), ErrorKind::Transient);
+    }
+
+    /// Hands out its first token until told that it was rejected, then the next one.
+    #[derive(Debug)]
+    struct Rotating {
+        tokens: std::sync::Mutex<Vec<&'static str>>,
+        invalidated: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Rotating {
+        fn new(tokens: &[&'static str]) -> Arc<Self> {
+            Arc::new(Rotating {
+                tokens: std::sync::Mutex::new(tokens.to_vec()),
+                invalidated: Default::default(),
+            })
+        }
+        fn invalidations(&self) -> usize {
+            self.invalidated.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl auth::AccessTokenSource for Rotating {
+        async fn access_token(&self) -> Result<SecretString, Error> {
+            Ok(SecretString::from(self.tokens.lock().unwrap()[0]))
+        }
+        fn invalidate(&self, token: &SecretString) {
+            self.invalidated
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut tokens = self.tokens.lock().unwrap();
+            if tokens.len() > 1 && tokens[0] == token.expose_secret() {
+                tokens.remove(0);
+            }
+        }
+    }
+
+    /// The token inside an `AUTH XOAUTH2 <initial response>` line.
+    fn xoauth2_token(line: &str) -> String {
+        let b64 = line.rsplit(' ').next().unwrap();
+        let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+        let raw = String::from_utf8(raw).unwrap();
+        raw.split("auth=Bearer ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('\x01')
+            .to_string()
+    }
+
+    const JSON_401: &str = "eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIiwic2NvcGUiOiJtYWlsIn0=";
+
+    #[tokio::test]
+    async fn a_rejected_token_is_replaced_once_on_the_same_connection() {
+        let source = Rotating::new(&["old-token", "new-token"]);
+        let (s, seen) = auth_session(
+            "250-mx.test\r\n250 AUTH XOAUTH2\r\n",
+            Credentials::oauth2("alice@example.com", source.clone()),
+            |mut script| {
+                Box::pin(async move {
+                    let l = script.expect("AUTH XOAUTH2 ").await;
+                    assert_eq!(xoauth2_token(&l), "old-token");
+                    script.say(&format!("334 {JSON_401}\r\n")).await;
+                    assert_eq!(script.line().await, "");
+                    script
+                        .say("535 5.7.8 Error: authentication failed\r\n")
+                        .await;
+                    let l = script.expect("AUTH XOAUTH2 ").await;
+                    assert_eq!(xoauth2_token(&l), "new-token");
+                    script.say("235 2.7.0 Authentication successful\r\n").await;
+                    script.seen
+                })
+            },
+        )
+        .await;
+        assert!(s.unwrap().is_ready());
+        assert_eq!(source.invalidations(), 1);
+        assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_token_rejected_twice_is_an_auth_error_with_the_json_reason() {
+        let source = Rotating::new(&["first-token", "second-token", "third-token"]);
+        let (s, seen) = auth_session(
+            "250-mx.test\r\n250 AUTH XOAUTH2\r\n",
+            Credentials::oauth2("alice@example.com", source.clone()),
+            |mut script| {
+                Box::pin(async move {
+                    for _ in 0..2 {
+                        script.expect("AUTH XOAUTH2 ").await;
+                        script.say(&format!("334 {JSON_401}\r\n")).await;
+                        assert_eq!(script.line().await, "");
+                        script
+                            .say("535 5.7.8 Error: authentication failed\r\n")
+                            .await;
+                    }
+                    script.expect("QUIT").await;
+                    script.say("221 bye\r\n").await;
+                    script.seen
+                })
+            },
+        )
+        .await;
+        let err = s.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::Auth);
+        assert_eq!(err.smtp_code(), Some(535));
+        assert!(
+            err.server_text().unwrap().contains(r#""status":"401""#),
+            "{err}"
+        );
+        assert_eq!(source.invalidations(), 2, "both tokens were invalidated");
+        let auths: Vec<String> = seen
+            .iter()
+            .filter(|l| l.starts_with("AUTH"))
+            .map(|l| xoauth2_token(l))
+            .collect();
+        assert_eq!(
+            auths,
+            ["first-token", "second-token"],
+            "one retry, not more"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_rejection_and_a_close_the_new_token_goes_over_a_new_connection() {
+        let source = Rotating::new(&["old-token", "new-token"]);
+        let p = params(
+            true,
+            Some(Credentials::oauth2("alice@example.com", source.clone())),
+            Duration::from_secs(5),
+        );
+        let counters = Arc::new(Counters::default());
+        let greet = |ehlo: &'static str| {
+            let (client, srv) = tokio::io::duplex(64 * 1024);
+            let mut script = Script {
+                server: BufReader::new(srv),
+                seen: Vec::new(),
+            };
+            let server = tokio::spawn(async move {
+                script.say("220 mx.test ESMTP\r\n").await;
+                script.expect("EHLO").await;
+                script.say(ehlo).await;
+                script
+            });
+            (client, server)
+        };
+        let (c1, s1) = greet("250-mx.test\r\n250 AUTH XOAUTH2\r\n");
+        let first = Session::over(Box::new(c1), None, p.clone(), counters.clone(), 1)
+            .handshake()
+            .await
+            .unwrap();
+        let mut script1 = s1.await.unwrap();
+        let server1 = tokio::spawn(async move {
+            let l = script1.expect("AUTH XOAUTH2 ").await;
+            assert_eq!(xoauth2_token(&l), "old-token");
+            script1
+                .say("535 5.7.8 Error: authentication failed\r\n")
+                .await;
+            // ... and the server hangs up.
+            drop(script1);
+        });
+        let reconnected = std::sync::atomic::AtomicBool::new(false);
+        let token = Some(SecretString::from("old-token"));
+        let login = first.login(token, || async {
+            reconnected.store(true, std::sync::atomic::Ordering::SeqCst);
+            server1.await.unwrap();
+            let (c2, s2) = greet("250-mx.test\r\n250 AUTH XOAUTH2\r\n");
+            tokio::spawn(async move {
+                let mut script2 = s2.await.unwrap();
+                let l = script2.expect("AUTH XOAUTH2 ").await;
+                assert_eq!(xoauth2_token(&l), "new-token");
+                script2.say("235 2.7.0 ok\r\n").await;
+                // Keep the pipe open until the client is done.
+                let _ = script2.line().await;
+            });
+            Session::over(Box::new(c2), None, p.clone(), counters.clone(), 2)
+                .handshake()
+                .await
+        });
+        let session = tokio::time::timeout(Duration::from_secs(5), login)
+            .await
+            .expect("no hang")
+            .unwrap();
+        assert!(session.is_ready());
+        assert_eq!(session.id(), 2, "authenticated on the new connection");
+        assert!(reconnected.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(source.invalidations(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_static_token_that_is_rejected_is_not_retried() {
+        let (s, seen) = auth_session(
+            "250-mx.test\r\n250 AUTH XOAUTH2\r\n",
+            Credentials::oauth2_static("alice@example.com", "static-token"),
+            |mut script| {
+                Box::pin(async move {
+                    script.expect("AUTH XOAUTH2 ").await;
+                    script
+                        .say("535 5.7.8 Error: authentication failed\r\n")
+                        .await;
+                    script.expect("QUIT").await;
+                    script.say("221 bye\r\n").await;
+                    script.seen
+                })
+            },
+        )
+        .await;
+        assert_eq!(s.err().unwrap().kind(), ErrorKind::Auth);
+        assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 1);
     }
 
     #[tokio::test]

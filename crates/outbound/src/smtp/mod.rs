@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio_rustls::TlsConnector;
 
-pub use auth::{AccessTokenSource, Credentials, Mechanism, StaticToken};
+pub use auth::{AccessTokenSource, Credentials, Mechanism};
 pub use connection::Timeouts;
 pub use tls::TlsMode;
 pub use wire::WireStats;
@@ -128,10 +128,11 @@ impl SmtpTransport {
     }
 
     async fn open(&self) -> Result<Session, Error> {
+        let pool = &self.inner.pool;
         Session::open(
             self.inner.params.clone(),
             self.inner.counters.clone(),
-            self.inner.pool.next_id(),
+            &|| pool.next_id(),
         )
         .await
     }

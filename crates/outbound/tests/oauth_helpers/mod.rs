@@ -19,6 +19,30 @@ pub struct TokenServer {
     pub port: u16,
     pub state: tempfile::TempDir,
     http: reqwest::Client,
+    /// The public key this instance exported into Dovecot's key directory (removed on drop).
+    exported_key: Option<PathBuf>,
+}
+
+/// The test environment's state directory (`OUTBOUND_TESTENV_DIR`, default
+/// `/tmp/outbound-testenv`) and the values of its `env` file.
+fn testenv_vars() -> (PathBuf, std::collections::HashMap<String, String>) {
+    let dir = std::env::var("OUTBOUND_TESTENV_DIR")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| "/tmp/outbound-testenv".to_string());
+    let file = Path::new(&dir).join("env");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "test servers not running: run testenv/smtp-servers.sh start ({} unreadable: {e})",
+            file.display()
+        )
+    });
+    let vars = text
+        .lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    (PathBuf::from(dir), vars)
 }
 
 fn testenv_dir() -> PathBuf {
@@ -35,6 +59,58 @@ impl TokenServer {
     /// Starts a token server issuing tokens that live `lifetime` seconds.
     pub fn start(lifetime: u64) -> TokenServer {
         Self::start_with(lifetime, &[])
+    }
+
+    /// Starts a private token server whose tokens the test environment's Dovecot accepts, for
+    /// SMTP XOAUTH2/OAUTHBEARER tests that need their own lifetime, request counts, `/config`
+    /// (e.g. a wrong `email` claim) or faults.
+    ///
+    /// Dovecot trusts one issuer (`OUTBOUND_TEST_OAUTH_ISSUER`, the shared instance's
+    /// `http://localhost:8089`) and looks public keys up by kid in one directory
+    /// (`$OUTBOUND_TESTENV_DIR/oauth/keys/default/RS256/<kid>`), where any number of keys can
+    /// coexist. So this instance signs with that issuer name (`--issuer`) and writes its own
+    /// public key there (`--export-key-dir`); the key file is removed when the server stops.
+    ///
+    /// Why a private instance rather than the shared one with its stats reset: a test then owns
+    /// its token server outright. Counts are exact whatever runs in parallel (other test
+    /// binaries use the shared instance too), a short lifetime, a wrong email claim or a fault
+    /// cannot leak into another test, and no test has to be serialized behind a lock.
+    pub fn start_trusted(lifetime: u64) -> TokenServer {
+        let (dir, vars) = testenv_vars();
+        let issuer = vars.get("OUTBOUND_TEST_OAUTH_ISSUER").unwrap_or_else(|| {
+            panic!(
+                "test servers not running: run testenv/smtp-servers.sh start \
+                 (OUTBOUND_TEST_OAUTH_ISSUER missing from {}/env)",
+                dir.display()
+            )
+        });
+        let keys = dir.join("oauth/keys");
+        if !keys.join("default/RS256").is_dir() {
+            panic!(
+                "test servers not running: run testenv/smtp-servers.sh start (no Dovecot key \
+                 directory {})",
+                keys.display()
+            );
+        }
+        let keys_arg = keys.to_string_lossy().into_owned();
+        let mut server = Self::start_with(
+            lifetime,
+            &["--issuer", issuer.as_str(), "--export-key-dir", &keys_arg],
+        );
+        let kid = std::fs::read_dir(server.state.path().join("keys/default/RS256"))
+            .expect("the token server wrote its key")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .next()
+            .expect("one key");
+        let exported = keys.join("default/RS256").join(kid);
+        assert!(
+            exported.is_file(),
+            "the token server exported its key to {}",
+            exported.display()
+        );
+        server.exported_key = Some(exported);
+        server
     }
 
     pub fn start_with(lifetime: u64, extra: &[&str]) -> TokenServer {
@@ -97,6 +173,7 @@ impl TokenServer {
             port,
             state,
             http: control_client(),
+            exported_key: None,
         }
     }
 
@@ -167,6 +244,9 @@ impl Drop for TokenServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(key) = self.exported_key.take() {
+            let _ = std::fs::remove_file(key);
+        }
     }
 }
 

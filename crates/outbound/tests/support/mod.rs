@@ -270,6 +270,8 @@ pub struct SmtpdSession {
     pub disconnect_line: Option<usize>,
     pub queue_ids: Vec<String>,
     pub disconnect_stats: String,
+    /// `SASL ... authentication failed` warnings logged during the session.
+    pub auth_failures: usize,
 }
 
 impl Maillog {
@@ -326,6 +328,10 @@ impl Maillog {
                 if let Some(i) = open.remove(&key) {
                     out[i].disconnect_line = Some(n);
                     out[i].disconnect_stats = msg.clone();
+                }
+            } else if msg.contains("authentication failed") {
+                if let Some(&i) = open.get(&key) {
+                    out[i].auth_failures += 1;
                 }
             } else if let Some((qid, rest)) = msg.split_once(": ") {
                 if rest.starts_with("client=") {
