@@ -21,6 +21,7 @@ pub mod config;
 mod error;
 pub mod http;
 pub mod message;
+mod net;
 pub mod oauth;
 pub mod smtp;
 pub mod transport;

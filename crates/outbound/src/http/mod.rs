@@ -43,7 +43,7 @@ use std::convert::Infallible;
 use std::fmt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -302,38 +302,9 @@ impl fmt::Debug for HttpClient {
     }
 }
 
-/// rustls with ring and the system roots, offering HTTP/2 and HTTP/1.1 by ALPN.
+/// The system roots, offering HTTP/2 and HTTP/1.1 by ALPN.
 fn tls_config() -> rustls::ClientConfig {
-    static CONFIG: OnceLock<rustls::ClientConfig> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let loaded = rustls_native_certs::load_native_certs();
-            for err in &loaded.errors {
-                tracing::debug!(error = %err, "could not load a system root certificate");
-            }
-            let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
-            tracing::debug!(added, ignored, "system root certificates for HTTP APIs");
-            if added == 0 {
-                tracing::warn!(
-                    "no system root certificates found: HTTPS API calls will fail certificate \
-                     verification (install the ca-certificates package)"
-                );
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-                // ring supports the default versions; this arm only keeps the code panic-free.
-                Err(_) => rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            };
-            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-            config
-        })
-        .clone()
+    crate::net::https_config(&[b"h2", b"http/1.1"])
 }
 
 impl HttpClient {
@@ -709,52 +680,14 @@ fn scrub(text: &str, secrets: &[&SecretString]) -> String {
 /// A base URL: `http(s)://host[:port][/path]`; plain http only to a loopback host (the key
 /// would otherwise cross the network in clear text).
 pub(crate) fn parse_base_url(raw: &str, origin: &str) -> Result<url::Url, Error> {
-    let raw = raw.trim();
-    let url = url::Url::parse(raw).map_err(|e| {
-        Error::config(format!(
-            "{origin} is `{raw}`, not a valid URL ({e}); expected e.g. `https://api.example.com`"
-        ))
-    })?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(Error::config(format!(
-                "{origin} is `{raw}`: plain http to a host other than loopback would send the \
-                 credentials unencrypted; use https"
-            )))
-        }
-        other => {
-            return Err(Error::config(format!(
-                "{origin} is `{raw}`: scheme `{other}` is not supported; expected https://"
-            )))
-        }
-    }
-    if url.host_str().is_none_or(str::is_empty) {
+    let url = crate::net::parse_endpoint_url(raw, origin)?;
+    if url.query().is_some() {
         return Err(Error::config(format!(
-            "{origin} is `{raw}`: it has no host"
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(format!(
-            "{origin} must not contain user info (credentials go in their own setting)"
-        )));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(Error::config(format!(
-            "{origin} is `{raw}`: a base URL has no query or fragment"
+            "{origin} is `{}`: a base URL has no query",
+            raw.trim()
         )));
     }
     Ok(url)
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 /// `base` + `path` (`/emails`), keeping a path prefix the base URL has.

@@ -1,7 +1,6 @@
 //! One token request: an HTTPS POST of a form to a token endpoint, and its answer parsed into
 //! an [`AccessToken`] or an [`Error`].
 
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -45,83 +44,10 @@ pub(crate) struct Granted {
     pub refresh_token: Option<SecretString>,
 }
 
-/// Whether `host` is a loopback name or address.
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 /// Parses and checks a token endpoint URL: https, or http to loopback only (test servers);
 /// no credentials or fragment in it.
 pub(crate) fn parse_url(raw: &str, what: &str) -> Result<url::Url, Error> {
-    let url = url::Url::parse(raw.trim())
-        .map_err(|e| Error::config(format!("{what} `{raw}` is not a valid URL: {e}")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(Error::config(format!(
-                "{what} `{raw}` uses http: token requests carry secrets, so use https (http is \
-                 allowed only for loopback test servers)"
-            )))
-        }
-        other => {
-            return Err(Error::config(format!(
-                "{what} `{raw}` has scheme `{other}`; expected https"
-            )))
-        }
-    }
-    if url.host().is_none() {
-        return Err(Error::config(format!("{what} `{raw}` has no host")));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::config(format!(
-            "{what} must not contain credentials; configure the client id and secret instead"
-        )));
-    }
-    if url.fragment().is_some() {
-        return Err(Error::config(format!(
-            "{what} `{raw}` must not have a #fragment"
-        )));
-    }
-    Ok(url)
-}
-
-/// TLS settings shared by every token endpoint client: rustls with ring (like the SMTP
-/// client) and the system's trusted roots, loaded once.
-fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = rustls::RootCertStore::empty();
-            let loaded = rustls_native_certs::load_native_certs();
-            for err in &loaded.errors {
-                tracing::warn!("while loading the system's trusted certificates: {err}");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
-            if added == 0 {
-                tracing::warn!(
-                    "no trusted CA certificates found on this system: https token requests will \
-                     fail (install the ca-certificates package)"
-                );
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = match rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-                // ring supports the default versions; this branch exists only to avoid a panic.
-                Err(_) => rustls::ClientConfig::builder()
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth(),
-            };
-            Arc::new(config)
-        })
-        .clone()
+    crate::net::parse_endpoint_url(raw, what)
 }
 
 impl Endpoint {
@@ -132,13 +58,13 @@ impl Endpoint {
             ));
         }
         let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured((*tls_config()).clone())
+            .tls_backend_preconfigured(crate::net::https_config(&[]))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("outbound/", env!("CARGO_PKG_VERSION")))
             // Token requests are rare (about once an hour): no idle connections, so a client
             // is never tied to a runtime that has since been shut down.
             .pool_max_idle_per_host(0);
-        if is_loopback(&url) {
+        if crate::net::is_loopback(&url) {
             builder = builder.no_proxy();
         }
         let client = builder.build().map_err(|e| {

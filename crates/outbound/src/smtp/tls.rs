@@ -124,7 +124,7 @@ pub(crate) fn load_ca_file(
 }
 
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    crate::net::crypto_provider()
 }
 
 /// The rustls client configuration: system roots (plus `extra_roots`) verified by webpki, or
@@ -138,18 +138,11 @@ pub(crate) fn client_config(
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))?;
     let verifier: Arc<dyn ServerCertVerifier> = if verify {
-        let mut roots = RootCertStore::empty();
+        let mut roots: RootCertStore = (*crate::net::system_roots()).clone();
         let (extra_added, _) = roots.add_parsable_certificates(extra_roots);
-        let native = rustls_native_certs::load_native_certs();
-        for e in &native.errors {
-            tracing::debug!(error = %e, "could not load some system CA certificates");
-        }
-        let (system_added, ignored) = roots.add_parsable_certificates(native.certs);
         tracing::debug!(
-            system = system_added,
-            ignored,
             extra = extra_added,
-            "loaded trusted CA certificates"
+            "trusted CA certificates from the CA file"
         );
         if roots.is_empty() {
             tracing::warn!(
