@@ -2,9 +2,10 @@
 //! and its variables), else nothing, in which case `send` falls back to the `file` transport
 //! writing to ./outbox.
 //!
-//! Everything goes through `Settings::from_env_source` with a small wrapper around the
-//! process environment, so `--dsn` is completed by MAIL_DEFAULT_SEND_FROM exactly like
-//! MAILER_DSN is, and the fallback honours MAIL_DEFAULT_SEND_FROM and MAIL_FILE_DIR.
+//! `--dsn` goes through `Settings::from_dsn_with_env`, so it is completed by
+//! MAIL_DEFAULT_SEND_FROM exactly like MAILER_DSN is and every error and origin names `--dsn`;
+//! the fallback reads the environment as if MAIL_TYPE were `file`, so it honours
+//! MAIL_DEFAULT_SEND_FROM and MAIL_FILE_DIR.
 
 use outbound::config::{EnvSource, Origin, ProcessEnv, Settings};
 use outbound::{Error, Mailbox};
@@ -47,18 +48,13 @@ impl Source {
     }
 }
 
-/// The process environment, with MAILER_DSN replaced by `--dsn` and, for the fallback,
-/// MAIL_TYPE set to `file`.
-struct CliEnv<'a> {
-    dsn: Option<&'a str>,
-    fallback: bool,
-}
+/// The process environment with MAIL_TYPE set to `file`: the unconfigured fallback.
+struct FallbackEnv;
 
-impl EnvSource for CliEnv<'_> {
+impl EnvSource for FallbackEnv {
     fn var(&self, name: &str) -> Option<String> {
-        match (name, self.dsn) {
-            ("MAILER_DSN", Some(dsn)) => Some(dsn.to_string()).filter(|v| !v.trim().is_empty()),
-            ("MAIL_TYPE", _) if self.fallback => Some("file".to_string()),
+        match name {
+            "MAIL_TYPE" => Some("file".to_string()),
             _ => ProcessEnv.var(name),
         }
     }
@@ -83,36 +79,27 @@ impl Loaded {
         Mailbox::parse_for(setting.value.expose(), "default_from").ok()
     }
 
-    /// Builds the transport, naming `--dsn` instead of MAILER_DSN in errors when the flag was
-    /// used.
+    /// Builds the transport.
     pub fn build(&self) -> Result<std::sync::Arc<dyn outbound::Transport>, Error> {
-        self.settings
-            .build()
-            .map_err(|e| rename_error(e, self.source))
+        self.settings.build()
     }
 
     /// The OAuth2 token cache the transport authenticates with (`None` when it uses no
-    /// OAuth2), naming `--dsn` in errors when the flag was used.
+    /// OAuth2).
     pub fn token_cache(&self) -> Result<Option<outbound::TokenCache>, Error> {
-        self.settings
-            .token_cache()
-            .map_err(|e| rename_error(e, self.source))
+        self.settings.token_cache()
     }
 
-    /// The settings' notes, worded for this source.
+    /// The settings' notes.
     pub fn notes(&self) -> Vec<String> {
-        self.settings
-            .notes()
-            .iter()
-            .map(|n| rename(n, self.source))
-            .collect()
+        self.settings.notes().to_vec()
     }
 
     /// Where the transport kind came from, for humans.
     pub fn kind_origin(&self) -> String {
         match self.source {
             Source::Fallback => "default: nothing configured".to_string(),
-            _ => origin_text(self.settings.kind_origin(), self.source),
+            _ => self.settings.kind_origin().to_string(),
         }
     }
 }
@@ -121,66 +108,30 @@ impl Loaded {
 /// part (or `--dsn`).
 pub fn load(dsn: Option<&str>) -> Result<Loaded, Error> {
     let source = Source::detect(dsn);
-    let env = CliEnv {
-        dsn,
-        fallback: source == Source::Fallback,
+    let settings = match (source, dsn) {
+        (Source::Flag, Some(dsn)) => Settings::from_dsn_with_env(dsn, "--dsn", &ProcessEnv)?,
+        (Source::Fallback, _) => Settings::from_env_source(&FallbackEnv)?
+            .ok_or_else(|| Error::config("the ./outbox fallback could not be configured"))?,
+        _ => Settings::from_env_source(&ProcessEnv)?.ok_or_else(|| {
+            // Only possible if the environment changed between detect() and now.
+            Error::config("no transport configured: set MAILER_DSN, or MAIL_TYPE and its variables")
+        })?,
     };
-    match Settings::from_env_source(&env) {
-        Ok(Some(settings)) => {
-            tracing::debug!(
-                kind = settings.kind(),
-                source = source.as_str(),
-                "configuration read"
-            );
-            Ok(Loaded { source, settings })
-        }
-        // Only possible if the environment changed between detect() and now.
-        Ok(None) => Err(Error::config(
-            "no transport configured: set MAILER_DSN, or MAIL_TYPE and its variables",
-        )),
-        Err(e) => Err(rename_error(e, source)),
-    }
-}
-
-/// How a setting's origin is shown: MAILER_DSN parts become `--dsn` parts when the flag was
-/// used.
-pub fn origin_text(origin: &Origin, source: Source) -> String {
-    match origin {
-        Origin::Dsn(part) if source == Source::Flag => format!("--dsn {part}"),
-        other => other.to_string(),
-    }
+    tracing::debug!(
+        kind = settings.kind(),
+        source = source.as_str(),
+        "configuration read"
+    );
+    Ok(Loaded { source, settings })
 }
 
 /// A stable name of an origin's type for JSON output.
 pub fn origin_type(origin: &Origin) -> &'static str {
     match origin {
         Origin::Env(_) => "env",
-        Origin::Dsn(_) => "dsn",
+        Origin::Dsn { .. } => "dsn",
         Origin::Map(_) => "map",
         Origin::Default => "default",
         _ => "other",
-    }
-}
-
-fn rename(text: &str, source: Source) -> String {
-    if source == Source::Flag {
-        text.replace("MAILER_DSN", "--dsn")
-    } else {
-        text.to_string()
-    }
-}
-
-fn rename_error(err: Error, source: Source) -> Error {
-    if source == Source::Flag && err.message().contains("MAILER_DSN") {
-        let mut renamed = Error::new(err.kind(), rename(err.message(), source));
-        if let Some(code) = err.code() {
-            renamed = renamed.with_code(code.clone());
-        }
-        if let Some(text) = err.server_text() {
-            renamed = renamed.with_server_text(text);
-        }
-        renamed
-    } else {
-        err
     }
 }

@@ -104,7 +104,7 @@ fn mailer_dsn_wins_over_mail_type_and_says_so() {
     let s = Settings::from_env_source(&e).unwrap().unwrap();
     assert_eq!(s.kind(), "file");
     assert_eq!(s.get("dir").unwrap().value.expose(), "/var/tmp/outbox-test");
-    assert_eq!(s.get("dir").unwrap().origin, Origin::Dsn("path".into()));
+    assert_eq!(s.get("dir").unwrap().origin.to_string(), "MAILER_DSN path");
     assert_eq!(
         s.get("default_from").unwrap().value.expose(),
         "app@example.com"

@@ -38,7 +38,7 @@ fn rows(loaded: &Loaded) -> Vec<Row> {
             let (value, origin, origin_type) = match &setting {
                 Some(s) => (
                     Some(display_value(s, secret)),
-                    load::origin_text(&s.origin, loaded.source),
+                    s.origin.to_string(),
                     load::origin_type(&s.origin),
                 ),
                 None if key.env.is_empty() => (None, "unset".to_string(), "unset"),

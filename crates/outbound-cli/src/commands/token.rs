@@ -124,13 +124,7 @@ fn not_oauth2(loaded: &Loaded) -> String {
             let auth = loaded
                 .settings
                 .get("auth_type")
-                .map(|s| {
-                    format!(
-                        "{} is {}",
-                        load::origin_text(&s.origin, loaded.source),
-                        s.value.expose()
-                    )
-                })
+                .map(|s| format!("{} is {}", s.origin, s.value.expose()))
                 .unwrap_or_else(|| "SMTP_AUTH_TYPE is unset, i.e. basic".to_string());
             let has = |k: &str| loaded.settings.get(k).is_some();
             if has("username") && has("password") {

@@ -10,19 +10,20 @@ use super::kinds;
 use super::settings::{Origin, Settings, Value};
 use crate::Error;
 
-/// Parses a DSN into settings.
-pub(crate) fn parse(dsn: &str) -> Result<Settings, Error> {
+/// Parses a DSN into settings; `source` (e.g. `MAILER_DSN`, `--dsn`) names it in errors and
+/// origins.
+pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> {
     let dsn = dsn.trim();
     let url = url::Url::parse(dsn).map_err(|e| {
         Error::config(format!(
-            "MAILER_DSN is not a valid URL ({e}); expected e.g. `smtp://user:pass@host:587` or \
+            "{source} is not a valid URL ({e}); expected e.g. `smtp://user:pass@host:587` or \
              `file:///path/to/outbox`"
         ))
     })?;
     let scheme = url.scheme().to_ascii_lowercase();
     let kind = kinds::find_scheme(&scheme).ok_or_else(|| {
         Error::config(format!(
-            "MAILER_DSN scheme `{scheme}` is not supported; expected one of: {}",
+            "{source} scheme `{scheme}` is not supported; expected one of: {}",
             kinds::KINDS
                 .iter()
                 .flat_map(|k| std::iter::once(k.name).chain(k.schemes.iter().copied()))
@@ -30,16 +31,23 @@ pub(crate) fn parse(dsn: &str) -> Result<Settings, Error> {
                 .join(", ")
         ))
     })?;
-    let mut settings = Settings::new(kind.name, Origin::Dsn("scheme".into()));
+    let mut settings = Settings::new(
+        kind.name,
+        Origin::Dsn {
+            source,
+            part: "scheme".into(),
+        },
+    );
+    settings.dsn_source = source;
     (kind.dsn)(&url, &mut settings)?;
-    for (name, value) in query_pairs(&url)? {
+    for (name, value) in query_pairs(&url, source)? {
         let key = kind
             .keys
             .iter()
             .find(|k| k.name == name || k.aliases.contains(&name.as_str()))
             .ok_or_else(|| {
                 Error::config(format!(
-                    "MAILER_DSN query parameter `{name}` is not known for `{}`; expected one of: {}",
+                    "{source} query parameter `{name}` is not known for `{}`; expected one of: {}",
                     kind.name,
                     kind.keys
                         .iter()
@@ -53,13 +61,17 @@ pub(crate) fn parse(dsn: &str) -> Result<Settings, Error> {
         } else {
             Value::Plain(value)
         };
-        settings.set(key.name, value, Origin::Dsn(format!("query `{name}`")));
+        settings.set(
+            key.name,
+            value,
+            settings.dsn_origin(format!("query `{name}`")),
+        );
     }
     Ok(settings)
 }
 
 /// The query's `name=value` pairs, percent-decoded, `+` kept as a plus sign.
-fn query_pairs(url: &url::Url) -> Result<Vec<(String, String)>, Error> {
+fn query_pairs(url: &url::Url, source: &str) -> Result<Vec<(String, String)>, Error> {
     let Some(query) = url.query() else {
         return Ok(Vec::new());
     };
@@ -76,7 +88,7 @@ fn query_pairs(url: &url::Url) -> Result<Vec<(String, String)>, Error> {
             match (decode(name), decode(value)) {
                 (Ok(n), Ok(v)) => Ok((n, v)),
                 (Err(_), _) | (_, Err(_)) => Err(Error::config(format!(
-                    "MAILER_DSN query parameter `{}` is not valid UTF-8 after percent-decoding",
+                    "{source} query parameter `{}` is not valid UTF-8 after percent-decoding",
                     decode(name).unwrap_or_else(|_| "?".to_string())
                 ))),
             }
@@ -92,7 +104,7 @@ mod tests {
     fn query_values_are_percent_decoded_and_plus_stays_a_plus() {
         let url = url::Url::parse("smtp://h?a=x%2By+z%20w&b&c=%C3%A9").unwrap();
         assert_eq!(
-            query_pairs(&url).unwrap(),
+            query_pairs(&url, "MAILER_DSN").unwrap(),
             [
                 ("a".to_string(), "x+y+z w".to_string()),
                 ("b".to_string(), String::new()),
@@ -100,6 +112,6 @@ mod tests {
             ]
         );
         let url = url::Url::parse("smtp://h?a=%FF").unwrap();
-        assert!(query_pairs(&url).is_err());
+        assert!(query_pairs(&url, "MAILER_DSN").is_err());
     }
 }

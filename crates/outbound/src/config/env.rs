@@ -40,28 +40,42 @@ impl EnvSource for BTreeMap<String, String> {
 
 /// Reads the configuration; `None` when neither MAILER_DSN nor MAIL_TYPE is set.
 pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
-    let mut settings = if let Some(dsn) = env.var("MAILER_DSN") {
-        let mut s = super::dsn::parse(&dsn)?;
-        if let Some(kind) = env.var("MAIL_TYPE") {
-            if !kind.trim().eq_ignore_ascii_case(s.kind) {
-                s.notes.push(format!(
-                    "MAIL_TYPE={kind} is ignored because MAILER_DSN is set (kind {})",
-                    s.kind
-                ));
-            }
-        }
-        s
-    } else if let Some(kind) = env.var("MAIL_TYPE") {
-        let kind =
-            kinds::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
-        let mut s = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
-        read_kind_vars(env, kind, &mut s)?;
-        s
-    } else {
+    if let Some(dsn) = env.var("MAILER_DSN") {
+        return with_dsn(&dsn, "MAILER_DSN", env).map(Some);
+    }
+    let Some(kind) = env.var("MAIL_TYPE") else {
         return Ok(None);
     };
+    let kind =
+        kinds::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
+    let mut settings = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
+    read_kind_vars(env, kind, &mut settings)?;
+    Ok(Some(complete(env, settings)))
+}
 
-    // MAIL_DEFAULT_SEND_FROM also completes a DSN that names no sender.
+/// Settings from a DSN named `source` (`MAILER_DSN`, or `--dsn` on the command line), completed
+/// from the environment like any DSN: MAIL_DEFAULT_SEND_FROM when it names no sender, and notes
+/// on variables it makes irrelevant.
+pub(crate) fn with_dsn(
+    dsn: &str,
+    source: &'static str,
+    env: &dyn EnvSource,
+) -> Result<Settings, Error> {
+    let mut settings = super::dsn::parse(dsn, source)?;
+    if let Some(kind) = env.var("MAIL_TYPE") {
+        if !kind.trim().eq_ignore_ascii_case(settings.kind) {
+            settings.notes.push(format!(
+                "MAIL_TYPE={kind} is ignored because {source} is set (kind {})",
+                settings.kind
+            ));
+        }
+    }
+    Ok(complete(env, settings))
+}
+
+/// What every environment-based configuration gets: MAIL_DEFAULT_SEND_FROM as the default
+/// sender when none is set, and the notes.
+fn complete(env: &dyn EnvSource, mut settings: Settings) -> Settings {
     if settings.get("default_from").is_none() {
         if let Some(from) = env.var("MAIL_DEFAULT_SEND_FROM") {
             settings.set(
@@ -72,7 +86,7 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
         }
     }
     note_ignored_vars(env, &mut settings);
-    Ok(Some(settings.with_kind_notes()))
+    settings.with_kind_notes()
 }
 
 fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {

@@ -86,7 +86,7 @@ fn file_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
         settings.set(
             "dir",
             super::settings::Value::Plain(path),
-            super::settings::Origin::Dsn("path".into()),
+            settings.dsn_origin("path"),
         );
     }
     Ok(())

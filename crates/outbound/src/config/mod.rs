@@ -101,7 +101,30 @@ impl Settings {
 
     /// Settings from a DSN.
     pub fn from_dsn(dsn: &str) -> Result<Settings, Error> {
-        dsn::parse(dsn).map(Settings::with_kind_notes)
+        dsn::parse(dsn, "MAILER_DSN").map(Settings::with_kind_notes)
+    }
+
+    /// Settings from a DSN that came from `source` (e.g. `--dsn` on a command line), which
+    /// errors and origins name; completed from `env` like `MAILER_DSN` is (the default sender
+    /// from MAIL_DEFAULT_SEND_FROM, notes on ignored variables).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// let env = HashMap::from([("MAIL_DEFAULT_SEND_FROM".to_string(), "app@example.com".to_string())]);
+    /// let s = Settings::from_dsn_with_env("file:///tmp/out", "--dsn", &env)?;
+    /// assert_eq!(s.get("dir").unwrap().origin.to_string(), "--dsn path");
+    /// assert_eq!(s.get("default_from").unwrap().value.expose(), "app@example.com");
+    /// let err = Settings::from_dsn_with_env("gopher://x", "--dsn", &env).unwrap_err();
+    /// assert!(err.to_string().contains("--dsn scheme `gopher`"));
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn from_dsn_with_env(
+        dsn: &str,
+        source: &'static str,
+        env: &dyn EnvSource,
+    ) -> Result<Settings, Error> {
+        env::with_dsn(dsn, source, env)
     }
 
     /// Settings from a map of the seeds' keys.

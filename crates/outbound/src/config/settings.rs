@@ -14,8 +14,14 @@ use crate::{Error, Mailbox};
 pub enum Origin {
     /// An environment variable.
     Env(String),
-    /// A part of a `MAILER_DSN` URL (e.g. `password`, `host`, `query tls`).
-    Dsn(String),
+    /// A part of a DSN URL (e.g. `password`, `host`, ``query `tls` ``), and where the DSN
+    /// itself came from (`MAILER_DSN`, or `--dsn` on the command line).
+    Dsn {
+        /// Where the DSN came from.
+        source: &'static str,
+        /// The part of the URL.
+        part: String,
+    },
     /// A key of a map given to [`create_transport`](crate::create_transport).
     Map(String),
     /// The built-in default.
@@ -26,7 +32,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::Env(var) => write!(f, "{var}"),
-            Origin::Dsn(part) => write!(f, "MAILER_DSN {part}"),
+            Origin::Dsn { source, part } => write!(f, "{source} {part}"),
             Origin::Map(key) => write!(f, "setting `{key}`"),
             Origin::Default => f.write_str("default"),
         }
@@ -92,13 +98,15 @@ pub struct Setting {
 /// let s = Settings::from_dsn("file:///tmp/outbox?from=app@example.com")?;
 /// assert_eq!(s.kind(), "file");
 /// assert_eq!(s.get("dir").unwrap().value.expose(), "/tmp/outbox");
-/// assert_eq!(s.get("default_from").unwrap().origin, Origin::Dsn("query `from`".into()));
+/// assert_eq!(s.get("default_from").unwrap().origin.to_string(), "MAILER_DSN query `from`");
 /// # Ok::<(), outbound::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub(crate) kind: &'static str,
     pub(crate) kind_origin: Origin,
+    /// What errors call the DSN these settings came from (`MAILER_DSN`, `--dsn`).
+    pub(crate) dsn_source: &'static str,
     pub(crate) values: Vec<Setting>,
     pub(crate) notes: Vec<String>,
 }
@@ -108,6 +116,7 @@ impl Settings {
         Settings {
             kind,
             kind_origin,
+            dsn_source: "MAILER_DSN",
             values: Vec::new(),
             notes: Vec::new(),
         }
@@ -136,6 +145,14 @@ impl Settings {
     /// Observations worth an operator's attention that are not errors (ignored variables...).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The origin of a value read from `part` of this settings' DSN.
+    pub(crate) fn dsn_origin(&self, part: impl Into<String>) -> Origin {
+        Origin::Dsn {
+            source: self.dsn_source,
+            part: part.into(),
+        }
     }
 
     /// Sets `key`, replacing an earlier value.

@@ -127,7 +127,7 @@ pub(crate) const GRAPH_KEYS: &[Key] = &[
 fn source_name(settings: &Settings, key: &str, env: &str, dsn_part: &str) -> String {
     match settings.kind_origin() {
         Origin::Env(_) => env.to_string(),
-        Origin::Dsn(_) => format!("MAILER_DSN {dsn_part}"),
+        Origin::Dsn { source, .. } => format!("{source} {dsn_part}"),
         _ => format!("setting `{key}`"),
     }
 }
@@ -192,13 +192,14 @@ fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
         settings.set(
             "api_key",
             Value::Secret(SecretString::from(key)),
-            Origin::Dsn(part.into()),
+            settings.dsn_origin(part),
         );
     }
     match url.host_str() {
         None | Some("") => {
             return Err(Error::config(format!(
-                "MAILER_DSN has no host; expected `{}://KEY@default`",
+                "{} has no host; expected `{}://KEY@default`",
+                settings.dsn_source,
                 url.scheme()
             )))
         }
@@ -210,7 +211,7 @@ fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
             }
             let path = url.path().trim_end_matches('/');
             base.push_str(path);
-            settings.set("api_url", Value::Plain(base), Origin::Dsn("host".into()));
+            settings.set("api_url", Value::Plain(base), settings.dsn_origin("host"));
         }
     }
     Ok(())
@@ -236,14 +237,14 @@ pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), E
         settings.set(
             "client_id",
             Value::Plain(client_id),
-            Origin::Dsn("user".into()),
+            settings.dsn_origin("user"),
         );
     }
     if let Some(secret) = url.password().map(decode).filter(|s| !s.is_empty()) {
         settings.set(
             "client_secret",
             Value::Secret(SecretString::from(secret)),
-            Origin::Dsn("password".into()),
+            settings.dsn_origin("password"),
         );
     }
     match url.host_str() {
@@ -251,7 +252,7 @@ pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), E
             settings.set(
                 "tenant_id",
                 Value::Plain(host.to_string()),
-                Origin::Dsn("host".into()),
+                settings.dsn_origin("host"),
             );
         }
         _ => {}

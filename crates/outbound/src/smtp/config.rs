@@ -273,11 +273,11 @@ fn name_of(settings: &Settings, name: &str) -> String {
             Some([first, rest @ ..]) => format!("{first} (or {})", rest.join(" or ")),
             _ => format!("setting `{name}`"),
         },
-        Origin::Dsn(_) => match name {
-            "server" => "MAILER_DSN host".to_string(),
-            "username" => "MAILER_DSN user".to_string(),
-            "password" => "MAILER_DSN password".to_string(),
-            other => format!("MAILER_DSN query `{other}`"),
+        Origin::Dsn { source, .. } => match name {
+            "server" => format!("{source} host"),
+            "username" => format!("{source} user"),
+            "password" => format!("{source} password"),
+            other => format!("{source} query `{other}`"),
         },
         _ => format!("setting `{name}`"),
     }
@@ -286,12 +286,13 @@ fn name_of(settings: &Settings, name: &str) -> String {
 /// Reads the host, port, user and password of an `smtp://` or `smtps://` DSN; the query is
 /// read by the registry.
 pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
+    let source = settings.dsn_source;
     let scheme = url.scheme().to_ascii_lowercase();
     let host = url.host_str().filter(|h| !h.is_empty()).ok_or_else(|| {
-        Error::config(
-            "MAILER_DSN has no host; expected e.g. `smtp://user:pass@smtp.example.com:587` or \
-             `smtps://user:pass@smtp.example.com`",
-        )
+        Error::config(format!(
+            "{source} has no host; expected e.g. `smtp://user:pass@smtp.example.com:587` or \
+             `smtps://user:pass@smtp.example.com`"
+        ))
     })?;
     settings.set(
         "server",
@@ -300,13 +301,13 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
                 .trim_end_matches(']')
                 .to_string(),
         ),
-        Origin::Dsn("host".into()),
+        settings.dsn_origin("host"),
     );
     if let Some(port) = url.port() {
         settings.set(
             "port",
             Value::Plain(port.to_string()),
-            Origin::Dsn("port".into()),
+            settings.dsn_origin("port"),
         );
     }
     let decode = |part: &str, what: &str| -> Result<String, Error> {
@@ -315,7 +316,7 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
             .map(|s| s.into_owned())
             .map_err(|_| {
                 Error::config(format!(
-                    "MAILER_DSN {what} is not valid UTF-8 after percent-decoding"
+                    "{source} {what} is not valid UTF-8 after percent-decoding"
                 ))
             })
     };
@@ -323,19 +324,19 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
         settings.set(
             "username",
             Value::Plain(decode(url.username(), "user")?),
-            Origin::Dsn("user".into()),
+            settings.dsn_origin("user"),
         );
     }
     if let Some(pw) = url.password().filter(|p| !p.is_empty()) {
         settings.set(
             "password",
             Value::Secret(SecretString::from(decode(pw, "password")?)),
-            Origin::Dsn("password".into()),
+            settings.dsn_origin("password"),
         );
     }
     if !(url.path().is_empty() || url.path() == "/") {
         return Err(Error::config(format!(
-            "MAILER_DSN path `{}` is not used by smtp; expected `{scheme}://user:pass@host:port`",
+            "{source} path `{}` is not used by smtp; expected `{scheme}://user:pass@host:port`",
             url.path()
         )));
     }
@@ -351,7 +352,7 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
         {
             if v.trim().parse::<TlsMode>().ok() != Some(TlsMode::Implicit) {
                 return Err(Error::config(format!(
-                    "MAILER_DSN scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
+                    "{source} scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
                      `smtp://...?tls={v}` instead"
                 )));
             }
@@ -360,7 +361,7 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
     settings.set(
         "tls",
         Value::Plain(implied.as_str().to_string()),
-        Origin::Dsn("scheme".into()),
+        settings.dsn_origin("scheme"),
     );
     Ok(())
 }
