@@ -34,6 +34,7 @@
 //! API keys and tokens are kept in [`SecretString`]s; they appear in no `Display`, `Debug`, log
 //! line or error (provider texts are scrubbed of them too).
 
+mod api_key;
 pub(crate) mod config;
 mod graph;
 mod resend;
@@ -55,6 +56,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Error, ErrorKind, Mailbox, ServerCode};
 
+pub use api_key::ApiKeyBuilder;
 pub use graph::{
     GraphBuilder, GraphTransport, GRAPH_SCOPE, MAX_GRAPH_HEADERS, MAX_GRAPH_REQUEST_BYTES,
 };

@@ -15,7 +15,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::{HttpClient, HttpOptions, Provider, ProviderError, Request, Response};
+use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
+use super::{Provider, ProviderError, Request, Response};
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// Resend accepts at most this many `to` addresses per email.
@@ -57,67 +58,25 @@ const PROVIDER: Provider = Provider {
 /// # Ok::<(), outbound::Error>(())
 /// ```
 pub struct ResendTransport {
-    http: HttpClient,
-    api_key: SecretString,
-    base_url: url::Url,
-    default_from: Option<Mailbox>,
+    account: ApiAccount,
 }
 
 /// Configures a [`ResendTransport`].
-pub struct ResendBuilder {
-    api_key: SecretString,
-    base_url: Option<String>,
-    default_from: Option<Mailbox>,
-    options: HttpOptions,
-}
+pub type ResendBuilder = ApiKeyBuilder<ResendTransport>;
 
-impl fmt::Debug for ResendBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResendBuilder")
-            .field("api_key", &"[redacted]")
-            .field("base_url", &self.base_url)
-            .field("default_from", &self.default_from)
-            .field("options", &self.options)
-            .finish()
-    }
-}
+const SPEC: KeySpec = KeySpec {
+    provider: "Resend",
+    key_name: "the Resend API key (RESEND_API_KEY)",
+    key_prefix: "re_",
+    default_url: ResendTransport::DEFAULT_URL,
+    url_setting: "RESEND_API_URL",
+};
 
 impl ResendBuilder {
-    /// The API base URL (default [`ResendTransport::DEFAULT_URL`]); `http://` only to loopback.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
-
-    /// The sender for messages without `from`.
-    pub fn default_from(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
-        self
-    }
-
-    /// Timeouts.
-    pub fn http_options(mut self, options: HttpOptions) -> Self {
-        self.options = options;
-        self
-    }
-
     /// Builds the transport; fails with a config error for an unusable key or URL.
     pub fn build(self) -> Result<ResendTransport, Error> {
-        super::check_header_secret(&self.api_key, "the Resend API key (RESEND_API_KEY)")?;
-        let base_url = super::parse_base_url(
-            self.base_url
-                .as_deref()
-                .unwrap_or(ResendTransport::DEFAULT_URL),
-            "RESEND_API_URL",
-        )?;
-        if !secrecy::ExposeSecret::expose_secret(&self.api_key).starts_with("re_") {
-            tracing::warn!("the Resend API key does not start with `re_`; Resend keys usually do");
-        }
         Ok(ResendTransport {
-            http: HttpClient::new(self.options)?,
-            api_key: self.api_key,
-            base_url,
-            default_from: self.default_from,
+            account: self.account()?,
         })
     }
 }
@@ -125,9 +84,7 @@ impl ResendBuilder {
 impl fmt::Debug for ResendTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResendTransport")
-            .field("api_key", &"[redacted]")
-            .field("base_url", &self.base_url.as_str())
-            .field("default_from", &self.default_from)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -177,17 +134,12 @@ impl ResendTransport {
 
     /// Starts configuring a transport with an API key (`re_...`).
     pub fn builder(api_key: impl Into<SecretString>) -> ResendBuilder {
-        ResendBuilder {
-            api_key: api_key.into(),
-            base_url: None,
-            default_from: None,
-            options: HttpOptions::default(),
-        }
+        ApiKeyBuilder::new(&SPEC, api_key.into())
     }
 
     /// The base URL requests go to.
     pub fn describe_url(&self) -> &str {
-        self.base_url.as_str()
+        self.account.base_url.as_str()
     }
 
     /// The request body and its idempotency key for `message`, exactly as [`Transport::send`]
@@ -212,7 +164,7 @@ impl ResendTransport {
                 format!("could not encode the message as JSON: {e}"),
             )
         })?;
-        let message_id = message.message_id(self.default_from.as_ref())?;
+        let message_id = message.message_id(self.account.default_from.as_ref())?;
         Ok((bytes.clone(), idempotency_key(&message_id, &bytes)))
     }
 
@@ -223,7 +175,7 @@ impl ResendTransport {
                  fields, not MIME); use smtp or graph for raw messages",
             ));
         }
-        let from = message.sender(self.default_from.as_ref())?;
+        let from = message.sender(self.account.default_from.as_ref())?;
         if message.to().is_empty() {
             return Err(invalid(
                 "Resend requires at least one `to` recipient (cc or bcc alone are not accepted)",
@@ -298,7 +250,7 @@ impl ResendTransport {
             url,
             response,
             parse_error(response),
-            &[&self.api_key],
+            &[&self.account.api_key],
         )
     }
 }
@@ -404,11 +356,11 @@ impl Transport for ResendTransport {
                 body.len()
             )));
         }
-        let message_id = message.message_id(self.default_from.as_ref())?;
-        let envelope = message.envelope(self.default_from.as_ref())?;
-        let url = super::endpoint(&self.base_url, "/emails");
+        let message_id = message.message_id(self.account.default_from.as_ref())?;
+        let envelope = message.envelope(self.account.default_from.as_ref())?;
+        let url = super::endpoint(&self.account.base_url, "/emails");
         let mut req = Request::post(url.clone(), Bytes::from(body), "application/json")
-            .bearer(&self.api_key)?
+            .bearer(&self.account.api_key)?
             .header(
                 HeaderName::from_static("idempotency-key"),
                 HeaderValue::from_str(&key)
@@ -416,7 +368,7 @@ impl Transport for ResendTransport {
             );
         req.idempotent = true;
         tracing::debug!(%message_id, idempotency_key = %key, "sending through Resend");
-        let response = self.http.send(&PROVIDER, req).await?;
+        let response = self.account.http.send(&PROVIDER, req).await?;
         if !response.is_success() {
             return Err(self.error_for(&reqwest::Method::POST, &url, &response));
         }
@@ -440,9 +392,9 @@ impl Transport for ResendTransport {
     /// `GET /domains`: sends nothing. A send-only key answers 401 `restricted_api_key`, which
     /// proves the key is valid, so it counts as success.
     async fn verify(&self) -> Result<(), Error> {
-        let url = super::endpoint(&self.base_url, "/domains");
-        let req = Request::get(url.clone()).bearer(&self.api_key)?;
-        let response = self.http.send(&PROVIDER, req).await?;
+        let url = super::endpoint(&self.account.base_url, "/domains");
+        let req = Request::get(url.clone()).bearer(&self.account.api_key)?;
+        let response = self.account.http.send(&PROVIDER, req).await?;
         if response.is_success() {
             return Ok(());
         }
@@ -459,6 +411,9 @@ impl Transport for ResendTransport {
     }
 
     fn describe(&self) -> String {
-        format!("resend ({})", self.base_url.as_str().trim_end_matches('/'))
+        format!(
+            "resend ({})",
+            self.account.base_url.as_str().trim_end_matches('/')
+        )
     }
 }

@@ -14,7 +14,8 @@ use bytes::Bytes;
 use secrecy::SecretString;
 use serde::Serialize;
 
-use super::{HttpClient, HttpOptions, Provider, ProviderError, Request, Response};
+use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
+use super::{Provider, ProviderError, Request, Response};
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// SendGrid accepts at most this many recipients per request: `to`, `cc` and `bcc` together.
@@ -72,70 +73,25 @@ const PROVIDER: Provider = Provider {
 /// # Ok::<(), outbound::Error>(())
 /// ```
 pub struct SendGridTransport {
-    http: HttpClient,
-    api_key: SecretString,
-    base_url: url::Url,
-    default_from: Option<Mailbox>,
+    account: ApiAccount,
 }
 
 /// Configures a [`SendGridTransport`].
-pub struct SendGridBuilder {
-    api_key: SecretString,
-    base_url: Option<String>,
-    default_from: Option<Mailbox>,
-    options: HttpOptions,
-}
+pub type SendGridBuilder = ApiKeyBuilder<SendGridTransport>;
 
-impl fmt::Debug for SendGridBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGridBuilder")
-            .field("api_key", &"[redacted]")
-            .field("base_url", &self.base_url)
-            .field("default_from", &self.default_from)
-            .field("options", &self.options)
-            .finish()
-    }
-}
+const SPEC: KeySpec = KeySpec {
+    provider: "SendGrid",
+    key_name: "the SendGrid API key (SENDGRID_API_KEY)",
+    key_prefix: "SG.",
+    default_url: SendGridTransport::DEFAULT_URL,
+    url_setting: "SENDGRID_API_URL",
+};
 
 impl SendGridBuilder {
-    /// The API base URL: [`SendGridTransport::DEFAULT_URL`] (default) or
-    /// [`SendGridTransport::EU_URL`] for EU regional subusers; `http://` only to loopback.
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.base_url = Some(url.into());
-        self
-    }
-
-    /// The sender for messages without `from`.
-    pub fn default_from(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
-        self
-    }
-
-    /// Timeouts.
-    pub fn http_options(mut self, options: HttpOptions) -> Self {
-        self.options = options;
-        self
-    }
-
     /// Builds the transport; fails with a config error for an unusable key or URL.
     pub fn build(self) -> Result<SendGridTransport, Error> {
-        super::check_header_secret(&self.api_key, "the SendGrid API key (SENDGRID_API_KEY)")?;
-        let base_url = super::parse_base_url(
-            self.base_url
-                .as_deref()
-                .unwrap_or(SendGridTransport::DEFAULT_URL),
-            "SENDGRID_API_URL",
-        )?;
-        if !secrecy::ExposeSecret::expose_secret(&self.api_key).starts_with("SG.") {
-            tracing::warn!(
-                "the SendGrid API key does not start with `SG.`; SendGrid keys usually do"
-            );
-        }
         Ok(SendGridTransport {
-            http: HttpClient::new(self.options)?,
-            api_key: self.api_key,
-            base_url,
-            default_from: self.default_from,
+            account: self.account()?,
         })
     }
 }
@@ -143,9 +99,7 @@ impl SendGridBuilder {
 impl fmt::Debug for SendGridTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SendGridTransport")
-            .field("api_key", &"[redacted]")
-            .field("base_url", &self.base_url.as_str())
-            .field("default_from", &self.default_from)
+            .field("account", &self.account)
             .finish()
     }
 }
@@ -221,12 +175,7 @@ impl SendGridTransport {
 
     /// Starts configuring a transport with an API key (`SG....`).
     pub fn builder(api_key: impl Into<SecretString>) -> SendGridBuilder {
-        SendGridBuilder {
-            api_key: api_key.into(),
-            base_url: None,
-            default_from: None,
-            options: HttpOptions::default(),
-        }
+        ApiKeyBuilder::new(&SPEC, api_key.into())
     }
 
     /// The request body for `message`, exactly as [`Transport::send`] would send it.
@@ -254,7 +203,7 @@ impl SendGridTransport {
                  fields, not MIME); use smtp or graph for raw messages",
             ));
         }
-        let from = message.sender(self.default_from.as_ref())?;
+        let from = message.sender(self.account.default_from.as_ref())?;
         let total = message.recipients().count();
         if total > MAX_SENDGRID_RECIPIENTS {
             return Err(invalid(format!(
@@ -406,7 +355,7 @@ impl SendGridTransport {
             url,
             response,
             parse_error(response),
-            &[&self.api_key],
+            &[&self.account.api_key],
         )
     }
 }
@@ -480,13 +429,13 @@ impl Transport for SendGridTransport {
                 body.len()
             )));
         }
-        let message_id = message.message_id(self.default_from.as_ref())?;
-        let envelope = message.envelope(self.default_from.as_ref())?;
-        let url = super::endpoint(&self.base_url, "/v3/mail/send");
+        let message_id = message.message_id(self.account.default_from.as_ref())?;
+        let envelope = message.envelope(self.account.default_from.as_ref())?;
+        let url = super::endpoint(&self.account.base_url, "/v3/mail/send");
         let req = Request::post(url.clone(), Bytes::from(body), "application/json")
-            .bearer(&self.api_key)?;
+            .bearer(&self.account.api_key)?;
         tracing::debug!(%message_id, "sending through SendGrid");
-        let response = self.http.send(&PROVIDER, req).await?;
+        let response = self.account.http.send(&PROVIDER, req).await?;
         if !response.is_success() {
             return Err(self.error_for(&reqwest::Method::POST, &url, &response));
         }
@@ -511,9 +460,9 @@ impl Transport for SendGridTransport {
 
     /// `GET /v3/scopes`: the key must be valid and hold the `mail.send` scope.
     async fn verify(&self) -> Result<(), Error> {
-        let url = super::endpoint(&self.base_url, "/v3/scopes");
-        let req = Request::get(url.clone()).bearer(&self.api_key)?;
-        let response = self.http.send(&PROVIDER, req).await?;
+        let url = super::endpoint(&self.account.base_url, "/v3/scopes");
+        let req = Request::get(url.clone()).bearer(&self.account.api_key)?;
+        let response = self.account.http.send(&PROVIDER, req).await?;
         if !response.is_success() {
             return Err(self.error_for(&reqwest::Method::GET, &url, &response));
         }
@@ -559,7 +508,7 @@ impl Transport for SendGridTransport {
     fn describe(&self) -> String {
         format!(
             "sendgrid ({})",
-            self.base_url.as_str().trim_end_matches('/')
+            self.account.base_url.as_str().trim_end_matches('/')
         )
     }
 }
