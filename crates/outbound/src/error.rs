@@ -218,6 +218,46 @@ impl Error {
         self
     }
 
+    /// Copies `other`'s server code, server text and retry hint onto this error, keeping this
+    /// error's kind and message: for an error that explains `other` in its own words.
+    pub(crate) fn with_server_details_of(mut self, other: &Error) -> Self {
+        if let Some(code) = other.code() {
+            self = self.with_code(code.clone());
+        }
+        if let Some(text) = other.server_text() {
+            self = self.with_server_text(text);
+        }
+        if let Some(wait) = other.retry_after() {
+            self = self.with_retry_after(wait);
+        }
+        self
+    }
+
+    /// `other`'s kind, code and server text under a message that puts `context` first
+    /// ("context: other's message"), with `other` as the source.
+    pub(crate) fn in_context(context: &str, other: Error) -> Self {
+        let out = Error::new(other.kind(), format!("{context}: {}", other.message()))
+            .with_server_details_of(&other);
+        out.with_source(other)
+    }
+
+    /// A copy for each of several callers that share one failure (errors are not `Clone`):
+    /// kind, message, server details, and the source chain kept as text.
+    pub(crate) fn replicate(&self) -> Error {
+        let mut out = Error::new(self.kind(), self.message()).with_server_details_of(self);
+        if let Some(source) = std::error::Error::source(self) {
+            let mut chain = source.to_string();
+            let mut next = source.source();
+            while let Some(s) = next {
+                chain.push_str(": ");
+                chain.push_str(&s.to_string());
+                next = s.source();
+            }
+            out = out.with_source(SourceText(chain));
+        }
+        out
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.inner.kind
@@ -317,6 +357,18 @@ impl From<MessageError> for Error {
         Error::new(ErrorKind::InvalidMessage, err.to_string()).with_source(err)
     }
 }
+
+/// A source error kept as text (see [`Error::replicate`]).
+#[derive(Debug)]
+struct SourceText(String);
+
+impl fmt::Display for SourceText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SourceText {}
 
 /// Convenience alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

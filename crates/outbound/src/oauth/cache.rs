@@ -303,7 +303,7 @@ impl TokenCache {
                         return Ok(token);
                     }
                 }
-                Err(replicate(&err))
+                Err(err.replicate())
             }
             None => Err(Error::new(
                 ErrorKind::Transient,
@@ -442,43 +442,6 @@ async fn refresh(inner: Arc<Inner>, tx: watch::Sender<Option<Outcome>>) {
     drop(guard);
     tx.send_replace(Some(outcome));
 }
-
-/// A copy of a shared error for each waiting caller (errors are not `Clone`; the source chain
-/// is kept as text).
-fn replicate(err: &Error) -> Error {
-    let mut out = Error::new(err.kind(), err.message());
-    if let Some(code) = err.code() {
-        out = out.with_code(code.clone());
-    }
-    if let Some(text) = err.server_text() {
-        out = out.with_server_text(text);
-    }
-    if let Some(wait) = err.retry_after() {
-        out = out.with_retry_after(wait);
-    }
-    if let Some(source) = std::error::Error::source(err) {
-        let mut chain = source.to_string();
-        let mut next = source.source();
-        while let Some(s) = next {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            next = s.source();
-        }
-        out = out.with_source(SourceText(chain));
-    }
-    out
-}
-
-#[derive(Debug)]
-struct SourceText(String);
-
-impl fmt::Display for SourceText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for SourceText {}
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -476,7 +476,7 @@ pub(crate) async fn authenticate(
             }
             let who = format!("authentication as {username} with {mechanism} failed");
             Err(AuthFailure {
-                error: Error::new(err.kind(), who).with_rest_of(err),
+                error: Error::in_context(&who, err),
                 token_rejected,
             })
         }
@@ -570,27 +570,6 @@ async fn exchange(
                 return Err(reply::error_for(&reply, Stage::Auth, msg));
             }
         }
-    }
-}
-
-pub(crate) trait WithRest {
-    fn with_rest_of(self, other: Error) -> Self;
-}
-
-impl WithRest for Error {
-    /// Keeps `other`'s code and server text, with `other`'s message appended to ours.
-    fn with_rest_of(self, other: Error) -> Self {
-        let mut out = Error::new(
-            other.kind(),
-            format!("{}: {}", self.message(), other.message()),
-        );
-        if let Some(code) = other.code() {
-            out = out.with_code(code.clone());
-        }
-        if let Some(text) = other.server_text() {
-            out = out.with_server_text(text);
-        }
-        out.with_source(other)
     }
 }
 

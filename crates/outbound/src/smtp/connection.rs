@@ -1273,7 +1273,7 @@ async fn current_token(params: &ConnectParams) -> Result<Option<SecretString>, E
                     e.message()
                 ),
             )
-            .with_rest_of_server(&e)
+            .with_server_details_of(&e)
             .with_source(e)),
         },
         _ => Ok(None),
@@ -1294,28 +1294,8 @@ fn after_rejection(rejection: &Error, fetch: Error) -> Error {
             fetch.message()
         ),
     )
-    .with_rest_of_server(&fetch)
+    .with_server_details_of(&fetch)
     .with_source(fetch)
-}
-
-trait WithServer {
-    fn with_rest_of_server(self, other: &Error) -> Self;
-}
-
-impl WithServer for Error {
-    /// Copies `other`'s code, server text and retry hint.
-    fn with_rest_of_server(mut self, other: &Error) -> Self {
-        if let Some(code) = other.code() {
-            self = self.with_code(code.clone());
-        }
-        if let Some(text) = other.server_text() {
-            self = self.with_server_text(text);
-        }
-        if let Some(wait) = other.retry_after() {
-            self = self.with_retry_after(wait);
-        }
-        self
-    }
 }
 
 fn secs(d: Duration) -> String {
