@@ -164,6 +164,7 @@ struct Inner {
     code: Option<ServerCode>,
     server_text: Option<String>,
     retry_after: Option<Duration>,
+    setting: Option<&'static str>,
     source: Option<BoxError>,
 }
 
@@ -177,6 +178,7 @@ impl Error {
                 code: None,
                 server_text: None,
                 retry_after: None,
+                setting: None,
                 source: None,
             }),
         }
@@ -185,6 +187,60 @@ impl Error {
     /// Shorthand for a [`ErrorKind::Config`] error.
     pub fn config(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Config, message)
+    }
+
+    /// An error of `kind` about the setting `name` of a builder (`host`, `api_key`,
+    /// `default_from`...). The message names it as `` `name` ``; configuration rewrites that
+    /// to where the value came from (see [`Error::setting`]).
+    pub(crate) fn about_setting(
+        kind: ErrorKind,
+        name: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        let mut err = Error::new(kind, message);
+        err.inner.setting = Some(name);
+        err
+    }
+
+    /// Marks this error as being about the builder setting `name` (see [`Error::setting`]);
+    /// the message names it as `` `name` ``.
+    pub(crate) fn for_setting(mut self, name: &'static str) -> Self {
+        self.inner.setting = Some(name);
+        self
+    }
+
+    /// The builder setting this error is about, when it is about one: `host`, `ca_file`,
+    /// `api_key`, `default_from`... Transports name their own settings; the configuration
+    /// layer then names the variable, DSN part or map key the value came from instead.
+    ///
+    /// ```
+    /// use outbound::smtp::SmtpTransport;
+    /// let err = SmtpTransport::builder("").build().unwrap_err();
+    /// assert_eq!(err.setting(), Some("host"));
+    /// assert!(err.to_string().contains("`host` is empty"));
+    ///
+    /// let env = std::collections::HashMap::from([
+    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
+    ///     ("SMTP_SERVER".to_string(), "bad host".to_string()),
+    /// ]);
+    /// let err = outbound::config::Settings::from_env_source(&env)?.unwrap().build().unwrap_err();
+    /// assert!(err.to_string().contains("SMTP_SERVER is `bad host`"), "{err}");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn setting(&self) -> Option<&'static str> {
+        self.inner.setting
+    }
+
+    /// Names the setting as `label` (a variable, a DSN part, a map key) instead of
+    /// `` `name` ``.
+    pub(crate) fn name_setting(mut self, label: &str) -> Self {
+        if let Some(name) = self.inner.setting {
+            let own = format!("`{name}`");
+            if label != own {
+                self.inner.message = self.inner.message.replacen(&own, label, 1);
+            }
+        }
+        self
     }
 
     /// Attaches the server's code (SMTP or HTTP).
@@ -245,6 +301,7 @@ impl Error {
     /// kind, message, server details, and the source chain kept as text.
     pub(crate) fn replicate(&self) -> Error {
         let mut out = Error::new(self.kind(), self.message()).with_server_details_of(self);
+        out.inner.setting = self.inner.setting;
         if let Some(source) = std::error::Error::source(self) {
             let mut chain = source.to_string();
             let mut next = source.source();
@@ -336,6 +393,9 @@ impl fmt::Debug for Error {
         if let Some(wait) = &self.inner.retry_after {
             d.field("retry_after", wait);
         }
+        if let Some(setting) = &self.inner.setting {
+            d.field("setting", setting);
+        }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
@@ -354,7 +414,14 @@ impl std::error::Error for Error {
 
 impl From<MessageError> for Error {
     fn from(err: MessageError) -> Self {
-        Error::new(ErrorKind::InvalidMessage, err.to_string()).with_source(err)
+        let setting = match err {
+            // The transport's default sender is the other way to give one.
+            MessageError::NoSender => Some("default_from"),
+            _ => None,
+        };
+        let mut out = Error::new(ErrorKind::InvalidMessage, err.to_string()).with_source(err);
+        out.inner.setting = setting;
+        out
     }
 }
 

@@ -18,20 +18,43 @@
 //! ```
 
 pub mod config;
+pub mod dev;
 mod error;
-pub mod http;
+mod http;
 pub mod message;
 mod net;
 pub mod oauth;
 pub mod smtp;
-pub mod transport;
+mod transport;
+
+/// Sending through [Resend](https://resend.com)'s HTTP API (`POST /emails` with an
+/// Idempotency-Key, so a retry never sends twice).
+pub mod resend {
+    pub use crate::http::resend::{ResendBuilder, ResendTransport, MAX_RESEND_TO};
+    pub use crate::http::HttpOptions;
+}
+
+/// Sending through SendGrid's v3 HTTP API (`POST /v3/mail/send`).
+pub mod sendgrid {
+    pub use crate::http::sendgrid::{SendGridBuilder, SendGridTransport, MAX_SENDGRID_RECIPIENTS};
+    pub use crate::http::HttpOptions;
+}
+
+/// Sending through Microsoft Graph (`POST /v1.0/users/{mailbox}/sendMail`) with an app-only
+/// OAuth2 token.
+pub mod graph {
+    pub use crate::http::graph::{
+        GraphBuilder, GraphTransport, MAX_GRAPH_HEADERS, MAX_GRAPH_REQUEST_BYTES,
+    };
+    pub use crate::http::HttpOptions;
+}
+
+pub use transport::layer;
 
 pub use config::{create_transport, from_dsn, from_env, supported_types};
-pub use error::{BoxError, Error, ErrorKind, Result, ServerCode};
-pub use http::{GraphTransport, ResendTransport, SendGridTransport};
-pub use message::{Attachment, Envelope, Mailbox, Message, MessageBuilder, MessageError};
-pub use oauth::{AccessToken, TokenCache, TokenSource};
-pub use smtp::SmtpTransport;
+pub use error::{Error, ErrorKind, Result, ServerCode};
+pub use message::{Attachment, Mailbox, Message, MessageBuilder, MessageError};
+pub use transport::layer::TransportExt;
 pub use transport::{Receipt, RejectedRecipient, Transport};
 
 /// The README's Rust examples are compiled as doc tests, so the README stays true.

@@ -6,7 +6,7 @@
 
 use secrecy::SecretString;
 
-use super::kinds;
+use super::registry;
 use super::settings::{Origin, Settings, Value};
 use crate::Error;
 
@@ -21,10 +21,10 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
         ))
     })?;
     let scheme = url.scheme().to_ascii_lowercase();
-    let kind = kinds::find_scheme(&scheme).ok_or_else(|| {
+    let kind = registry::find_scheme(&scheme).ok_or_else(|| {
         Error::config(format!(
             "{source} scheme `{scheme}` is not supported; expected one of: {}",
-            kinds::KINDS
+            registry::KINDS
                 .iter()
                 .flat_map(|k| std::iter::once(k.name).chain(k.schemes.iter().copied()))
                 .collect::<Vec<_>>()

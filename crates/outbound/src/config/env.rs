@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use secrecy::SecretString;
 
-use super::kinds::{self, Kind, KINDS};
+use super::registry::{self, Kind, KINDS};
 use super::settings::{Origin, Settings, Value};
 use crate::Error;
 
@@ -47,7 +47,7 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
         return Ok(None);
     };
     let kind =
-        kinds::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
+        registry::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
     let mut settings = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
     read_kind_vars(env, kind, &mut settings)?;
     Ok(Some(complete(env, settings)))
@@ -116,9 +116,9 @@ fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> 
     Ok(())
 }
 
-/// Variables of other kinds that are set but unused: worth telling an operator.
+/// Variables of other registry that are set but unused: worth telling an operator.
 fn note_ignored_vars(env: &dyn EnvSource, settings: &mut Settings) {
-    let own: Vec<&str> = kinds::find_scheme(settings.kind)
+    let own: Vec<&str> = registry::find_scheme(settings.kind)
         .map(|k| {
             k.keys
                 .iter()

@@ -7,26 +7,32 @@
 
 mod dsn;
 mod env;
-pub mod kinds;
+mod explain;
+mod http;
+mod microsoft;
+mod registry;
 mod settings;
+mod smtp;
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
 pub use env::{EnvSource, ProcessEnv};
+pub use registry::Key;
 pub use settings::{Origin, Setting, Settings, Value};
 
+use crate::layer::{DefaultSender, Timed};
 use crate::oauth::TokenCache;
 use crate::{Error, Transport};
 
-/// The transport kinds this build supports.
+/// The transport registry this build supports.
 ///
 /// ```
 /// assert!(outbound::supported_types().contains(&"file"));
 /// ```
 pub fn supported_types() -> Vec<&'static str> {
-    kinds::names()
+    registry::names()
 }
 
 /// Builds a transport of `kind` from key/value settings, using the seeds' keys (`server`,
@@ -134,7 +140,7 @@ impl Settings {
         K: AsRef<str>,
         V: Into<String>,
     {
-        let k = kinds::find(kind, &format!("transport kind {kind:?}"))?;
+        let k = registry::find(kind, &format!("transport kind {kind:?}"))?;
         let mut settings = Settings::new(k.name, Origin::Map("kind".into()));
         for (name, value) in map {
             let name = name.as_ref();
@@ -169,8 +175,8 @@ impl Settings {
 
     /// Every setting the kind understands with its effective value and source: given values,
     /// then defaults, then unset ones (value `None`).
-    pub fn effective(&self) -> Vec<(&'static kinds::Key, Option<Setting>)> {
-        let Some(kind) = kinds::find_scheme(self.kind) else {
+    pub fn effective(&self) -> Vec<(&'static registry::Key, Option<Setting>)> {
+        let Some(kind) = registry::find_scheme(self.kind) else {
             return Vec::new();
         };
         kind.keys
@@ -188,10 +194,19 @@ impl Settings {
             .collect()
     }
 
-    /// Builds the transport.
+    /// Builds the transport, with the layers configuration always adds: the default sender
+    /// (when one is set), timing, and errors that name these settings' sources.
     pub fn build(&self) -> Result<Arc<dyn Transport>, Error> {
-        let kind = kinds::find(self.kind, "transport kind")?;
-        (kind.build)(self)
+        let kind = registry::find(self.kind, "transport kind")?;
+        let transport = (kind.build)(self).map_err(|e| self.explain(e))?;
+        let transport: Arc<dyn Transport> = match self.default_from()? {
+            Some(sender) => Arc::new(DefaultSender::new(transport, sender)),
+            None => transport,
+        };
+        Ok(Arc::new(explain::Configured::new(
+            Arc::new(Timed::new(transport)),
+            self.clone(),
+        )))
     }
 
     /// The OAuth2 token cache the transport these settings describe authenticates with:
@@ -218,13 +233,13 @@ impl Settings {
     /// # Ok(()) }
     /// ```
     pub fn token_cache(&self) -> Result<Option<TokenCache>, Error> {
-        let kind = kinds::find(self.kind, "transport kind")?;
+        let kind = registry::find(self.kind, "transport kind")?;
         (kind.tokens)(self)
     }
 
     /// Adds the kind's observations to the notes (once the settings are complete).
     pub(crate) fn with_kind_notes(mut self) -> Self {
-        if let Some(kind) = kinds::find_scheme(self.kind) {
+        if let Some(kind) = registry::find_scheme(self.kind) {
             let notes = (kind.notes)(&self);
             self.notes.extend(notes);
         }

@@ -161,6 +161,54 @@ impl Settings {
         self.values.push(Setting { key, value, origin });
     }
 
+    /// How to name `key` to an operator: where its value came from when it was given,
+    /// otherwise where it would come from (the variable, DSN part or map key).
+    pub(crate) fn name_of(&self, key: &str) -> String {
+        if let Some(s) = self.get(key) {
+            return s.origin.to_string();
+        }
+        let kind = super::registry::find_scheme(self.kind);
+        match self.kind_origin() {
+            Origin::Env(_) => match kind
+                .and_then(|k| k.keys.iter().find(|k| k.name == key))
+                .map(|k| k.env)
+            {
+                Some([only]) => (*only).to_string(),
+                Some([first, rest @ ..]) => format!("{first} (or {})", rest.join(" or ")),
+                _ => format!("setting `{key}`"),
+            },
+            Origin::Dsn { source, .. } => {
+                match kind.and_then(|k| k.dsn_parts.iter().find(|(k, _)| *k == key)) {
+                    Some((_, part)) => format!("{source} {part}"),
+                    None => format!("{source} query `{key}`"),
+                }
+            }
+            _ => format!("setting `{key}`"),
+        }
+    }
+
+    /// `err` with the setting it is about (a transport's own name, see
+    /// [`Error::setting`]) named as these settings name it.
+    pub(crate) fn explain(&self, err: Error) -> Error {
+        let Some(field) = err.setting() else {
+            return err;
+        };
+        let Some(kind) = super::registry::find_scheme(self.kind) else {
+            return err;
+        };
+        let key = kind
+            .fields
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map_or(field, |(_, k)| *k);
+        if kind.keys.iter().any(|k| k.name == key) {
+            let label = self.name_of(key);
+            err.name_setting(&label)
+        } else {
+            err
+        }
+    }
+
     /// The value of `key` as text.
     pub(crate) fn str(&self, key: &str) -> Option<&str> {
         self.get(key).map(|s| s.value.expose())

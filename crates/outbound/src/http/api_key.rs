@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{HttpClient, HttpOptions};
-use crate::{Error, Mailbox};
+use crate::Error;
 
 /// What differs between API-key providers.
 pub(crate) struct KeySpec {
@@ -29,7 +29,6 @@ pub struct ApiKeyBuilder<T> {
     spec: &'static KeySpec,
     api_key: SecretString,
     base_url: Option<String>,
-    default_from: Option<Mailbox>,
     options: HttpOptions,
     transport: PhantomData<fn() -> T>,
 }
@@ -40,7 +39,6 @@ impl<T> ApiKeyBuilder<T> {
             spec,
             api_key,
             base_url: None,
-            default_from: None,
             options: HttpOptions::default(),
             transport: PhantomData,
         }
@@ -49,12 +47,6 @@ impl<T> ApiKeyBuilder<T> {
     /// The API base URL (default: the provider's public API); `http://` only to loopback.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.base_url = Some(url.into());
-        self
-    }
-
-    /// The sender for messages without `from`.
-    pub fn default_from(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
         self
     }
 
@@ -84,7 +76,6 @@ impl<T> ApiKeyBuilder<T> {
             http: HttpClient::new(self.options)?,
             api_key: self.api_key,
             base_url,
-            default_from: self.default_from,
         })
     }
 }
@@ -95,7 +86,6 @@ impl<T> fmt::Debug for ApiKeyBuilder<T> {
             .field("provider", &self.spec.provider)
             .field("api_key", &"[redacted]")
             .field("base_url", &self.base_url)
-            .field("default_from", &self.default_from)
             .field("options", &self.options)
             .finish()
     }
@@ -106,7 +96,6 @@ pub(crate) struct ApiAccount {
     pub http: HttpClient,
     pub api_key: SecretString,
     pub base_url: url::Url,
-    pub default_from: Option<Mailbox>,
 }
 
 impl fmt::Debug for ApiAccount {
@@ -114,7 +103,6 @@ impl fmt::Debug for ApiAccount {
         f.debug_struct("ApiAccount")
             .field("api_key", &"[redacted]")
             .field("base_url", &self.base_url.as_str())
-            .field("default_from", &self.default_from)
             .finish()
     }
 }

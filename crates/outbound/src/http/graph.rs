@@ -9,7 +9,6 @@
 //! errors (`{"error":{"code":..,"message":..}}`): <https://learn.microsoft.com/en-us/graph/errors>.
 
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -19,11 +18,9 @@ use serde::Serialize;
 
 use super::{HttpClient, HttpOptions, Provider, ProviderError, Request, Response};
 use crate::oauth::TokenCache;
+use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
-/// The scope of the app-only token Graph `sendMail` needs (application permission
-/// `Mail.Send`).
-pub const GRAPH_SCOPE: &str = crate::oauth::MICROSOFT_GRAPH_SCOPE;
 
 /// Graph refuses `sendMail` requests larger than 4 MB (larger attachments need an upload
 /// session); checked before sending.
@@ -272,7 +269,11 @@ impl GraphTransport {
     /// assert_eq!(graph.request_body(&both)?.0, "text/plain");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn request_body(&self, message: &Message) -> Result<(&'static str, Vec<u8>), Error> {
+    pub(crate) fn request_body(
+        &self,
+        prepared: &PreparedMessage,
+    ) -> Result<(&'static str, Vec<u8>), Error> {
+        let message = prepared.message();
         let total = message.recipients().count();
         if total > MAX_RECIPIENTS {
             return Err(invalid(format!(
@@ -286,7 +287,7 @@ impl GraphTransport {
                 serde_json::to_vec(&self.json_body(message)?)
                     .map_err(|e| invalid(format!("could not encode the message as JSON: {e}")))?,
             ),
-            Form::Mime => ("text/plain", self.mime_body(message)?),
+            Form::Mime => ("text/plain", self.mime_body(prepared)?),
         };
         if body.len() > MAX_GRAPH_REQUEST_BYTES {
             return Err(invalid(format!(
@@ -373,9 +374,9 @@ impl GraphTransport {
 
     /// Base64 of the rendered message, with a `Bcc:` header for recipients that are not in
     /// its To/Cc headers (Exchange takes the recipients from the MIME headers).
-    fn mime_body(&self, message: &Message) -> Result<Vec<u8>, Error> {
-        let rendered = message.render(Some(&self.mailbox))?;
-        let envelope = message.envelope(Some(&self.mailbox))?;
+    fn mime_body(&self, prepared: &PreparedMessage) -> Result<Vec<u8>, Error> {
+        let rendered = prepared.bytes()?;
+        let envelope = prepared.envelope();
         let header_end = rendered
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -564,12 +565,11 @@ fn idn_eq(a: &str, b: &str) -> bool {
 
 #[async_trait]
 impl Transport for GraphTransport {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        let started = Instant::now();
-        let form = self.form(message);
-        let (content_type, body) = self.request_body(message)?;
-        let message_id = message.message_id(Some(&self.mailbox))?;
-        let envelope = message.envelope(Some(&self.mailbox))?;
+    async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<Receipt, Error> {
+        let form = self.form(prepared.message());
+        let (content_type, body) = self.request_body(prepared)?;
+        let message_id = prepared.message_id();
+        let envelope = prepared.envelope();
         let url = self.url(Some("sendMail"));
         let body = Bytes::from(body);
         tracing::debug!(%message_id, ?form, bytes = body.len(), "sending through Microsoft Graph");
@@ -596,8 +596,12 @@ impl Transport for GraphTransport {
                 "Graph accepted the message"
             );
         }
-        Ok(Receipt::new("graph", message_id, envelope.to)
-            .with_elapsed(started.elapsed().max(Duration::from_nanos(1))))
+        Ok(Receipt::new("graph", message_id, envelope.to.clone()))
+    }
+
+    /// Graph sends as its mailbox: a message without `from` is sent from it.
+    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+        Ok(message.prepare(Some(&self.mailbox))?)
     }
 
     /// Acquires a token and looks the mailbox up (`GET /v1.0/users/{mailbox}`). An app with

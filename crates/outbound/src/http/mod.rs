@@ -35,10 +35,9 @@
 //! line or error (provider texts are scrubbed of them too).
 
 mod api_key;
-pub(crate) mod config;
-mod graph;
-mod resend;
-mod sendgrid;
+pub(crate) mod graph;
+pub(crate) mod resend;
+pub(crate) mod sendgrid;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -56,12 +55,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Error, ErrorKind, Mailbox, ServerCode};
 
-pub use api_key::ApiKeyBuilder;
-pub use graph::{
-    GraphBuilder, GraphTransport, GRAPH_SCOPE, MAX_GRAPH_HEADERS, MAX_GRAPH_REQUEST_BYTES,
-};
-pub use resend::{ResendBuilder, ResendTransport, MAX_RESEND_TO};
-pub use sendgrid::{SendGridBuilder, SendGridTransport, MAX_SENDGRID_RECIPIENTS};
 
 /// The `User-Agent` every HTTP transport sends: `outbound/<version>`.
 ///

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -17,6 +16,7 @@ use serde::Serialize;
 
 use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
 use super::{Provider, ProviderError, Request, Response};
+use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// Resend accepts at most this many `to` addresses per email.
@@ -157,25 +157,31 @@ impl ResendTransport {
     /// # Ok::<(), outbound::Error>(())
     /// ```
     pub fn request_body(&self, message: &Message) -> Result<(Vec<u8>, String), Error> {
-        let body = self.build_body(message)?;
+        self.request_for(&self.prepare(message)?)
+    }
+
+    /// The request body and idempotency key for a prepared message.
+    fn request_for(&self, prepared: &PreparedMessage) -> Result<(Vec<u8>, String), Error> {
+        let body = self.build_body(prepared)?;
         let bytes = serde_json::to_vec(&body).map_err(|e| {
             Error::new(
                 ErrorKind::InvalidMessage,
                 format!("could not encode the message as JSON: {e}"),
             )
         })?;
-        let message_id = message.message_id(self.account.default_from.as_ref())?;
-        Ok((bytes.clone(), idempotency_key(&message_id, &bytes)))
+        let key = idempotency_key(prepared.message_id(), &bytes);
+        Ok((bytes, key))
     }
 
-    fn build_body(&self, message: &Message) -> Result<SendEmail, Error> {
+    fn build_body(&self, prepared: &PreparedMessage) -> Result<SendEmail, Error> {
+        let message = prepared.message();
         if message.raw().is_some() {
             return Err(invalid(
                 "the resend transport cannot send a raw RFC 5322 message (Resend's API takes \
                  fields, not MIME); use smtp or graph for raw messages",
             ));
         }
-        let from = message.sender(self.account.default_from.as_ref())?;
+        let from = prepared.sender();
         if message.to().is_empty() {
             return Err(invalid(
                 "Resend requires at least one `to` recipient (cc or bcc alone are not accepted)",
@@ -346,9 +352,8 @@ fn parse_error(response: &Response) -> ProviderError {
 
 #[async_trait]
 impl Transport for ResendTransport {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        let started = Instant::now();
-        let (body, key) = self.request_body(message)?;
+    async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<Receipt, Error> {
+        let (body, key) = self.request_for(prepared)?;
         if body.len() > MAX_REQUEST_BYTES {
             return Err(invalid(format!(
                 "the message is {} bytes as a Resend request; Resend accepts at most 40 MB per \
@@ -356,8 +361,8 @@ impl Transport for ResendTransport {
                 body.len()
             )));
         }
-        let message_id = message.message_id(self.account.default_from.as_ref())?;
-        let envelope = message.envelope(self.account.default_from.as_ref())?;
+        let message_id = prepared.message_id();
+        let envelope = prepared.envelope();
         let url = super::endpoint(&self.account.base_url, "/emails");
         let mut req = Request::post(url.clone(), Bytes::from(body), "application/json")
             .bearer(&self.account.api_key)?
@@ -381,8 +386,7 @@ impl Transport for ResendTransport {
                 "Resend accepted the email but its answer had no `id`"
             );
         }
-        let mut receipt = Receipt::new("resend", message_id, envelope.to)
-            .with_elapsed(started.elapsed().max(Duration::from_nanos(1)));
+        let mut receipt = Receipt::new("resend", message_id, envelope.to.clone());
         if let Some(id) = id {
             receipt = receipt.with_provider_id(id);
         }

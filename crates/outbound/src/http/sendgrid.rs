@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -16,7 +15,8 @@ use serde::Serialize;
 
 use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
 use super::{Provider, ProviderError, Request, Response};
-use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
+use crate::message::PreparedMessage;
+use crate::{Error, ErrorKind, Mailbox, Receipt, Transport};
 
 /// SendGrid accepts at most this many recipients per request: `to`, `cc` and `bcc` together.
 pub const MAX_SENDGRID_RECIPIENTS: usize = 1000;
@@ -190,20 +190,21 @@ impl SendGridTransport {
     /// assert_eq!(json["content"][1]["type"], "text/html");
     /// # Ok::<(), outbound::Error>(())
     /// ```
-    pub fn request_body(&self, message: &Message) -> Result<Vec<u8>, Error> {
-        let body = self.build_body(message)?;
+    pub(crate) fn request_body(&self, prepared: &PreparedMessage) -> Result<Vec<u8>, Error> {
+        let body = self.build_body(prepared)?;
         serde_json::to_vec(&body)
             .map_err(|e| invalid(format!("could not encode the message as JSON: {e}")))
     }
 
-    fn build_body(&self, message: &Message) -> Result<MailSend, Error> {
+    fn build_body(&self, prepared: &PreparedMessage) -> Result<MailSend, Error> {
+        let message = prepared.message();
         if message.raw().is_some() {
             return Err(invalid(
                 "the sendgrid transport cannot send a raw RFC 5322 message (the v3 API takes \
                  fields, not MIME); use smtp or graph for raw messages",
             ));
         }
-        let from = message.sender(self.account.default_from.as_ref())?;
+        let from = prepared.sender();
         let total = message.recipients().count();
         if total > MAX_SENDGRID_RECIPIENTS {
             return Err(invalid(format!(
@@ -419,9 +420,8 @@ fn parse_error(response: &Response) -> ProviderError {
 
 #[async_trait]
 impl Transport for SendGridTransport {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        let started = Instant::now();
-        let body = self.request_body(message)?;
+    async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<Receipt, Error> {
+        let body = self.request_body(prepared)?;
         if body.len() > MAX_REQUEST_BYTES {
             return Err(invalid(format!(
                 "the message is {} bytes as a SendGrid request; SendGrid accepts at most 30 MB \
@@ -429,8 +429,8 @@ impl Transport for SendGridTransport {
                 body.len()
             )));
         }
-        let message_id = message.message_id(self.account.default_from.as_ref())?;
-        let envelope = message.envelope(self.account.default_from.as_ref())?;
+        let message_id = prepared.message_id();
+        let envelope = prepared.envelope();
         let url = super::endpoint(&self.account.base_url, "/v3/mail/send");
         let req = Request::post(url.clone(), Bytes::from(body), "application/json")
             .bearer(&self.account.api_key)?;
@@ -450,8 +450,7 @@ impl Transport for SendGridTransport {
             .get("x-message-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let mut receipt = Receipt::new("sendgrid", message_id, envelope.to)
-            .with_elapsed(started.elapsed().max(Duration::from_nanos(1)));
+        let mut receipt = Receipt::new("sendgrid", message_id, envelope.to.clone());
         if let Some(id) = provider_id {
             receipt = receipt.with_provider_id(id);
         }

@@ -20,8 +20,8 @@ pub enum MessageError {
     NoRecipient,
     /// No `from`, and no default sender configured.
     #[error(
-        "the message has no sender: set `from` on the message or configure a default sender \
-         (MAIL_DEFAULT_SEND_FROM)"
+        "the message has no sender: set `from` on the message or give the transport a default \
+         sender (`default_from`)"
     )]
     NoSender,
     /// Neither `html` nor `text`.

@@ -10,6 +10,7 @@ mod address;
 mod attachment;
 mod error;
 mod mime;
+mod prepared;
 mod raw;
 mod text;
 
@@ -20,6 +21,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use address::Mailbox;
 pub use attachment::Attachment;
 pub use error::MessageError;
+pub use prepared::PreparedMessage;
 
 /// Headers Outbound writes itself; giving them as extra headers is refused, with the builder
 /// method to use instead.

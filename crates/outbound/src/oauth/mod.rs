@@ -42,7 +42,6 @@
 
 mod cache;
 mod client_credentials;
-pub(crate) mod config;
 mod endpoint;
 mod errors;
 mod refresh;
@@ -54,6 +53,7 @@ pub use client_credentials::{
     ClientCredentials, ClientCredentialsBuilder, MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE,
     MICROSOFT_SMTP_SCOPE,
 };
+pub(crate) use endpoint::parse_url;
 pub use endpoint::{ClientAuth, DEFAULT_TIMEOUT};
 pub use refresh::{
     RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL, MICROSOFT_SMTP_DELEGATED_SCOPE,

@@ -36,7 +36,8 @@ use super::ehlo;
 use super::reply::{self, Reply, ReplyError, Stage};
 use super::tls::{self, TlsMode};
 use super::wire::{self, Command, Counters, MailFrom};
-use crate::{Envelope, Error, ErrorKind, RejectedRecipient};
+use crate::message::Envelope;
+use crate::{Error, ErrorKind, RejectedRecipient};
 
 /// How long each phase of a session may take.
 ///

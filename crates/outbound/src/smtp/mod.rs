@@ -41,7 +41,6 @@
 //! ```
 
 mod auth;
-pub(crate) mod config;
 mod connection;
 mod ehlo;
 mod pool;
@@ -53,7 +52,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio_rustls::TlsConnector;
@@ -67,7 +66,8 @@ use connection::{ConnectParams, Session};
 use pool::{Pool, PoolOptions, Slot};
 use wire::Counters;
 
-use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
+use crate::message::PreparedMessage;
+use crate::{Error, ErrorKind, Receipt, Transport};
 
 /// Default connection cap: Exchange Online's limit of concurrent connections per mailbox.
 pub const DEFAULT_POOL_SIZE: usize = 3;
@@ -82,15 +82,15 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `Debug` and [`Transport::describe`] never show a password or token.
 #[derive(Clone)]
 pub struct SmtpTransport {
-    inner: Arc<Inner>,
+    // Crate-visible so the configuration's tests can check what settings became.
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    params: Arc<ConnectParams>,
-    pool: Arc<Pool>,
+pub(crate) struct Inner {
+    pub(crate) params: Arc<ConnectParams>,
+    pub(crate) pool: Arc<Pool>,
     counters: Arc<Counters>,
-    default_from: Option<Mailbox>,
-    tls_verify: bool,
+    pub(crate) tls_verify: bool,
 }
 
 impl SmtpTransport {
@@ -119,12 +119,6 @@ impl SmtpTransport {
     /// How the network was used so far (connections, pipelining).
     pub fn stats(&self) -> WireStats {
         self.inner.counters.snapshot()
-    }
-
-    /// Closes every idle pooled connection politely (QUIT). The transport stays usable: later
-    /// sends open new connections. Call it before shutting down.
-    pub async fn close(&self) {
-        self.inner.pool.close_idle().await;
     }
 
     async fn open(&self) -> Result<Session, Error> {
@@ -162,7 +156,6 @@ impl fmt::Debug for SmtpTransport {
             .field("pool_size", &opts.size)
             .field("max_messages_per_connection", &opts.max_messages)
             .field("idle_timeout", &opts.idle_timeout)
-            .field("default_from", &self.inner.default_from)
             .finish()
     }
 }
@@ -173,14 +166,12 @@ impl Transport for SmtpTransport {
     /// the end of DATA is replaced once, transparently (the message is not lost and cannot be
     /// duplicated); a failure after the end of DATA is [`ErrorKind::Ambiguous`] and is never
     /// retried here.
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        let started = Instant::now();
-        let from = self.inner.default_from.as_ref();
-        let envelope = message.envelope(from)?;
-        let message_id = message.message_id(from)?;
-        let body = message.render(from)?;
+    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
+        let envelope = message.envelope();
+        let message_id = message.message_id();
+        let body = message.bytes()?;
         let eight_bit = !body.is_ascii();
-        let data = wire::encode_data(&body);
+        let data = wire::encode_data(body);
 
         let slot = self.inner.pool.slot().await?;
         let mut attempts = 0u32;
@@ -189,7 +180,7 @@ impl Transport for SmtpTransport {
             let (mut session, reused) = self.checkout(&slot).await?;
             let conn = session.id();
             let result = session
-                .transaction(&envelope, &data, body.len(), eight_bit)
+                .transaction(envelope, &data, body.len(), eight_bit)
                 .await;
             let healthy = session.is_ready();
             self.inner.pool.give_back(session, &slot).await;
@@ -201,8 +192,7 @@ impl Transport for SmtpTransport {
                         counters.reused_connections.fetch_add(1, Ordering::Relaxed);
                     }
                     let mut receipt = Receipt::new("smtp", message_id, delivery.accepted)
-                        .with_rejected(delivery.rejected)
-                        .with_elapsed(started.elapsed());
+                        .with_rejected(delivery.rejected);
                     if let Some(id) = reply::provider_id(&delivery.reply) {
                         receipt = receipt.with_provider_id(id);
                     }
@@ -213,7 +203,6 @@ impl Transport for SmtpTransport {
                         provider_id = ?receipt.provider_id,
                         accepted = receipt.accepted.len(),
                         rejected = receipt.rejected.len(),
-                        elapsed_ms = receipt.elapsed.as_millis() as u64,
                         "message accepted"
                     );
                     return Ok(receipt);
@@ -253,6 +242,12 @@ impl Transport for SmtpTransport {
         session.quit().await;
         drop(slot);
         Ok(())
+    }
+
+    /// Closes every idle pooled connection politely (QUIT). The transport stays usable: later
+    /// sends open new connections.
+    async fn close(&self) {
+        self.inner.pool.close_idle().await;
     }
 
     fn kind(&self) -> &'static str {
@@ -311,26 +306,6 @@ pub struct SmtpTransportBuilder {
     max_messages: u32,
     idle_timeout: Duration,
     pipelining: bool,
-    default_from: Option<Mailbox>,
-    pub(crate) labels: Labels,
-}
-
-/// How settings are named in build errors (the config layer passes variable names).
-#[derive(Debug, Clone)]
-pub(crate) struct Labels {
-    pub host: String,
-    pub ca_file: String,
-    pub local_hostname: String,
-}
-
-impl Default for Labels {
-    fn default() -> Self {
-        Labels {
-            host: "host".into(),
-            ca_file: "ca_file".into(),
-            local_hostname: "local_hostname".into(),
-        }
-    }
 }
 
 impl SmtpTransportBuilder {
@@ -350,8 +325,6 @@ impl SmtpTransportBuilder {
             max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
-            default_from: None,
-            labels: Labels::default(),
         }
     }
 
@@ -441,35 +414,26 @@ impl SmtpTransportBuilder {
         self
     }
 
-    /// The sender for messages without a From.
-    pub fn default_from(mut self, from: Mailbox) -> Self {
-        self.default_from = Some(from);
-        self
-    }
-
-    pub(crate) fn default_from_opt(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
-        self
-    }
-
     /// Checks everything and builds the transport (no network access happens here; the CA
     /// file and the system's roots are read).
     pub fn build(self) -> Result<SmtpTransport, Error> {
         let host = self.host.trim().to_string();
         if host.is_empty() {
-            return Err(Error::config(format!(
-                "{} is empty; expected the SMTP server's host name or IP address",
-                self.labels.host
-            )));
+            return Err(Error::about_setting(
+                ErrorKind::Config,
+                "host",
+                "`host` is empty; expected the SMTP server's host name or IP address",
+            ));
         }
         if host
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
         {
-            return Err(Error::config(format!(
-                "{} is `{host}`, which is not a host name; expected e.g. smtp.example.com",
-                self.labels.host
-            )));
+            return Err(Error::about_setting(
+                ErrorKind::Config,
+                "host",
+                format!("`host` is `{host}`, which is not a host name; expected e.g. smtp.example.com"),
+            ));
         }
         let port = self.port.unwrap_or(self.tls.default_port());
         if port == 0 {
@@ -477,7 +441,8 @@ impl SmtpTransportBuilder {
         }
         let tls = if self.tls.uses_tls() {
             let extra = match &self.ca_file {
-                Some(path) => tls::load_ca_file(path, &self.labels.ca_file)?,
+                Some(path) => tls::load_ca_file(path, "`ca_file`")
+                    .map_err(|e| e.for_setting("ca_file"))?,
                 None => Vec::new(),
             };
             if !self.tls_verify {
@@ -491,8 +456,9 @@ impl SmtpTransportBuilder {
             let config = tls::client_config(self.tls_verify, extra)?;
             let name = tls::server_name(
                 self.tls_server_name.as_deref().unwrap_or(&host),
-                &self.labels.host,
-            )?;
+                "`host`",
+            )
+            .map_err(|e| e.for_setting("host"))?;
             Some((TlsConnector::from(config), name))
         } else {
             None
@@ -511,11 +477,14 @@ impl SmtpTransportBuilder {
             .filter(|n| !n.is_empty());
         if let Some(name) = configured {
             if !ehlo::is_valid_configured(name) {
-                return Err(Error::config(format!(
-                    "{} is `{name}`, which is not a valid EHLO name; expected a domain name \
-                     (mail.example.com) or an address literal ([192.0.2.1])",
-                    self.labels.local_hostname
-                )));
+                return Err(Error::about_setting(
+                    ErrorKind::Config,
+                    "local_hostname",
+                    format!(
+                        "`local_hostname` is `{name}`, which is not a valid EHLO name; expected \
+                         a domain name (mail.example.com) or an address literal ([192.0.2.1])"
+                    ),
+                ));
             }
         }
         let ehlo_name = configured.map(str::to_string).or_else(|| {
@@ -569,7 +538,6 @@ impl SmtpTransportBuilder {
                     idle_timeout: self.idle_timeout,
                 })),
                 counters: Arc::new(Counters::default()),
-                default_from: self.default_from,
                 tls_verify: self.tls_verify,
             }),
         })

@@ -1,33 +1,38 @@
-//! The [`Transport`] trait every way of sending implements, and the [`Receipt`] a successful
-//! send returns.
+//! The [`Transport`] trait every way of sending implements, the [`Receipt`] a successful send
+//! returns, and the [`layer`]s that wrap any transport.
 //!
 //! One trait, object safe, so an application holds an `Arc<dyn Transport>` built from
 //! configuration and never cares whether mail goes over SMTP, an HTTP API or into a folder.
-//! Behaviour such as retry or failover wraps any transport rather than being built into each.
+//! Behaviour such as the default sender, timing, retry or failover is a layer around any
+//! transport rather than a flag inside each (the shape tower uses for services).
 
-mod file;
-mod memory;
+pub mod layer;
+mod receipt;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
 
+use crate::message::PreparedMessage;
 use crate::{Error, Message};
 
-pub use file::FileTransport;
-pub use memory::{MemoryTransport, SentMessage};
+pub use receipt::{Receipt, RejectedRecipient};
 
 /// A way of sending messages.
 ///
 /// A transport that was built is configured: construction fails with a
 /// [`Config`](crate::ErrorKind::Config) error otherwise, so there is no `is_configured()`.
 ///
+/// Sending happens in two steps. [`prepare`](Transport::prepare) decides the sender and
+/// computes the envelope, the Message-ID and the bytes once; [`send_prepared`]
+/// (Transport::send_prepared) sends that prepared form. [`send`](Transport::send) does both.
+/// A layer that retries or fails over prepares once and hands the same [`PreparedMessage`] to
+/// every attempt and every transport, so they all send the same message.
+///
 /// ```
 /// use std::sync::Arc;
-/// use outbound::{Message, Transport, transport::MemoryTransport};
+/// use outbound::{Message, Transport, dev::MemoryTransport};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), outbound::Error> {
 /// let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
@@ -35,18 +40,39 @@ pub use memory::{MemoryTransport, SentMessage};
 /// let msg = Message::builder().from("a@example.com").to("b@example.com").text("hi").build()?;
 /// let receipt = transport.send(&msg).await?;
 /// assert_eq!(receipt.transport, "memory");
+/// transport.close().await;
 /// # Ok(()) }
 /// ```
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug {
-    /// Sends one message. On success every accepted recipient is listed in the receipt; a
-    /// recipient the server refused while others were accepted is listed in
-    /// [`Receipt::rejected`], not hidden.
-    async fn send(&self, message: &Message) -> Result<Receipt, Error>;
+    /// Sends one message: [`prepare`](Transport::prepare), then
+    /// [`send_prepared`](Transport::send_prepared). On success every accepted recipient is
+    /// listed in the receipt; a recipient the server refused while others were accepted is
+    /// listed in [`Receipt::rejected`], not hidden.
+    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
+        let prepared = self.prepare(message)?;
+        self.send_prepared(&prepared).await
+    }
+
+    /// Sends a message prepared earlier, exactly as prepared (same Message-ID, same bytes).
+    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error>;
+
+    /// Prepares `message` the way this transport would: by default with no default sender
+    /// (the message must have a `from`); [`DefaultSender`](layer::DefaultSender) and
+    /// transports that send as one mailbox (Graph) supply one. Layers ask the transport they
+    /// wrap.
+    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+        Ok(message.prepare(None)?)
+    }
 
     /// Checks that sending could work (connects, authenticates or checks the API key) without
     /// sending anything.
     async fn verify(&self) -> Result<(), Error>;
+
+    /// Releases what the transport holds open (pooled connections, politely with QUIT). The
+    /// transport stays usable; later sends open new connections. Call it before shutting
+    /// down. The default does nothing.
+    async fn close(&self) {}
 
     /// The transport kind, e.g. `smtp`, `resend`, `file`.
     fn kind(&self) -> &'static str;
@@ -58,106 +84,34 @@ pub trait Transport: Send + Sync + fmt::Debug {
     }
 }
 
-#[async_trait]
-impl<T: Transport + ?Sized> Transport for Arc<T> {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        (**self).send(message).await
-    }
-    async fn verify(&self) -> Result<(), Error> {
-        (**self).verify().await
-    }
-    fn kind(&self) -> &'static str {
-        (**self).kind()
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-}
-
-#[async_trait]
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        (**self).send(message).await
-    }
-    async fn verify(&self) -> Result<(), Error> {
-        (**self).verify().await
-    }
-    fn kind(&self) -> &'static str {
-        (**self).kind()
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
-}
-
-/// What a successful send returns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct Receipt {
-    /// The transport kind that delivered it.
-    pub transport: String,
-    /// The message's Message-ID, with angle brackets.
-    pub message_id: String,
-    /// The provider's own id (Resend email id, SendGrid `X-Message-Id`, the SMTP server's
-    /// queue id, or the file path for the `file` transport).
-    pub provider_id: Option<String>,
-    /// Recipients the server accepted.
-    pub accepted: Vec<String>,
-    /// Recipients the server refused while accepting others.
-    pub rejected: Vec<RejectedRecipient>,
-    /// How many attempts the send took (1 without retries).
-    pub attempts: u32,
-    /// Time from the first attempt to success.
-    #[serde(serialize_with = "serialize_millis")]
-    pub elapsed: Duration,
-}
-
-impl Receipt {
-    /// A receipt for a message accepted for `accepted` by a transport of `kind`.
-    pub fn new(kind: &str, message_id: impl Into<String>, accepted: Vec<String>) -> Self {
-        Receipt {
-            transport: kind.to_string(),
-            message_id: message_id.into(),
-            provider_id: None,
-            accepted,
-            rejected: Vec::new(),
-            attempts: 1,
-            elapsed: Duration::ZERO,
+macro_rules! forward_transport {
+    ($ptr:ident) => {
+        #[async_trait]
+        impl<T: Transport + ?Sized> Transport for $ptr<T> {
+            async fn send(&self, message: &Message) -> Result<Receipt, Error> {
+                (**self).send(message).await
+            }
+            async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
+                (**self).send_prepared(message).await
+            }
+            fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+                (**self).prepare(message)
+            }
+            async fn verify(&self) -> Result<(), Error> {
+                (**self).verify().await
+            }
+            async fn close(&self) {
+                (**self).close().await
+            }
+            fn kind(&self) -> &'static str {
+                (**self).kind()
+            }
+            fn describe(&self) -> String {
+                (**self).describe()
+            }
         }
-    }
-
-    /// Sets the provider's id.
-    pub fn with_provider_id(mut self, id: impl Into<String>) -> Self {
-        self.provider_id = Some(id.into());
-        self
-    }
-
-    /// Sets the refused recipients.
-    pub fn with_rejected(mut self, rejected: Vec<RejectedRecipient>) -> Self {
-        self.rejected = rejected;
-        self
-    }
-
-    /// Sets the elapsed time.
-    pub fn with_elapsed(mut self, elapsed: Duration) -> Self {
-        self.elapsed = elapsed;
-        self
-    }
+    };
 }
 
-fn serialize_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis() as u64)
-}
-
-/// A recipient the server refused while accepting others.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RejectedRecipient {
-    /// The address as sent in RCPT TO.
-    pub address: String,
-    /// The reply code, e.g. 550.
-    pub code: u16,
-    /// The enhanced status code, e.g. `5.1.1`.
-    pub enhanced: Option<String>,
-    /// The server's text.
-    pub text: String,
-}
+forward_transport!(Arc);
+forward_transport!(Box);

@@ -2,12 +2,11 @@
 //! for apps that have not configured mail yet, and for inspecting exactly what would be sent.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{Receipt, Transport};
-use crate::{Error, ErrorKind, Mailbox, Message};
+use crate::message::PreparedMessage;
+use crate::{Error, ErrorKind, Receipt, Transport};
 
 /// Writes each message as `<dir>/<date>-<id>.eml`.
 ///
@@ -16,7 +15,7 @@ use crate::{Error, ErrorKind, Mailbox, Message};
 /// test) never sees a partial file, and an existing file is never overwritten.
 ///
 /// ```
-/// use outbound::{Message, Transport, transport::FileTransport};
+/// use outbound::{Message, Transport, dev::FileTransport};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), outbound::Error> {
 /// let dir = std::env::temp_dir().join("outbound-doc-outbox");
@@ -31,22 +30,12 @@ use crate::{Error, ErrorKind, Mailbox, Message};
 #[derive(Debug, Clone)]
 pub struct FileTransport {
     dir: PathBuf,
-    default_from: Option<Mailbox>,
 }
 
 impl FileTransport {
     /// A transport writing into `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        FileTransport {
-            dir: dir.into(),
-            default_from: None,
-        }
-    }
-
-    /// The sender used for messages that have none.
-    pub fn with_default_from(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
-        self
+        FileTransport { dir: dir.into() }
     }
 
     /// The directory messages are written to.
@@ -120,21 +109,24 @@ fn write_atomically(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf, Err
 
 #[async_trait]
 impl Transport for FileTransport {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-        let started = Instant::now();
-        let default_from = self.default_from.as_ref();
-        let envelope = message.envelope(default_from)?;
-        let message_id = message.message_id(default_from)?;
-        let bytes = message.render(default_from)?;
-        let stem = file_stem(&message_id, message.date());
+    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
+        let message_id = message.message_id();
+        message.bytes()?;
+        let stem = file_stem(message_id, message.message().date());
         let dir = self.dir.clone();
-        let path = tokio::task::spawn_blocking(move || write_atomically(&dir, &stem, &bytes))
-            .await
-            .map_err(|e| Error::new(ErrorKind::Transient, format!("file writer stopped: {e}")))??;
+        let owned = message.clone();
+        let path = tokio::task::spawn_blocking(move || {
+            // Rendered above, so this cannot fail; the blocking thread borrows the bytes.
+            let bytes = owned.bytes()?;
+            write_atomically(&dir, &stem, bytes)
+        })
+        .await
+        .map_err(|e| Error::new(ErrorKind::Transient, format!("file writer stopped: {e}")))??;
         tracing::info!(path = %path.display(), %message_id, "message written");
-        Ok(Receipt::new("file", message_id, envelope.to)
-            .with_provider_id(path.display().to_string())
-            .with_elapsed(started.elapsed()))
+        Ok(
+            Receipt::new("file", message_id, message.envelope().to.clone())
+                .with_provider_id(path.display().to_string()),
+        )
     }
 
     async fn verify(&self) -> Result<(), Error> {

@@ -32,7 +32,7 @@
 //! - `generic`: SMTP_OAUTH2_TOKEN_URL with client credentials, or the refresh token flow.
 //!
 //! The shared Microsoft part (keys, both spellings, the client credentials source) lives in
-//! `oauth::config`, used by the `graph` kind too. Every error names the variable, DSN part or
+//! `config::microsoft`, used by the `graph` kind too. Every error names the variable, DSN part or
 //! map key, e.g. "SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft needs
 //! SMTP_CLIENT_SECRET (or MICROSOFT_OAUTH2_CLIENT_SECRET)". Each token request may take
 //! SMTP_TIMEOUT, like every SMTP phase.
@@ -46,9 +46,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
-use crate::config::kinds::{Key, DEFAULT_FROM};
-use crate::config::{Origin, Settings, Value};
+use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
+use super::registry::{Key, DEFAULT_FROM};
+use super::{Settings, Value};
 use crate::oauth::{
     self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder, StaticToken, TokenCache,
     TokenSource,
@@ -196,10 +196,10 @@ pub(crate) const KEYS: &[Key] = &[
         help: "with auth_type=oauth2: microsoft (client credentials), google (refresh token) or \
                generic (any token URL)",
     },
-    oauth::config::client_id_key(&["SMTP_CLIENT_ID", "MICROSOFT_OAUTH2_CLIENT_ID"]),
-    oauth::config::client_secret_key(&["SMTP_CLIENT_SECRET", "MICROSOFT_OAUTH2_CLIENT_SECRET"]),
-    oauth::config::tenant_id_key(&["SMTP_TENANT_ID", "MICROSOFT_OAUTH2_TENANT_ID"]),
-    oauth::config::AUTHORITY_KEY,
+    super::microsoft::client_id_key(&["SMTP_CLIENT_ID", "MICROSOFT_OAUTH2_CLIENT_ID"]),
+    super::microsoft::client_secret_key(&["SMTP_CLIENT_SECRET", "MICROSOFT_OAUTH2_CLIENT_SECRET"]),
+    super::microsoft::tenant_id_key(&["SMTP_TENANT_ID", "MICROSOFT_OAUTH2_TENANT_ID"]),
+    super::microsoft::AUTHORITY_KEY,
     Key {
         name: "token_url",
         env: &["SMTP_OAUTH2_TOKEN_URL"],
@@ -256,32 +256,6 @@ const OAUTH_KEYS: &[&str] = &[
     "refresh_token_file",
     "access_token",
 ];
-
-fn key(name: &str) -> Option<&'static Key> {
-    KEYS.iter().find(|k| k.name == name)
-}
-
-/// How to name `key` in an error when it is missing or derived: the variable, DSN part or
-/// map key the settings came from.
-fn name_of(settings: &Settings, name: &str) -> String {
-    if let Some(s) = settings.get(name) {
-        return s.origin.to_string();
-    }
-    match settings.kind_origin() {
-        Origin::Env(_) => match key(name).map(|k| k.env) {
-            Some([only]) => (*only).to_string(),
-            Some([first, rest @ ..]) => format!("{first} (or {})", rest.join(" or ")),
-            _ => format!("setting `{name}`"),
-        },
-        Origin::Dsn { source, .. } => match name {
-            "server" => format!("{source} host"),
-            "username" => format!("{source} user"),
-            "password" => format!("{source} password"),
-            other => format!("{source} query `{other}`"),
-        },
-        _ => format!("setting `{name}`"),
-    }
-}
 
 /// Reads the host, port, user and password of an `smtp://` or `smtps://` DSN; the query is
 /// read by the registry.
@@ -391,10 +365,10 @@ pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
             return Err(Error::config(format!(
                 "{} is true but {} is not: opportunistic TLS (STARTTLS) applies only when TLS \
                  is on; set {} to true for STARTTLS, or {} to false for no TLS",
-                name_of(settings, "opportunistic_tls"),
-                name_of(settings, "use_tls"),
-                name_of(settings, "use_tls"),
-                name_of(settings, "opportunistic_tls"),
+                settings.name_of("opportunistic_tls"),
+                settings.name_of("use_tls"),
+                settings.name_of("use_tls"),
+                settings.name_of("opportunistic_tls"),
             )))
         }
         _ => Some(TlsMode::None),
@@ -402,8 +376,8 @@ pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
     match (explicit, dify) {
         (Some((e, origin)), Some(d)) if e != d => Err(Error::config(format!(
             "{origin} says TLS mode `{e}` but {}/{} say `{d}`; set only one of them",
-            name_of(settings, "use_tls"),
-            name_of(settings, "opportunistic_tls"),
+            settings.name_of("use_tls"),
+            settings.name_of("opportunistic_tls"),
         ))),
         (Some((e, _)), _) => Ok(e),
         (None, Some(d)) => Ok(d),
@@ -419,14 +393,11 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
         return Err(Error::config(format!(
             "{} is not set; the smtp transport needs the server's host name (e.g. \
              smtp.example.com)",
-            name_of(settings, "server")
+            settings.name_of("server")
         )));
     }
     let mode = tls_mode(settings)?;
     let mut b = SmtpTransport::builder(server).tls(mode);
-    b.labels.host = name_of(settings, "server");
-    b.labels.ca_file = name_of(settings, "ca_file");
-    b.labels.local_hostname = name_of(settings, "local_hostname");
     if let Some(port) = settings.number::<u16>("port", 1..=65535)? {
         b = b.port(port);
     }
@@ -440,8 +411,8 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
             return Err(Error::config(format!(
                 "{} but {} is not set; XOAUTH2 and OAUTHBEARER need the mailbox the token is \
                  for (e.g. mailer@contoso.com)",
-                assignment(&name_of(settings, "auth_type"), "oauth2"),
-                name_of(settings, "username")
+                assignment(&settings.name_of("auth_type"), "oauth2"),
+                settings.name_of("username")
             )));
         };
         let cache = token_cache(settings)?
@@ -455,14 +426,14 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
             (Some(_), None) => tracing::warn!(
                 "{} is set but {} is not: connecting without authentication (Dify logs in only \
                  when both are set)",
-                name_of(settings, "username"),
-                name_of(settings, "password")
+                settings.name_of("username"),
+                settings.name_of("password")
             ),
             (None, Some(_)) => tracing::warn!(
                 "{} is set but {} is not: connecting without authentication (Dify logs in only \
                  when both are set)",
-                name_of(settings, "password"),
-                name_of(settings, "username")
+                settings.name_of("password"),
+                settings.name_of("username")
             ),
             (None, None) => {}
         }
@@ -507,7 +478,7 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     {
         b = b.local_hostname(name);
     }
-    Ok(b.default_from_opt(settings.default_from()?))
+    Ok(b)
 }
 
 /// A number of seconds (fractions allowed) greater than 0 and at most `max`, naming its source
@@ -550,7 +521,7 @@ fn is_oauth2(settings: &Settings) -> Result<bool, Error> {
         Some(t) if t == "oauth2" => Ok(true),
         Some(other) => Err(Error::config(format!(
             "{} is `{other}`; expected basic or oauth2",
-            name_of(settings, "auth_type")
+            settings.name_of("auth_type")
         ))),
     }
 }
@@ -595,12 +566,12 @@ fn provider(settings: &Settings) -> Result<Provider, Error> {
 /// `SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft`, in the words of the settings'
 /// source, for errors about the OAuth2 settings.
 fn oauth_context(settings: &Settings, provider: Provider) -> String {
-    let auth = assignment(&name_of(settings, "auth_type"), "oauth2");
+    let auth = assignment(&settings.name_of("auth_type"), "oauth2");
     let provider = match settings.get("oauth2_provider") {
         Some(s) => assignment(&s.origin.to_string(), provider.as_str()),
         None => format!(
             "{} (the default)",
-            assignment(&name_of(settings, "oauth2_provider"), provider.as_str())
+            assignment(&settings.name_of("oauth2_provider"), provider.as_str())
         ),
     };
     format!("{auth} with {provider}")
@@ -620,7 +591,7 @@ fn what_it_is(settings: &Settings, key: &str, provider: Provider) -> String {
         "token_url" => "the provider's token endpoint (https://...)".to_string(),
         "refresh_token" => format!(
             "the account's refresh token (or {} naming a file that holds it){}",
-            name_of(settings, "refresh_token_file"),
+            settings.name_of("refresh_token_file"),
             if provider == Provider::Google {
                 "; Google issues SMTP tokens to users, not to applications"
             } else {
@@ -658,7 +629,7 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
         if !ignored.is_empty() {
             tracing::warn!(
                 "{} is set, so that static token is used (never refreshed) and {} ignored",
-                name_of(settings, "access_token"),
+                settings.name_of("access_token"),
                 ignored.join(", ")
             );
         }
@@ -674,7 +645,7 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
     let missing = |key: &'static str| {
         Error::config(format!(
             "{context} needs {}: {}",
-            name_of(settings, key),
+            settings.name_of(key),
             what_it_is(settings, key, provider)
         ))
     };
@@ -687,13 +658,13 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
     };
     let token_url = match nonempty("token_url") {
         Some(raw) => {
-            let what = format!("{} (the token URL)", name_of(settings, "token_url"));
-            oauth::config::parse_url(&raw, &what)?;
+            let what = format!("{} (the token URL)", settings.name_of("token_url"));
+            super::microsoft::parse_url(&raw, &what)?;
             Some(raw)
         }
         None => None,
     };
-    let client_id = || oauth::config::required(settings, "client_id", &missing);
+    let client_id = || super::microsoft::required(settings, "client_id", &missing);
     let client_secret = settings.secret("client_secret");
     let refresh_token = settings.secret("refresh_token");
     let refresh_file = nonempty("refresh_token_file").map(PathBuf::from);
@@ -735,7 +706,7 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
                 }
                 // Errors already name the setting (missing ones through `missing`).
                 None => {
-                    oauth::config::microsoft_client_credentials(settings, scope, timeout, &missing)
+                    super::microsoft::microsoft_client_credentials(settings, scope, timeout, &missing)
                         .map(|s| Box::new(s) as Box<dyn TokenSource>)
                 }
             }
@@ -745,7 +716,7 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
                 Some(url) => RefreshTokenGrant::builder(url, client_id()?),
                 None => {
                     let tenant = nonempty("tenant_id").unwrap_or_else(|| "common".to_string());
-                    let (authority, _) = oauth::config::authority(settings);
+                    let (authority, _) = super::microsoft::authority(settings);
                     RefreshTokenGrant::microsoft(tenant, client_id()?).authority(authority)
                 }
             };
@@ -807,7 +778,7 @@ pub(crate) fn notes(settings: &Settings) -> Vec<String> {
                 .map(|s| s.origin.to_string())
                 .collect();
             if !set.is_empty() {
-                let auth = name_of(settings, "auth_type");
+                let auth = settings.name_of("auth_type");
                 notes.push(format!(
                     "{} set but not used: OAuth2 settings apply only with {} ({auth} is {})",
                     list(&set),
@@ -832,7 +803,7 @@ pub(crate) fn notes(settings: &Settings) -> Vec<String> {
                 notes.push(format!(
                     "{} is not used with {}",
                     pw.origin,
-                    assignment(&name_of(settings, "auth_type"), "oauth2")
+                    assignment(&settings.name_of("auth_type"), "oauth2")
                 ));
             }
         }
@@ -842,8 +813,15 @@ pub(crate) fn notes(settings: &Settings) -> Vec<String> {
 }
 
 /// Builds the transport for the registry.
+/// The transport, builder errors naming the settings' sources.
+pub(crate) fn transport(settings: &Settings) -> Result<SmtpTransport, Error> {
+    builder(settings)?
+        .build()
+        .map_err(|e| settings.explain(e))
+}
+
 pub(crate) fn build(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
-    Ok(Arc::new(builder(settings)?.build()?))
+    Ok(Arc::new(transport(settings)?))
 }
 
 #[cfg(test)]
@@ -956,28 +934,22 @@ mod tests {
 
     #[test]
     fn empty_local_hostname_is_ignored() {
-        let t = builder(&env(&[
+        let t = transport(&env(&[
             ("SMTP_SERVER", "h.example"),
             ("SMTP_LOCAL_HOSTNAME", ""),
         ]))
-        .unwrap()
-        .build()
         .unwrap();
         assert_ne!(t.inner.params.ehlo_name.as_deref(), Some(""));
-        let t = builder(&env(&[
+        let t = transport(&env(&[
             ("SMTP_SERVER", "h.example"),
             ("SMTP_LOCAL_HOSTNAME", "app.example.org"),
         ]))
-        .unwrap()
-        .build()
         .unwrap();
         assert_eq!(t.inner.params.ehlo_name.as_deref(), Some("app.example.org"));
-        let err = builder(&env(&[
+        let err = transport(&env(&[
             ("SMTP_SERVER", "h.example"),
             ("SMTP_LOCAL_HOSTNAME", "bad name"),
         ]))
-        .unwrap()
-        .build()
         .unwrap_err();
         assert!(err.to_string().contains("SMTP_LOCAL_HOSTNAME"), "{err}");
     }
@@ -992,15 +964,13 @@ mod tests {
 
     #[test]
     fn new_variables() {
-        let t = builder(&env(&[
+        let t = transport(&env(&[
             ("SMTP_SERVER", "h.example"),
             ("SMTP_TIMEOUT", "2.5"),
             ("SMTP_POOL_SIZE", "7"),
             ("SMTP_TLS_VERIFY", "false"),
             ("SMTP_USE_TLS", "true"),
         ]))
-        .unwrap()
-        .build()
         .unwrap();
         assert_eq!(t.inner.params.timeouts.command, Duration::from_millis(2500));
         assert_eq!(t.inner.pool.options().size, 7);
@@ -1013,13 +983,11 @@ mod tests {
             let err = builder(&env(&[("SMTP_SERVER", "h.example"), (var, bad)])).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
         }
-        let err = builder(&env(&[
+        let err = transport(&env(&[
             ("SMTP_SERVER", "h.example"),
             ("SMTP_USE_TLS", "true"),
             ("SMTP_TLS_CA_FILE", "/nonexistent/ca.pem"),
         ]))
-        .unwrap()
-        .build()
         .unwrap_err();
         assert!(err.to_string().contains("SMTP_TLS_CA_FILE"), "{err}");
     }

@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-pub(crate) use super::endpoint::parse_url;
-use super::{ClientCredentials, MICROSOFT_AUTHORITY};
-use crate::config::kinds::Key;
-use crate::config::Settings;
+pub(crate) use crate::oauth::parse_url;
+use crate::oauth::{ClientCredentials, MICROSOFT_AUTHORITY};
+use super::registry::Key;
+use super::Settings;
 use crate::Error;
 
 /// The Entra ID application (client) id, read from `env` (first name preferred in messages).

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::{Receipt, Transport};
-use crate::{Envelope, Error, ErrorKind, Mailbox, Message};
+use crate::message::{Envelope, PreparedMessage};
+use crate::{Error, ErrorKind, Message, Receipt, Transport};
 
 /// A message the [`MemoryTransport`] accepted.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ struct State {
 /// and give another (or an `Arc<dyn Transport>`) to the code under test.
 ///
 /// ```
-/// use outbound::{Message, Transport, ErrorKind, transport::MemoryTransport};
+/// use outbound::{Message, Transport, ErrorKind, dev::MemoryTransport};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), outbound::Error> {
 /// let mailer = MemoryTransport::new();
@@ -56,19 +56,12 @@ struct State {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTransport {
     state: Arc<Mutex<State>>,
-    default_from: Option<Mailbox>,
 }
 
 impl MemoryTransport {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The sender used for messages that have none.
-    pub fn with_default_from(mut self, from: Option<Mailbox>) -> Self {
-        self.default_from = from;
-        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -124,17 +117,15 @@ impl MemoryTransport {
 
 #[async_trait]
 impl Transport for MemoryTransport {
-    async fn send(&self, message: &Message) -> Result<Receipt, Error> {
+    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         if let Some((kind, text)) = self.state().failures.pop_front() {
             return Err(Error::new(kind, text));
         }
-        let default_from = self.default_from.as_ref();
-        let envelope = message.envelope(default_from)?;
-        let message_id = message.message_id(default_from)?;
-        let bytes = message.render(default_from)?;
-        let receipt = Receipt::new("memory", message_id, envelope.to.clone());
+        let envelope = message.envelope().clone();
+        let bytes = message.bytes()?.to_vec();
+        let receipt = Receipt::new("memory", message.message_id(), envelope.to.clone());
         self.state().sent.push(SentMessage {
-            message: message.clone(),
+            message: message.message().clone(),
             envelope,
             bytes,
             receipt: receipt.clone(),

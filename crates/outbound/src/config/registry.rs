@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::settings::Settings;
 use crate::oauth::TokenCache;
-use crate::transport::{FileTransport, MemoryTransport};
+use crate::dev::{FileTransport, MemoryTransport};
 use crate::{Error, Transport};
 
 /// One setting a kind understands.
@@ -30,13 +30,19 @@ pub struct Key {
 }
 
 /// A transport kind.
-pub struct Kind {
+pub(crate) struct Kind {
     /// The name used in MAIL_TYPE, `create_transport` and as DSN scheme.
     pub name: &'static str,
     /// Other DSN schemes for this kind.
     pub schemes: &'static [&'static str],
     /// The settings it understands.
     pub keys: &'static [Key],
+    /// Which DSN part sets a key (`server` is the `host`), for naming unset keys; keys not
+    /// listed come from the query.
+    pub(crate) dsn_parts: &'static [(&'static str, &'static str)],
+    /// The transport builder's name for a setting, when it differs from the key
+    /// (`host` is `server`), so errors about it can name its source.
+    pub(crate) fields: &'static [(&'static str, &'static str)],
     /// Reads the kind-specific parts of a DSN (host, user, path...) into settings.
     pub(crate) dsn: fn(&url::Url, &mut Settings) -> Result<(), Error>,
     /// Builds the transport.
@@ -50,7 +56,7 @@ pub struct Kind {
 }
 
 /// `default_from` applies to every kind.
-pub const DEFAULT_FROM: Key = Key {
+pub(crate) const DEFAULT_FROM: Key = Key {
     name: "default_from",
     env: &["MAIL_DEFAULT_SEND_FROM"],
     aliases: &["from"],
@@ -106,59 +112,65 @@ fn no_notes(_: &Settings) -> Vec<String> {
 
 fn build_file(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     let dir = settings.str("dir").unwrap_or("./outbox");
-    Ok(Arc::new(
-        FileTransport::new(PathBuf::from(dir)).with_default_from(settings.default_from()?),
-    ))
+    Ok(Arc::new(FileTransport::new(PathBuf::from(dir))))
 }
 
-fn build_memory(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
-    Ok(Arc::new(
-        MemoryTransport::new().with_default_from(settings.default_from()?),
-    ))
+fn build_memory(_: &Settings) -> Result<Arc<dyn Transport>, Error> {
+    Ok(Arc::new(MemoryTransport::new()))
 }
 
 /// Every kind this build supports.
-pub static KINDS: &[Kind] = &[
+pub(crate) static KINDS: &[Kind] = &[
     Kind {
         name: "smtp",
         schemes: &["smtps"],
-        keys: crate::smtp::config::KEYS,
-        dsn: crate::smtp::config::dsn,
-        build: crate::smtp::config::build,
-        tokens: crate::smtp::config::token_cache,
-        notes: crate::smtp::config::notes,
+        keys: super::smtp::KEYS,
+        dsn_parts: &[("server", "host"), ("username", "user"), ("password", "password")],
+        fields: &[("host", "server")],
+        dsn: super::smtp::dsn,
+        build: super::smtp::build,
+        tokens: super::smtp::token_cache,
+        notes: super::smtp::notes,
     },
     Kind {
         name: "resend",
         schemes: &["resend+api"],
-        keys: crate::http::config::RESEND_KEYS,
-        dsn: crate::http::config::resend_dsn,
-        build: crate::http::config::build_resend,
+        keys: super::http::RESEND_KEYS,
+        dsn_parts: &[("api_key", "user part (the API key)")],
+        fields: &[("base_url", "api_url")],
+        dsn: super::http::resend_dsn,
+        build: super::http::build_resend,
         tokens: no_tokens,
         notes: no_notes,
     },
     Kind {
         name: "sendgrid",
         schemes: &["sendgrid+api"],
-        keys: crate::http::config::SENDGRID_KEYS,
-        dsn: crate::http::config::sendgrid_dsn,
-        build: crate::http::config::build_sendgrid,
+        keys: super::http::SENDGRID_KEYS,
+        dsn_parts: &[("api_key", "user part (the API key)")],
+        fields: &[("base_url", "api_url")],
+        dsn: super::http::sendgrid_dsn,
+        build: super::http::build_sendgrid,
         tokens: no_tokens,
         notes: no_notes,
     },
     Kind {
         name: "graph",
         schemes: &[],
-        keys: crate::http::config::GRAPH_KEYS,
-        dsn: crate::http::config::graph_dsn,
-        build: crate::http::config::build_graph,
-        tokens: crate::http::config::graph_token_cache,
+        keys: super::http::GRAPH_KEYS,
+        dsn_parts: &[("client_id", "user"), ("client_secret", "password"), ("tenant_id", "host")],
+        fields: &[("mailbox", "default_from"), ("base_url", "api_url")],
+        dsn: super::http::graph_dsn,
+        build: super::http::build_graph,
+        tokens: super::http::graph_token_cache,
         notes: no_notes,
     },
     Kind {
         name: "file",
         schemes: &[],
         keys: FILE_KEYS,
+        dsn_parts: &[("dir", "path")],
+        fields: &[],
         dsn: file_dsn,
         build: build_file,
         tokens: no_tokens,
@@ -168,6 +180,8 @@ pub static KINDS: &[Kind] = &[
         name: "memory",
         schemes: &[],
         keys: MEMORY_KEYS,
+        dsn_parts: &[],
+        fields: &[],
         dsn: no_dsn_parts,
         build: build_memory,
         tokens: no_tokens,

@@ -19,10 +19,13 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::{parse_base_url, GraphTransport, HttpOptions, ResendTransport, SendGridTransport};
-use crate::config::kinds::{Key, DEFAULT_FROM};
-use crate::config::{Origin, Settings, Value};
-use crate::oauth::{self, TokenCache, MICROSOFT_GRAPH_SCOPE};
+use crate::http::graph::GraphTransport;
+use crate::http::resend::ResendTransport;
+use crate::http::sendgrid::SendGridTransport;
+use crate::http::{parse_base_url, HttpOptions};
+use super::registry::{Key, DEFAULT_FROM};
+use super::{Origin, Settings, Value};
+use crate::oauth::{TokenCache, MICROSOFT_GRAPH_SCOPE};
 use crate::{Error, Transport};
 
 const TIMEOUT: Key = Key {
@@ -99,10 +102,10 @@ pub(crate) const GRAPH_KEYS: &[Key] = &[
         default: None,
         help: "the mailbox Graph sends as (required); also the sender of messages without From",
     },
-    oauth::config::client_id_key(&["MICROSOFT_OAUTH2_CLIENT_ID", "SMTP_CLIENT_ID"]),
-    oauth::config::client_secret_key(&["MICROSOFT_OAUTH2_CLIENT_SECRET", "SMTP_CLIENT_SECRET"]),
-    oauth::config::tenant_id_key(&["MICROSOFT_OAUTH2_TENANT_ID", "SMTP_TENANT_ID"]),
-    oauth::config::AUTHORITY_KEY,
+    super::microsoft::client_id_key(&["MICROSOFT_OAUTH2_CLIENT_ID", "SMTP_CLIENT_ID"]),
+    super::microsoft::client_secret_key(&["MICROSOFT_OAUTH2_CLIENT_SECRET", "SMTP_CLIENT_SECRET"]),
+    super::microsoft::tenant_id_key(&["MICROSOFT_OAUTH2_TENANT_ID", "SMTP_TENANT_ID"]),
+    super::microsoft::AUTHORITY_KEY,
     Key {
         name: "api_url",
         env: &["MICROSOFT_GRAPH_API_URL"],
@@ -159,7 +162,7 @@ fn api_key(settings: &Settings, env: &str, scheme: &str) -> Result<SecretString,
             source_name(settings, "api_key", env, "user part (the API key)")
         ))
     })?;
-    super::check_header_secret(&key, &origin_of(settings, "api_key", env))?;
+    crate::http::check_header_secret(&key, &origin_of(settings, "api_key", env))?;
     Ok(key)
 }
 
@@ -263,7 +266,6 @@ pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), E
 pub(crate) fn build_resend(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     let key = api_key(settings, "RESEND_API_KEY", "resend")?;
     let mut builder = ResendTransport::builder(key)
-        .default_from(settings.default_from()?)
         .http_options(http_options(settings)?);
     if let Some(url) = base_url(settings, "RESEND_API_URL")? {
         builder = builder.base_url(url);
@@ -274,7 +276,6 @@ pub(crate) fn build_resend(settings: &Settings) -> Result<Arc<dyn Transport>, Er
 pub(crate) fn build_sendgrid(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     let key = api_key(settings, "SENDGRID_API_KEY", "sendgrid")?;
     let mut builder = SendGridTransport::builder(key)
-        .default_from(settings.default_from()?)
         .http_options(http_options(settings)?);
     if let Some(url) = base_url(settings, "SENDGRID_API_URL")? {
         builder = builder.base_url(url);
@@ -307,7 +308,7 @@ fn graph_tokens(settings: &Settings, timeout: Duration) -> Result<TokenCache, Er
             source_name(settings, key, env, part)
         ))
     };
-    let source = oauth::config::microsoft_client_credentials(
+    let source = super::microsoft::microsoft_client_credentials(
         settings,
         MICROSOFT_GRAPH_SCOPE,
         timeout,

@@ -1,0 +1,63 @@
+//! [`Configured`]: the layer the configuration puts around every transport it builds, so that
+//! errors name settings the way the operator wrote them.
+//!
+//! Transports name their own settings (`` `host` ``, `` `default_from` ``); they know nothing
+//! of environment variables. An error about a setting carries its name
+//! ([`Error::setting`]), and this layer rewrites it to where the value came from, or would
+//! come from: `SMTP_SERVER`, ``MAILER_DSN host``, ``setting `server` ``.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::Settings;
+use crate::message::PreparedMessage;
+use crate::{Error, Message, Receipt, Transport};
+
+/// A transport built from [`Settings`], explaining its errors in their terms.
+#[derive(Debug)]
+pub(crate) struct Configured {
+    inner: Arc<dyn Transport>,
+    settings: Settings,
+}
+
+impl Configured {
+    pub(crate) fn new(inner: Arc<dyn Transport>, settings: Settings) -> Self {
+        Configured { inner, settings }
+    }
+}
+
+#[async_trait]
+impl Transport for Configured {
+    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
+        self.inner
+            .send_prepared(message)
+            .await
+            .map_err(|e| self.settings.explain(e))
+    }
+
+    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+        self.inner
+            .prepare(message)
+            .map_err(|e| self.settings.explain(e))
+    }
+
+    async fn verify(&self) -> Result<(), Error> {
+        self.inner
+            .verify()
+            .await
+            .map_err(|e| self.settings.explain(e))
+    }
+
+    async fn close(&self) {
+        self.inner.close().await
+    }
+
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}

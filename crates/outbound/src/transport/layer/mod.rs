@@ -1,0 +1,56 @@
+//! Layers: behaviour that wraps any [`Transport`] and is itself one.
+//!
+//! Every layer has the same shape, the one tower gives its middleware: a struct built around
+//! the transport it wraps (`Layer::new(inner, …)`), with [`get_ref`](DefaultSender::get_ref)
+//! and [`into_inner`](DefaultSender::into_inner), implementing [`Transport`] by adding its one
+//! behaviour and forwarding the rest. [`TransportExt`] adds the one-line way to stack them.
+//!
+//! Rules every layer keeps:
+//! - [`Transport::prepare`] is forwarded (or, for [`DefaultSender`], supplied), so the
+//!   outermost caller prepares once with the right sender;
+//! - the same [`PreparedMessage`](crate::message::PreparedMessage) goes to every attempt and
+//!   every transport below, never a re-prepared copy;
+//! - [`Transport::close`] is forwarded, so an `Arc<dyn Transport>` can shut its pools down.
+//!
+//! Where each behaviour lives:
+//! - the default sender: [`default_sender.rs`](DefaultSender);
+//! - time from the first attempt to success ([`Receipt::elapsed`](crate::Receipt::elapsed)):
+//!   [`timing.rs`](Timed).
+
+mod default_sender;
+mod timing;
+
+pub use default_sender::DefaultSender;
+pub use timing::Timed;
+
+use crate::{Mailbox, Transport};
+
+/// Stacks layers around a transport in one line.
+///
+/// ```
+/// use outbound::{Message, Transport, TransportExt, dev::MemoryTransport};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), outbound::Error> {
+/// let memory = MemoryTransport::new();
+/// let transport = memory.clone()
+///     .with_default_sender("App <app@example.com>".parse()?)
+///     .timed();
+/// let msg = Message::builder().to("ada@example.com").text("hi").build()?;
+/// let receipt = transport.send(&msg).await?;
+/// assert!(receipt.message_id.ends_with("@example.com>"));
+/// assert_eq!(memory.last().unwrap().envelope.from, "app@example.com");
+/// # Ok(()) }
+/// ```
+pub trait TransportExt: Transport + Sized {
+    /// Messages without a `from` are sent as `sender` (see [`DefaultSender`]).
+    fn with_default_sender(self, sender: Mailbox) -> DefaultSender<Self> {
+        DefaultSender::new(self, sender)
+    }
+
+    /// Receipts carry the time from the start of the send to success (see [`Timed`]).
+    fn timed(self) -> Timed<Self> {
+        Timed::new(self)
+    }
+}
+
+impl<T: Transport + Sized> TransportExt for T {}
