@@ -69,8 +69,9 @@ impl From<outbound::MessageError> for Failure {
     }
 }
 
-/// The exit code for an error kind (`ErrorKind::exit_code`, which is always a sysexits code).
+/// The exit code for an error kind (see [`outbound_cli::Sysexits`]).
 pub fn for_kind(kind: ErrorKind) -> u8 {
+    use outbound_cli::Sysexits;
     u8::try_from(kind.exit_code()).unwrap_or(SOFTWARE)
 }
 

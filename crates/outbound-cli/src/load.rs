@@ -86,7 +86,7 @@ impl Loaded {
 
     /// The OAuth2 token cache the transport authenticates with (`None` when it uses no
     /// OAuth2).
-    pub fn token_cache(&self) -> Result<Option<outbound::TokenCache>, Error> {
+    pub fn token_cache(&self) -> Result<Option<outbound::oauth::TokenCache>, Error> {
         self.settings.token_cache()
     }
 

@@ -20,7 +20,6 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// use outbound::ErrorKind;
 /// assert!(ErrorKind::Transient.is_retryable());
 /// assert!(!ErrorKind::Ambiguous.is_retryable());
-/// assert_eq!(ErrorKind::Auth.exit_code(), 77);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -58,20 +57,6 @@ impl ErrorKind {
             self,
             ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Network
         )
-    }
-
-    /// The sysexits code the `outbound` command exits with for this kind.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorKind::Config => 78,
-            ErrorKind::InvalidMessage => 65,
-            ErrorKind::Auth => 77,
-            ErrorKind::Permanent | ErrorKind::Tls => 69,
-            ErrorKind::Transient
-            | ErrorKind::Ambiguous
-            | ErrorKind::Timeout
-            | ErrorKind::Network => 75,
-        }
     }
 
     /// A stable lower-case name, used in JSON output.
@@ -359,11 +344,6 @@ impl Error {
     /// How long the server asked us to wait, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
         self.inner.retry_after
-    }
-
-    /// The sysexits code for this error (see [`ErrorKind::exit_code`]).
-    pub fn exit_code(&self) -> i32 {
-        self.inner.kind.exit_code()
     }
 }
 

@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use outbound::{AccessToken, Error};
+use outbound::oauth::AccessToken;
+use outbound::Error;
 use serde_json::json;
 
 use crate::cli::TokenArgs;

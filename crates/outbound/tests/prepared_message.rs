@@ -1,0 +1,92 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! One prepared message, many attempts and transports: the same Message-ID, the same bytes and
+//! the same idempotency key come out of every one. This is what lets retry and failover layers
+//! promise "the same message", whichever transport finally delivers it.
+
+use outbound::dev::{FileTransport, MemoryTransport};
+use outbound::resend::ResendTransport;
+use outbound::{Message, Transport, TransportExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn message() -> Message {
+    Message::builder()
+        .to("Ada <ada@example.com>")
+        .bcc("audit@example.com")
+        .subject("Grüße")
+        .text("Hello")
+        .html("<p>Hello</p>")
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn one_prepared_message_is_the_same_through_two_transports() {
+    let memory = MemoryTransport::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileTransport::new(dir.path());
+    // The layer that prepares decides the sender once; the transports below only send.
+    let primary = memory.clone().with_default_sender("app@example.com".parse().unwrap());
+    let prepared = primary.prepare(&message()).unwrap();
+    assert!(prepared.message_id().ends_with("@example.com>"));
+
+    let via_memory = primary.send_prepared(&prepared).await.unwrap();
+    let via_file = file.send_prepared(&prepared).await.unwrap();
+
+    assert_eq!(via_memory.message_id, prepared.message_id());
+    assert_eq!(via_file.message_id, prepared.message_id());
+    let sent = memory.last().unwrap();
+    let written = std::fs::read(via_file.provider_id.unwrap()).unwrap();
+    assert_eq!(sent.bytes, written, "same bytes through both transports");
+    assert_eq!(sent.bytes, prepared.bytes().unwrap());
+    assert_eq!(sent.envelope.from, "app@example.com");
+    assert_eq!(sent.envelope.to, ["ada@example.com", "audit@example.com"]);
+}
+
+#[tokio::test]
+async fn a_transport_with_another_default_sender_keeps_the_prepared_one() {
+    // Preparing through one default sender and sending through a layer with another: the
+    // prepared form wins, so a failover cannot change the Message-ID's domain.
+    let memory = MemoryTransport::new();
+    let first = MemoryTransport::new().with_default_sender("app@first.example".parse().unwrap());
+    let second = memory
+        .clone()
+        .with_default_sender("app@second.example".parse().unwrap());
+    let prepared = first.prepare(&message()).unwrap();
+    let receipt = second.send_prepared(&prepared).await.unwrap();
+    assert!(receipt.message_id.ends_with("@first.example>"), "{receipt:?}");
+    assert_eq!(memory.last().unwrap().envelope.from, "app@first.example");
+}
+
+#[tokio::test]
+async fn every_attempt_carries_the_same_idempotency_key() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_1"}"#))
+        .mount(&server)
+        .await;
+    let resend = ResendTransport::builder("re_test_key")
+        .base_url(server.uri())
+        .build()
+        .unwrap()
+        .with_default_sender("app@example.com".parse().unwrap());
+    let memory = MemoryTransport::new();
+    let prepared = resend.prepare(&message()).unwrap();
+    for _ in 0..3 {
+        let r = resend.send_prepared(&prepared).await.unwrap();
+        assert_eq!(r.message_id, prepared.message_id());
+    }
+    let also = memory.send_prepared(&prepared).await.unwrap();
+    assert_eq!(also.message_id, prepared.message_id());
+
+    let keys: Vec<String> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k == &keys[0]), "{keys:?}");
+}
