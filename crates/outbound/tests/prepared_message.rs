@@ -26,7 +26,9 @@ async fn one_prepared_message_is_the_same_through_two_transports() {
     let dir = tempfile::tempdir().unwrap();
     let file = FileTransport::new(dir.path());
     // The layer that prepares decides the sender once; the transports below only send.
-    let primary = memory.clone().with_default_sender("app@example.com".parse().unwrap());
+    let primary = memory
+        .clone()
+        .with_default_sender("app@example.com".parse().unwrap());
     let prepared = primary.prepare(&message()).unwrap();
     assert!(prepared.message_id().ends_with("@example.com>"));
 
@@ -54,7 +56,10 @@ async fn a_transport_with_another_default_sender_keeps_the_prepared_one() {
         .with_default_sender("app@second.example".parse().unwrap());
     let prepared = first.prepare(&message()).unwrap();
     let receipt = second.send_prepared(&prepared).await.unwrap();
-    assert!(receipt.message_id.ends_with("@first.example>"), "{receipt:?}");
+    assert!(
+        receipt.message_id.ends_with("@first.example>"),
+        "{receipt:?}"
+    );
     assert_eq!(memory.last().unwrap().envelope.from, "app@first.example");
 }
 

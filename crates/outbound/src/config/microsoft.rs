@@ -10,10 +10,10 @@
 
 use std::time::Duration;
 
-pub(crate) use crate::oauth::parse_url;
-use crate::oauth::{ClientCredentials, MICROSOFT_AUTHORITY};
 use super::registry::Key;
 use super::Settings;
+pub(crate) use crate::oauth::parse_url;
+use crate::oauth::{ClientCredentials, MICROSOFT_AUTHORITY};
 use crate::Error;
 
 /// The Entra ID application (client) id, read from `env` (first name preferred in messages).

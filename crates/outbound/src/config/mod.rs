@@ -8,9 +8,14 @@
 mod dsn;
 mod env;
 mod explain;
+mod file;
+mod graph;
 mod http;
+mod memory;
 mod microsoft;
 mod registry;
+mod resend;
+mod sendgrid;
 mod settings;
 mod smtp;
 

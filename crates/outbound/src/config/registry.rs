@@ -4,12 +4,10 @@
 //! Adding a transport is adding one entry here; `from_env`, `from_dsn`, `create_transport`,
 //! `supported_types` and `outbound config` all follow.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::settings::Settings;
 use crate::oauth::TokenCache;
-use crate::dev::{FileTransport, MemoryTransport};
 use crate::{Error, Transport};
 
 /// One setting a kind understands.
@@ -65,39 +63,6 @@ pub(crate) const DEFAULT_FROM: Key = Key {
     help: "sender used when a message has no From",
 };
 
-const FILE_KEYS: &[Key] = &[
-    DEFAULT_FROM,
-    Key {
-        name: "dir",
-        env: &["MAIL_FILE_DIR"],
-        aliases: &["path", "directory"],
-        secret: false,
-        default: Some("./outbox"),
-        help: "directory the .eml files are written to",
-    },
-];
-
-const MEMORY_KEYS: &[Key] = &[DEFAULT_FROM];
-
-fn file_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
-    let path = percent_encoding::percent_decode_str(url.path())
-        .decode_utf8_lossy()
-        .into_owned();
-    let path = match url.host_str() {
-        // `file://./outbox` or `file://outbox/sub`: a relative path written as a host.
-        Some(host) if !host.is_empty() => format!("{host}{path}"),
-        _ => path,
-    };
-    if !path.is_empty() {
-        settings.set(
-            "dir",
-            super::settings::Value::Plain(path),
-            settings.dsn_origin("path"),
-        );
-    }
-    Ok(())
-}
-
 fn no_dsn_parts(_: &url::Url, _: &mut Settings) -> Result<(), Error> {
     Ok(())
 }
@@ -110,22 +75,17 @@ fn no_notes(_: &Settings) -> Vec<String> {
     Vec::new()
 }
 
-fn build_file(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
-    let dir = settings.str("dir").unwrap_or("./outbox");
-    Ok(Arc::new(FileTransport::new(PathBuf::from(dir))))
-}
-
-fn build_memory(_: &Settings) -> Result<Arc<dyn Transport>, Error> {
-    Ok(Arc::new(MemoryTransport::new()))
-}
-
 /// Every kind this build supports.
 pub(crate) static KINDS: &[Kind] = &[
     Kind {
         name: "smtp",
         schemes: &["smtps"],
         keys: super::smtp::KEYS,
-        dsn_parts: &[("server", "host"), ("username", "user"), ("password", "password")],
+        dsn_parts: &[
+            ("server", "host"),
+            ("username", "user"),
+            ("password", "password"),
+        ],
         fields: &[("host", "server")],
         dsn: super::smtp::dsn,
         build: super::smtp::build,
@@ -135,55 +95,59 @@ pub(crate) static KINDS: &[Kind] = &[
     Kind {
         name: "resend",
         schemes: &["resend+api"],
-        keys: super::http::RESEND_KEYS,
+        keys: super::resend::RESEND_KEYS,
         dsn_parts: &[("api_key", "user part (the API key)")],
         fields: &[("base_url", "api_url")],
-        dsn: super::http::resend_dsn,
-        build: super::http::build_resend,
+        dsn: super::resend::resend_dsn,
+        build: super::resend::build_resend,
         tokens: no_tokens,
         notes: no_notes,
     },
     Kind {
         name: "sendgrid",
         schemes: &["sendgrid+api"],
-        keys: super::http::SENDGRID_KEYS,
+        keys: super::sendgrid::SENDGRID_KEYS,
         dsn_parts: &[("api_key", "user part (the API key)")],
         fields: &[("base_url", "api_url")],
-        dsn: super::http::sendgrid_dsn,
-        build: super::http::build_sendgrid,
+        dsn: super::sendgrid::sendgrid_dsn,
+        build: super::sendgrid::build_sendgrid,
         tokens: no_tokens,
         notes: no_notes,
     },
     Kind {
         name: "graph",
         schemes: &[],
-        keys: super::http::GRAPH_KEYS,
-        dsn_parts: &[("client_id", "user"), ("client_secret", "password"), ("tenant_id", "host")],
+        keys: super::graph::GRAPH_KEYS,
+        dsn_parts: &[
+            ("client_id", "user"),
+            ("client_secret", "password"),
+            ("tenant_id", "host"),
+        ],
         fields: &[("mailbox", "default_from"), ("base_url", "api_url")],
-        dsn: super::http::graph_dsn,
-        build: super::http::build_graph,
-        tokens: super::http::graph_token_cache,
+        dsn: super::graph::graph_dsn,
+        build: super::graph::build_graph,
+        tokens: super::graph::graph_token_cache,
         notes: no_notes,
     },
     Kind {
         name: "file",
         schemes: &[],
-        keys: FILE_KEYS,
+        keys: super::file::FILE_KEYS,
         dsn_parts: &[("dir", "path")],
         fields: &[],
-        dsn: file_dsn,
-        build: build_file,
+        dsn: super::file::file_dsn,
+        build: super::file::build_file,
         tokens: no_tokens,
         notes: no_notes,
     },
     Kind {
         name: "memory",
         schemes: &[],
-        keys: MEMORY_KEYS,
+        keys: super::memory::MEMORY_KEYS,
         dsn_parts: &[],
         fields: &[],
         dsn: no_dsn_parts,
-        build: build_memory,
+        build: super::memory::build_memory,
         tokens: no_tokens,
         notes: no_notes,
     },

@@ -46,13 +46,13 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
 use super::registry::{Key, DEFAULT_FROM};
 use super::{Settings, Value};
 use crate::oauth::{
     self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder, StaticToken, TokenCache,
     TokenSource,
 };
+use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
 use crate::{Error, Transport};
 
 /// The settings the `smtp` kind understands.
@@ -705,10 +705,10 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
                         .map_err(named)
                 }
                 // Errors already name the setting (missing ones through `missing`).
-                None => {
-                    super::microsoft::microsoft_client_credentials(settings, scope, timeout, &missing)
-                        .map(|s| Box::new(s) as Box<dyn TokenSource>)
-                }
+                None => super::microsoft::microsoft_client_credentials(
+                    settings, scope, timeout, &missing,
+                )
+                .map(|s| Box::new(s) as Box<dyn TokenSource>),
             }
         }
         (Provider::Microsoft, true) => {
@@ -815,9 +815,7 @@ pub(crate) fn notes(settings: &Settings) -> Vec<String> {
 /// Builds the transport for the registry.
 /// The transport, builder errors naming the settings' sources.
 pub(crate) fn transport(settings: &Settings) -> Result<SmtpTransport, Error> {
-    builder(settings)?
-        .build()
-        .map_err(|e| settings.explain(e))
+    builder(settings)?.build().map_err(|e| settings.explain(e))
 }
 
 pub(crate) fn build(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {

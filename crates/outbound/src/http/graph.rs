@@ -17,10 +17,9 @@ use reqwest::Method;
 use serde::Serialize;
 
 use super::{HttpClient, HttpOptions, Provider, ProviderError, Request, Response};
-use crate::oauth::TokenCache;
 use crate::message::PreparedMessage;
+use crate::oauth::TokenCache;
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
-
 
 /// Graph refuses `sendMail` requests larger than 4 MB (larger attachments need an upload
 /// session); checked before sending.

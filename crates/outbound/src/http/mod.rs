@@ -55,7 +55,6 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::{Error, ErrorKind, Mailbox, ServerCode};
 
-
 /// The `User-Agent` every HTTP transport sends: `outbound/<version>`.
 ///
 /// ```

@@ -432,7 +432,9 @@ impl SmtpTransportBuilder {
             return Err(Error::about_setting(
                 ErrorKind::Config,
                 "host",
-                format!("`host` is `{host}`, which is not a host name; expected e.g. smtp.example.com"),
+                format!(
+                    "`host` is `{host}`, which is not a host name; expected e.g. smtp.example.com"
+                ),
             ));
         }
         let port = self.port.unwrap_or(self.tls.default_port());
@@ -441,8 +443,9 @@ impl SmtpTransportBuilder {
         }
         let tls = if self.tls.uses_tls() {
             let extra = match &self.ca_file {
-                Some(path) => tls::load_ca_file(path, "`ca_file`")
-                    .map_err(|e| e.for_setting("ca_file"))?,
+                Some(path) => {
+                    tls::load_ca_file(path, "`ca_file`").map_err(|e| e.for_setting("ca_file"))?
+                }
                 None => Vec::new(),
             };
             if !self.tls_verify {
@@ -454,11 +457,8 @@ impl SmtpTransportBuilder {
                 );
             }
             let config = tls::client_config(self.tls_verify, extra)?;
-            let name = tls::server_name(
-                self.tls_server_name.as_deref().unwrap_or(&host),
-                "`host`",
-            )
-            .map_err(|e| e.for_setting("host"))?;
+            let name = tls::server_name(self.tls_server_name.as_deref().unwrap_or(&host), "`host`")
+                .map_err(|e| e.for_setting("host"))?;
             Some((TlsConnector::from(config), name))
         } else {
             None

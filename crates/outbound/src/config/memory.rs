@@ -1,0 +1,14 @@
+//! The `memory` kind, for tests: only the default sender.
+
+use std::sync::Arc;
+
+use super::registry::{Key, DEFAULT_FROM};
+use super::Settings;
+use crate::dev::MemoryTransport;
+use crate::{Error, Transport};
+
+pub(super) const MEMORY_KEYS: &[Key] = &[DEFAULT_FROM];
+
+pub(super) fn build_memory(_: &Settings) -> Result<Arc<dyn Transport>, Error> {
+    Ok(Arc::new(MemoryTransport::new()))
+}

@@ -1,0 +1,47 @@
+//! The `resend` kind: RESEND_API_KEY and RESEND_API_URL, `resend://KEY@default` DSNs
+//! (also `resend+api://`; any host other than `default` means `https://HOST[:PORT][/PATH]`;
+//! `?api_url=` sets the whole base URL, the only way to give a plain-http loopback URL).
+
+use std::sync::Arc;
+
+use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
+use super::registry::{Key, DEFAULT_FROM};
+use super::Settings;
+use crate::http::resend::ResendTransport;
+use crate::{Error, Transport};
+
+/// Settings of the `resend` kind.
+pub(crate) const RESEND_KEYS: &[Key] = &[
+    DEFAULT_FROM,
+    Key {
+        name: "api_key",
+        env: &["RESEND_API_KEY"],
+        aliases: &["key"],
+        secret: true,
+        default: None,
+        help: "Resend API key (re_...)",
+    },
+    Key {
+        name: "api_url",
+        env: &["RESEND_API_URL"],
+        aliases: &["url", "base_url"],
+        secret: false,
+        default: Some(ResendTransport::DEFAULT_URL),
+        help: "Resend API base URL",
+    },
+    TIMEOUT,
+    CONNECT_TIMEOUT,
+];
+
+pub(crate) fn resend_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
+    key_dsn(url, settings)
+}
+
+pub(crate) fn build_resend(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
+    let key = api_key(settings, "RESEND_API_KEY", "resend")?;
+    let mut builder = ResendTransport::builder(key).http_options(http_options(settings)?);
+    if let Some(url) = base_url(settings, "RESEND_API_URL")? {
+        builder = builder.base_url(url);
+    }
+    Ok(Arc::new(builder.build()?))
+}
