@@ -7,7 +7,7 @@
 //!
 //! - [`tls`]: the system's trusted roots (loaded once per process), the crypto provider, and
 //!   the HTTPS client configuration.
-//! - [`url`](self::url): which endpoint URLs may carry secrets (`https`, or `http` to loopback only), base
+//! - [`url`]: which endpoint URLs may carry secrets (`https`, or `http` to loopback only), base
 //!   URLs and joining paths onto them, and URLs as they may be shown.
 //! - [`client`]: the one reqwest client setup (timeouts, `User-Agent`, HTTP/2 by ALPN, rustls
 //!   with our roots, no redirects), the request and answer types, and `send`.
