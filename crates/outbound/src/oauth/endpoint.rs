@@ -4,18 +4,25 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use bytes::Bytes;
+use reqwest::header::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 
-use super::errors::{self, Context, Redactor};
+use super::errors::{self, Context};
 use super::AccessToken;
+use crate::net::{self, HttpOptions, Redactor, Request, Setup};
 use crate::{Error, ErrorKind, ServerCode};
 
 /// The default time allowed for one token request, connection to last byte.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The largest token endpoint answer read (a token response is a few KiB).
-const MAX_BODY: usize = 1 << 20;
+/// The largest token endpoint answer read (a token response is a few KiB): the network
+/// layer's limit.
+const MAX_BODY: usize = net::MAX_RESPONSE_BYTES;
+
+/// Who transport errors and logs name.
+const PEER: &str = "the token endpoint";
 
 /// How a confidential client proves its identity to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,7 +39,7 @@ pub enum ClientAuth {
 /// A validated token endpoint and the HTTP client that talks to it.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
-    client: reqwest::Client,
+    client: net::Client,
     url: url::Url,
     timeout: Duration,
     pub(crate) ctx: Context,
@@ -57,23 +64,17 @@ impl Endpoint {
                 "the token request timeout must be more than 0 s",
             ));
         }
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_preconfigured(crate::net::https_config(&[]))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("outbound/", env!("CARGO_PKG_VERSION")))
+        // The whole request (connecting included) within `timeout`.
+        let options = HttpOptions::default()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout);
+        let setup = Setup {
             // Token requests are rare (about once an hour): no idle connections, so a client
             // is never tied to a runtime that has since been shut down.
-            .pool_max_idle_per_host(0);
-        if crate::net::is_loopback(&url) {
-            builder = builder.no_proxy();
-        }
-        let client = builder.build().map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                "cannot set up the HTTP client for token requests",
-            )
-            .with_source(e)
-        })?;
+            keep_idle: false,
+            no_proxy: net::is_loopback(&url),
+        };
+        let client = net::Client::with_setup(options, setup)?;
         Ok(Endpoint {
             client,
             url,
@@ -139,57 +140,52 @@ impl Endpoint {
             (body.finish(), basic)
         };
 
-        let mut req = self
-            .client
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(body);
+        let mut req = Request::post(
+            self.url.clone(),
+            Bytes::from(body),
+            "application/x-www-form-urlencoded",
+        )
+        .header(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        // A token request delivers no message: repeating it cannot deliver twice.
+        req.idempotent = true;
         if let Some(value) = basic {
             req = req.header(reqwest::header::AUTHORIZATION, value);
         }
 
         let sent = Instant::now();
-        let mut response = req.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
+        let net::Response {
+            status,
+            headers,
+            body: bytes,
+            truncated,
+            broke_off,
+        } = self.client.send(&PEER, req).await?;
+        if let Some(err) = broke_off {
+            return Err(err);
+        }
+        if truncated {
+            return Err(Error::new(
+                ErrorKind::Transient,
+                format!(
+                    "the token endpoint {} answered more than {} KiB; that is not a token \
+                     response",
+                    self.url,
+                    MAX_BODY / 1024
+                ),
+            )
+            .with_code(ServerCode::Http {
+                status,
+                provider_code: None,
+            }));
+        }
+        let content_type = headers
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.transport_error(e))?
-        {
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(Error::new(
-                    ErrorKind::Transient,
-                    format!(
-                        "the token endpoint {} answered more than {} KiB; that is not a token \
-                         response",
-                        self.url,
-                        MAX_BODY / 1024
-                    ),
-                )
-                .with_code(ServerCode::Http {
-                    status,
-                    provider_code: None,
-                }));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let retry_after = net::wait_from_headers(&headers);
 
         let redact = Redactor::new(secrets.iter().copied());
         if !(200..300).contains(&status) {
@@ -304,40 +300,6 @@ impl Endpoint {
             token,
             refresh_token: wire.refresh_token.filter(|t| !t.expose_secret().is_empty()),
         })
-    }
-
-    fn transport_error(&self, e: reqwest::Error) -> Error {
-        let url = &self.url;
-        if e.is_timeout() {
-            return Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "the token endpoint {url} did not answer within {} s",
-                    self.timeout.as_secs_f64()
-                ),
-            )
-            .with_source(e);
-        }
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        let mut detail = String::new();
-        while let Some(c) = cause {
-            if c.downcast_ref::<rustls::Error>().is_some() {
-                let msg = format!("TLS with the token endpoint {url} failed: {c}");
-                return Error::new(ErrorKind::Tls, msg).with_source(e);
-            }
-            detail = c.to_string();
-            cause = c.source();
-        }
-        let what = if e.is_connect() {
-            "cannot connect to"
-        } else {
-            "lost the connection to"
-        };
-        Error::new(
-            ErrorKind::Network,
-            format!("{what} the token endpoint {url}: {detail}"),
-        )
-        .with_source(e)
     }
 }
 

@@ -7,22 +7,27 @@
 //!   expired one, which need different fixes).
 //! - The error carries `ServerCode::Http { status, provider_code: Some(error) }` and the
 //!   provider's `error_description` (line breaks folded) as the server text.
-//! - 5xx, 408 and 429 are [`ErrorKind::Transient`] (with Retry-After when given), whatever the
-//!   body says; timeouts are [`ErrorKind::Timeout`]; connection failures [`ErrorKind::Network`]
-//!   (all three are retryable); TLS failures [`ErrorKind::Tls`].
+//! - 5xx, 408 and 429 are [`ErrorKind::Transient`] (with the wait the answer asks for:
+//!   `Retry-After` in seconds or as an HTTP date, or a rate-limit reset header), whatever the
+//!   body says. Requests without an answer are classified by the network layer, as for the HTTP
+//!   providers (a token request may be repeated): timeouts are [`ErrorKind::Timeout`];
+//!   connection failures [`ErrorKind::Network`], or [`ErrorKind::Transient`] when the
+//!   connection broke after the request went out (all three are retryable); TLS failures
+//!   [`ErrorKind::Tls`].
 //! - A 2xx answer that is not a token (not JSON, malformed JSON, no `access_token`) is
 //!   [`ErrorKind::Transient`]: a token server answering garbage is at fault (overloaded, or a
 //!   proxy in the way), not the caller's configuration, and a later attempt may well succeed.
 //!   The message says what was wrong and suggests checking the token URL. The body of a 2xx
 //!   answer is never quoted: it may hold a token.
-//! - Known secrets (client secret, refresh token) are scrubbed from anything the server said
-//!   before it goes into an error.
+//! - Known secrets (client secret, refresh token), JWT-shaped strings and bearer credentials
+//!   are scrubbed from anything the server said before it goes into an error (the network
+//!   layer's one [`Redactor`], shared with the HTTP providers).
 
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::net::Redactor;
 use crate::{Error, ErrorKind, ServerCode};
 
 /// Which provider's conventions apply (for hints).
@@ -49,62 +54,6 @@ pub(crate) struct Context {
     pub client_id: String,
     pub tenant: Option<String>,
     pub scope: Option<String>,
-}
-
-/// Secrets to scrub from server text.
-pub(crate) struct Redactor<'a> {
-    secrets: Vec<&'a SecretString>,
-}
-
-impl<'a> Redactor<'a> {
-    pub(crate) fn new(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        Redactor {
-            secrets: secrets.into_iter().collect(),
-        }
-    }
-
-    /// Replaces the known secrets, and anything shaped like a JWT (a token this process may
-    /// hold), with `[redacted]`.
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            let s = s.expose_secret();
-            // Very short "secrets" would redact ordinary words; they are not worth hiding.
-            if s.len() >= 6 && out.contains(s) {
-                out = out.replace(s, "[redacted]");
-            }
-        }
-        scrub_jwts(&out)
-    }
-}
-
-/// Replaces every `eyJ…​.…​.…` sequence (a JWS/JWT in compact form) with `[redacted]`.
-fn scrub_jwts(text: &str) -> String {
-    let is_b64 = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '=';
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("eyJ") {
-        // Must start a word, not sit inside one.
-        let starts_word = rest[..at]
-            .chars()
-            .next_back()
-            .is_none_or(|c| !is_b64(c) && c != '.');
-        let candidate = &rest[at..];
-        let len = candidate
-            .char_indices()
-            .find(|&(_, c)| !(is_b64(c) || c == '.'))
-            .map_or(candidate.len(), |(i, _)| i);
-        let token = &candidate[..len];
-        if starts_word && token.matches('.').count() >= 2 && token.len() >= 20 {
-            out.push_str(&rest[..at]);
-            out.push_str("[redacted]");
-        } else {
-            out.push_str(&rest[..at + len.max(3)]);
-        }
-        rest = &rest[at + len.max(3)..];
-    }
-    out.push_str(rest);
-    out
 }
 
 #[derive(Deserialize, Default)]
@@ -164,27 +113,6 @@ pub(crate) fn aadsts_in(text: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Folds line breaks and control characters so server text stays on one line, and limits it.
-pub(crate) fn one_line(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars));
-    let mut last_space = false;
-    for c in text.chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        if c == ' ' && last_space {
-            continue;
-        }
-        last_space = c == ' ';
-        out.push(c);
-    }
-    let out = out.trim().to_string();
-    if out.chars().count() > max_chars {
-        let cut: String = out.chars().take(max_chars).collect();
-        format!("{cut}…")
-    } else {
-        out
-    }
-}
-
 /// Maps a non-success answer from the token endpoint.
 pub(crate) fn from_response(
     status: u16,
@@ -200,13 +128,13 @@ pub(crate) fn from_response(
         Some(p) => p
             .description
             .as_deref()
-            .map(|d| one_line(&redact.scrub(d), 1000)),
+            .map(|d| redact.server_text(d, 1000)),
         None if !body.is_empty() => {
             let text = String::from_utf8_lossy(body);
             let ct = content_type.unwrap_or("no content type");
             Some(format!(
                 "{} [{ct}, {} bytes]",
-                one_line(&redact.scrub(&text), 200),
+                redact.server_text(&text, 200),
                 body.len()
             ))
         }
@@ -497,6 +425,7 @@ fn classify_aadsts(code: u64, ctx: &Context) -> Option<(ErrorKind, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::SecretString;
 
     fn ctx(provider: Provider, grant: Grant) -> Context {
         Context {
@@ -686,31 +615,10 @@ mod tests {
     }
 
     #[test]
-    fn jwts_are_scrubbed() {
-        let jwt = "eyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJhIn0.c2lnbmF0dXJl-_";
-        assert_eq!(
-            scrub_jwts(&format!("token {jwt}, again:{jwt}")),
-            "token [redacted], again:[redacted]"
-        );
-        assert_eq!(scrub_jwts("eyJ alone. eyJabc"), "eyJ alone. eyJabc");
-        assert_eq!(
-            scrub_jwts("xeyJ0eXAiOiJKV1QifQ.e30.sig"),
-            "xeyJ0eXAiOiJKV1QifQ.e30.sig"
-        );
-        assert_eq!(scrub_jwts("é eyJ"), "é eyJ");
-    }
-
-    #[test]
     fn aadsts_parse() {
         assert_eq!(aadsts_in("AADSTS7000215: x"), Some(7000215));
         assert_eq!(aadsts_in("error AADSTS90002 y"), Some(90002));
         assert_eq!(aadsts_in("AADSTS: nothing"), None);
         assert_eq!(aadsts_in("none"), None);
-    }
-
-    #[test]
-    fn one_line_folds() {
-        assert_eq!(one_line("a\r\nb  c\t", 100), "a b c");
-        assert_eq!(one_line("abcdef", 3), "abc…");
     }
 }

@@ -1,61 +1,7 @@
-//! What every network client in Outbound shares: the system's trusted root certificates
-//! (loaded once per process, not once per transport) and the rule for endpoint URLs.
-//!
-//! SMTP, the HTTP providers and the OAuth2 token requests all verify servers against the same
-//! roots and refuse the same unsafe URLs, so the policy lives here once.
-
-use std::sync::{Arc, OnceLock};
-
-use rustls::crypto::CryptoProvider;
-use rustls::RootCertStore;
+//! Endpoint URL policy: which URLs may carry secrets (API keys, client secrets, tokens), base
+//! URLs and the paths joined onto them, and URLs as they may be shown in errors and logs.
 
 use crate::Error;
-
-/// The crypto provider of every TLS client (ring: small, builds everywhere).
-pub(crate) fn crypto_provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The system's trusted root certificates, read on first use. An empty store is logged once,
-/// with the fix; callers decide what an empty store means for them.
-pub(crate) fn system_roots() -> Arc<RootCertStore> {
-    static ROOTS: OnceLock<Arc<RootCertStore>> = OnceLock::new();
-    ROOTS
-        .get_or_init(|| {
-            let mut roots = RootCertStore::empty();
-            let loaded = rustls_native_certs::load_native_certs();
-            for err in &loaded.errors {
-                tracing::debug!(error = %err, "could not load a system root certificate");
-            }
-            let (added, ignored) = roots.add_parsable_certificates(loaded.certs);
-            tracing::debug!(added, ignored, "system root certificates loaded");
-            if added == 0 {
-                tracing::warn!(
-                    "no system root certificates found: TLS servers cannot be verified \
-                     (install the ca-certificates package, or give a CA file)"
-                );
-            }
-            Arc::new(roots)
-        })
-        .clone()
-}
-
-/// A TLS client configuration for HTTPS (reqwest) against the system roots, offering
-/// `alpn` protocols.
-pub(crate) fn https_config(alpn: &[&[u8]]) -> rustls::ClientConfig {
-    let roots = (*system_roots()).clone();
-    let mut config = match rustls::ClientConfig::builder_with_provider(crypto_provider())
-        .with_safe_default_protocol_versions()
-    {
-        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-        // ring supports the default versions; this arm only keeps the code panic-free.
-        Err(_) => rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    };
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    config
-}
 
 /// Whether the URL's host is `localhost` or a loopback address.
 pub(crate) fn is_loopback(url: &url::Url) -> bool {
@@ -108,6 +54,40 @@ pub(crate) fn parse_endpoint_url(raw: &str, what: &str) -> Result<url::Url, Erro
     Ok(url)
 }
 
+/// A base URL: `http(s)://host[:port][/path]`; plain http only to a loopback host (the key
+/// would otherwise cross the network in clear text).
+pub(crate) fn parse_base_url(raw: &str, origin: &str) -> Result<url::Url, Error> {
+    let url = parse_endpoint_url(raw, origin)?;
+    if url.query().is_some() {
+        return Err(Error::config(format!(
+            "{origin} is `{}`: a base URL has no query",
+            raw.trim()
+        )));
+    }
+    Ok(url)
+}
+
+/// `base` + `path` (`/emails`), keeping a path prefix the base URL has.
+pub(crate) fn endpoint(base: &url::Url, path: &str) -> url::Url {
+    let mut url = base.clone();
+    let joined = format!(
+        "{}/{}",
+        base.path().trim_end_matches('/'),
+        path.trim_start_matches('/')
+    );
+    url.set_path(&joined);
+    url
+}
+
+/// The URL without user info or query (neither is used for secrets here, but be safe).
+pub(crate) fn redact_url(url: &url::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +108,27 @@ mod tests {
         for bad in ["ftp://x", "https://u:p@x", "not a url", "https://x/#f"] {
             assert!(parse_endpoint_url(bad, "X").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn base_urls() {
+        assert!(parse_base_url("https://api.resend.com", "X").is_ok());
+        assert!(parse_base_url("http://127.0.0.1:8025", "X").is_ok());
+        assert!(parse_base_url("http://[::1]:8025", "X").is_ok());
+        assert!(parse_base_url("http://localhost:1", "X").is_ok());
+        let err = parse_base_url("http://api.resend.com", "RESEND_API_URL").unwrap_err();
+        assert!(err.to_string().contains("RESEND_API_URL"), "{err}");
+        assert!(parse_base_url("ftp://x", "X").is_err());
+        assert!(parse_base_url("https://u:p@x", "X").is_err());
+        let base = parse_base_url("https://proxy.example/resend/", "X").unwrap();
+        assert_eq!(
+            endpoint(&base, "/emails").as_str(),
+            "https://proxy.example/resend/emails"
+        );
+        let base = parse_base_url("https://api.resend.com", "X").unwrap();
+        assert_eq!(
+            endpoint(&base, "/emails").as_str(),
+            "https://api.resend.com/emails"
+        );
     }
 }
