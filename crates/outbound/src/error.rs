@@ -134,10 +134,10 @@ impl fmt::Display for ServerCode {
 ///
 /// ```
 /// use outbound::{Error, ErrorKind};
-/// let err = Error::new(ErrorKind::Config, "MAIL_TYPE is `smpt`; expected one of: file, memory");
+/// let err = Error::new(ErrorKind::Config, "the transport kind is `smpt`; expected one of: file, memory");
 /// assert_eq!(err.kind(), ErrorKind::Config);
 /// assert!(!err.is_retryable());
-/// assert!(err.to_string().contains("MAIL_TYPE"));
+/// assert!(err.to_string().contains("`smpt`"));
 /// ```
 pub struct Error {
     inner: Box<Inner>,
@@ -204,27 +204,49 @@ impl Error {
     /// assert_eq!(err.setting(), Some("host"));
     /// assert!(err.to_string().contains("`host` is empty"));
     ///
-    /// let env = std::collections::HashMap::from([
-    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
-    ///     ("SMTP_SERVER".to_string(), "bad host".to_string()),
-    /// ]);
-    /// let err = outbound::config::Settings::from_env_source(&env)?.unwrap().build().unwrap_err();
-    /// assert!(err.to_string().contains("SMTP_SERVER is `bad host`"), "{err}");
+    /// // Built from a map of the seeds' keys, the error names the key that was given.
+    /// let err = outbound::create_transport("smtp", [("server", "bad host")]).unwrap_err();
+    /// assert!(err.to_string().contains("setting `server` is `bad host`"), "{err}");
     /// # Ok::<(), outbound::Error>(())
     /// ```
     pub fn setting(&self) -> Option<&'static str> {
         self.inner.setting
     }
 
-    /// Names the setting as `label` (a variable, a DSN part, a map key) instead of
-    /// `` `name` ``.
-    pub(crate) fn name_setting(mut self, label: &str) -> Self {
-        if let Some(name) = self.inner.setting {
-            let own = format!("`{name}`");
-            if label != own {
-                self.inner.message = self.inner.message.replacen(&own, label, 1);
+    /// Names settings the way `label` says (a variable, a DSN part, a map key) instead of as
+    /// `` `name` ``: every backticked name in the message that `label` knows is replaced, in
+    /// one pass (a label may itself contain backticks).
+    pub(crate) fn name_settings(mut self, label: impl Fn(&str) -> Option<String>) -> Self {
+        if self.inner.setting.is_none() {
+            return self;
+        }
+        let mut out = String::with_capacity(self.inner.message.len());
+        let mut parts = self.inner.message.split('`');
+        if let Some(first) = parts.next() {
+            out.push_str(first);
+        }
+        let rest: Vec<&str> = parts.collect();
+        let mut i = 0;
+        while i < rest.len() {
+            // rest[i] is inside backticks when a closing one follows.
+            if i + 1 < rest.len() {
+                match label(rest[i]) {
+                    Some(l) => out.push_str(&l),
+                    None => {
+                        out.push('`');
+                        out.push_str(rest[i]);
+                        out.push('`');
+                    }
+                }
+                out.push_str(rest[i + 1]);
+                i += 2;
+            } else {
+                out.push('`');
+                out.push_str(rest[i]);
+                i += 1;
             }
         }
+        self.inner.message = out;
         self
     }
 

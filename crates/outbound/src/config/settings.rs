@@ -190,23 +190,23 @@ impl Settings {
     /// `err` with the setting it is about (a transport's own name, see
     /// [`Error::setting`]) named as these settings name it.
     pub(crate) fn explain(&self, err: Error) -> Error {
-        let Some(field) = err.setting() else {
+        if err.setting().is_none() {
             return err;
-        };
+        }
         let Some(kind) = super::registry::find_scheme(self.kind) else {
             return err;
         };
-        let key = kind
-            .fields
-            .iter()
-            .find(|(f, _)| *f == field)
-            .map_or(field, |(_, k)| *k);
-        if kind.keys.iter().any(|k| k.name == key) {
-            let label = self.name_of(key);
-            err.name_setting(&label)
-        } else {
-            err
-        }
+        err.name_settings(|name| {
+            let key = kind
+                .fields
+                .iter()
+                .find(|(f, _)| *f == name)
+                .map_or(name, |(_, k)| *k);
+            kind.keys
+                .iter()
+                .any(|k| k.name == key)
+                .then(|| self.name_of(key))
+        })
     }
 
     /// The value of `key` as text.

@@ -13,7 +13,7 @@ use crate::Error;
 pub(crate) struct KeySpec {
     /// The provider's name, e.g. `Resend`.
     pub provider: &'static str,
-    /// The key in errors, e.g. `the Resend API key (RESEND_API_KEY)`.
+    /// The key in errors, e.g. ``the Resend API key (`api_key`)``.
     pub key_name: &'static str,
     /// The prefix real keys have (`re_`, `SG.`); another key only gets a warning.
     pub key_prefix: &'static str,
@@ -63,7 +63,8 @@ impl<T> ApiKeyBuilder<T> {
         let base_url = super::parse_base_url(
             self.base_url.as_deref().unwrap_or(spec.default_url),
             spec.url_setting,
-        )?;
+        )
+        .map_err(|e| e.for_setting("base_url"))?;
         if !self.api_key.expose_secret().starts_with(spec.key_prefix) {
             tracing::warn!(
                 "the {} API key does not start with `{}`; {} keys usually do",

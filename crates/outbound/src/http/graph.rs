@@ -34,9 +34,9 @@ const MAX_RECIPIENTS: usize = 500;
 
 const PROVIDER: Provider = Provider {
     name: "Microsoft Graph",
-    credentials_hint: "MICROSOFT_OAUTH2_CLIENT_ID, MICROSOFT_OAUTH2_CLIENT_SECRET, \
-                       MICROSOFT_OAUTH2_TENANT_ID and the app's Mail.Send permission",
-    url_hint: "MICROSOFT_GRAPH_API_URL",
+    credentials_hint: "`client_id`, `client_secret`, `tenant_id` and the app's Mail.Send \
+                       permission",
+    url_hint: "`base_url`",
 };
 
 /// Sends through Microsoft Graph `sendMail` as one mailbox, with an app-only token from a
@@ -56,7 +56,7 @@ const PROVIDER: Provider = Provider {
 /// is invalidated in the cache and the request retried once with a new one.
 ///
 /// ```
-/// use outbound::http::GraphTransport;
+/// use outbound::graph::GraphTransport;
 /// use outbound::oauth::{StaticToken, TokenCache};
 /// use secrecy::SecretString;
 /// let tokens = TokenCache::new(StaticToken::new(SecretString::from("token")));
@@ -122,8 +122,9 @@ impl GraphBuilder {
             self.base_url
                 .as_deref()
                 .unwrap_or(GraphTransport::DEFAULT_URL),
-            "MICROSOFT_GRAPH_API_URL",
-        )?;
+            "`base_url`",
+        )
+        .map_err(|e| e.for_setting("base_url"))?;
         Ok(GraphTransport {
             http: HttpClient::new(self.options)?,
             tokens: self.tokens,
@@ -254,20 +255,6 @@ impl GraphTransport {
 
     /// The request `send` would make for `message`: its content type (`application/json` or
     /// `text/plain` for the MIME form) and body. Nothing is sent.
-    ///
-    /// ```
-    /// use outbound::{Message, http::GraphTransport};
-    /// use outbound::oauth::{StaticToken, TokenCache};
-    /// use secrecy::SecretString;
-    /// let graph = GraphTransport::builder("mailer@contoso.com".parse()?,
-    ///     TokenCache::new(StaticToken::new(SecretString::from("t")))).build()?;
-    /// let simple = Message::builder().to("a@example.com").subject("Hi").html("<p>Hi</p>").build()?;
-    /// assert_eq!(graph.request_body(&simple)?.0, "application/json");
-    /// let both = Message::builder().to("a@example.com").subject("Hi")
-    ///     .text("Hi").html("<p>Hi</p>").build()?;
-    /// assert_eq!(graph.request_body(&both)?.0, "text/plain");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
     pub(crate) fn request_body(
         &self,
         prepared: &PreparedMessage,
@@ -497,14 +484,14 @@ impl GraphTransport {
                 Some(ErrorKind::Config),
                 Some(format!(
                     "the mailbox {mailbox} cannot send through Graph (no Exchange Online \
-                     mailbox, or REST is disabled for it): check MAIL_DEFAULT_SEND_FROM"
+                     mailbox, or REST is disabled for it): check `mailbox`"
                 )),
             ),
             (404, _) => (
                 Some(ErrorKind::Config),
                 Some(format!(
                     "Microsoft Graph does not know the mailbox {mailbox} (HTTP 404): check \
-                     MAIL_DEFAULT_SEND_FROM, the tenant, and MICROSOFT_GRAPH_API_URL"
+                     `mailbox`, the tenant (`tenant_id`), and `base_url`"
                 )),
             ),
             (403, "ErrorSendAsDenied") => (
@@ -519,7 +506,7 @@ impl GraphTransport {
                 Some(format!(
                     "Microsoft Graph refused the app's token or permission (HTTP {}): the app \
                      needs the Mail.Send application permission with admin consent; check \
-                     MICROSOFT_OAUTH2_CLIENT_ID, _CLIENT_SECRET and _TENANT_ID",
+                     `client_id`, `client_secret` and `tenant_id`",
                     response.status
                 )),
             ),
@@ -634,5 +621,41 @@ impl Transport for GraphTransport {
             self.base_url.as_str().trim_end_matches('/'),
             self.mailbox.email()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::oauth::StaticToken;
+
+    /// Was the doc test of the public `request_body`.
+    #[test]
+    fn json_form_unless_both_bodies() -> Result<(), Error> {
+        let graph = GraphTransport::builder(
+            "mailer@contoso.com".parse()?,
+            TokenCache::new(StaticToken::new(SecretString::from("t"))),
+        )
+        .build()?;
+        let simple = Message::builder()
+            .to("a@example.com")
+            .subject("Hi")
+            .html("<p>Hi</p>")
+            .build()?;
+        assert_eq!(
+            graph.request_body(&graph.prepare(&simple)?)?.0,
+            "application/json"
+        );
+        let both = Message::builder()
+            .to("a@example.com")
+            .subject("Hi")
+            .text("Hi")
+            .html("<p>Hi</p>")
+            .build()?;
+        assert_eq!(graph.request_body(&graph.prepare(&both)?)?.0, "text/plain");
+        Ok(())
     }
 }

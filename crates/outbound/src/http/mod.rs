@@ -58,9 +58,10 @@ pub(crate) use crate::net::{
 pub(crate) struct Provider {
     /// For humans: `Resend`, `SendGrid`, `Microsoft Graph`.
     pub name: &'static str,
-    /// Where the credentials come from, e.g. `RESEND_API_KEY`.
+    /// The builder settings that hold the credentials, e.g. `` `api_key` `` (configuration
+    /// names their sources instead).
     pub credentials_hint: &'static str,
-    /// Where the base URL comes from, e.g. `RESEND_API_URL`.
+    /// The builder setting of the base URL, `` `base_url` ``.
     pub url_hint: &'static str,
 }
 
@@ -152,6 +153,12 @@ pub(crate) fn status_error(
     if let Some(text) = text.filter(|t| !t.is_empty()) {
         err = err.with_server_text(text);
     }
+    match kind {
+        // These name the settings to check; configuration names their sources.
+        ErrorKind::Config => err = err.for_setting("base_url"),
+        ErrorKind::Auth => err = err.for_setting("api_key"),
+        _ => {}
+    }
     if let Some(wait) = wait {
         if kind.is_retryable() {
             err = err.with_retry_after(wait);
@@ -182,13 +189,14 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 pub(crate) fn check_header_secret(secret: &SecretString, origin: &str) -> Result<(), Error> {
     let s = secret.expose_secret();
     if s.trim().is_empty() {
-        return Err(Error::config(format!("{origin} is empty")));
+        return Err(Error::config(format!("{origin} is empty")).for_setting("api_key"));
     }
     if !s.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Error::config(format!(
             "{origin} contains spaces, line breaks or non-ASCII characters; an API key is one \
              word of printable ASCII (check for a stray newline or quotes)"
-        )));
+        ))
+        .for_setting("api_key"));
     }
     Ok(())
 }

@@ -30,8 +30,8 @@ const MAX_TAG_LEN: usize = 256;
 
 const PROVIDER: Provider = Provider {
     name: "Resend",
-    credentials_hint: "RESEND_API_KEY",
-    url_hint: "RESEND_API_URL",
+    credentials_hint: "`api_key`",
+    url_hint: "`base_url`",
 };
 
 /// Sends through the [Resend](https://resend.com) API.
@@ -48,10 +48,9 @@ const PROVIDER: Provider = Provider {
 /// [`ErrorKind::Timeout`] (retryable) here, not `Ambiguous`.
 ///
 /// ```
-/// use outbound::http::ResendTransport;
+/// use outbound::resend::ResendTransport;
 /// let resend = ResendTransport::builder("re_123456789")
 ///     .base_url("http://127.0.0.1:8025")
-///     .default_from("app@example.com".parse().ok())
 ///     .build()?;
 /// assert_eq!(resend.describe_url(), "http://127.0.0.1:8025/");
 /// assert!(!format!("{resend:?}").contains("re_123456789"));
@@ -66,10 +65,10 @@ pub type ResendBuilder = ApiKeyBuilder<ResendTransport>;
 
 const SPEC: KeySpec = KeySpec {
     provider: "Resend",
-    key_name: "the Resend API key (RESEND_API_KEY)",
+    key_name: "the Resend API key (`api_key`)",
     key_prefix: "re_",
     default_url: ResendTransport::DEFAULT_URL,
-    url_setting: "RESEND_API_URL",
+    url_setting: "`base_url`",
 };
 
 impl ResendBuilder {
@@ -146,7 +145,7 @@ impl ResendTransport {
     /// would send them (useful to inspect or log what goes out).
     ///
     /// ```
-    /// use outbound::{Message, http::ResendTransport};
+    /// use outbound::{Message, resend::ResendTransport};
     /// let resend = ResendTransport::builder("re_123").build()?;
     /// let msg = Message::builder().from("Ada <ada@example.com>").to("bob@example.com")
     ///     .subject("Hi").text("hello").build()?;

@@ -47,8 +47,8 @@ const FORBIDDEN_HEADERS: &[&str] = &[
 
 const PROVIDER: Provider = Provider {
     name: "SendGrid",
-    credentials_hint: "SENDGRID_API_KEY",
-    url_hint: "SENDGRID_API_URL",
+    credentials_hint: "`api_key`",
+    url_hint: "`base_url`",
 };
 
 /// Sends through the [SendGrid](https://sendgrid.com) v3 Mail Send API.
@@ -64,7 +64,7 @@ const PROVIDER: Provider = Provider {
 /// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, ...
 ///
 /// ```
-/// use outbound::http::SendGridTransport;
+/// use outbound::sendgrid::SendGridTransport;
 /// let sg = SendGridTransport::builder("SG.secret")
 ///     .base_url(SendGridTransport::EU_URL)
 ///     .build()?;
@@ -81,10 +81,10 @@ pub type SendGridBuilder = ApiKeyBuilder<SendGridTransport>;
 
 const SPEC: KeySpec = KeySpec {
     provider: "SendGrid",
-    key_name: "the SendGrid API key (SENDGRID_API_KEY)",
+    key_name: "the SendGrid API key (`api_key`)",
     key_prefix: "SG.",
     default_url: SendGridTransport::DEFAULT_URL,
-    url_setting: "SENDGRID_API_URL",
+    url_setting: "`base_url`",
 };
 
 impl SendGridBuilder {
@@ -178,18 +178,7 @@ impl SendGridTransport {
         ApiKeyBuilder::new(&SPEC, api_key.into())
     }
 
-    /// The request body for `message`, exactly as [`Transport::send`] would send it.
-    ///
-    /// ```
-    /// use outbound::{Message, http::SendGridTransport};
-    /// let sg = SendGridTransport::builder("SG.x").build()?;
-    /// let msg = Message::builder().from("a@example.com").to("b@example.com")
-    ///     .subject("Hi").html("<p>Hello</p>").build()?;
-    /// let json: serde_json::Value = serde_json::from_slice(&sg.request_body(&msg)?).unwrap();
-    /// assert_eq!(json["content"][0]["type"], "text/plain");
-    /// assert_eq!(json["content"][1]["type"], "text/html");
-    /// # Ok::<(), outbound::Error>(())
-    /// ```
+    /// The request body for `message`, exactly as [`Transport::send_prepared`] sends it.
     pub(crate) fn request_body(&self, prepared: &PreparedMessage) -> Result<Vec<u8>, Error> {
         let body = self.build_body(prepared)?;
         serde_json::to_vec(&body)
@@ -473,7 +462,7 @@ impl Transport for SendGridTransport {
                 Error::new(
                     ErrorKind::Config,
                     format!(
-                        "SendGrid's answer to GET {} has no `scopes` list: is SENDGRID_API_URL \
+                        "SendGrid's answer to GET {} has no `scopes` list: is `base_url` \
                          the SendGrid API?",
                         super::redact_url(&url)
                     ),
@@ -509,5 +498,29 @@ impl Transport for SendGridTransport {
             "sendgrid ({})",
             self.account.base_url.as_str().trim_end_matches('/')
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Message;
+
+    /// Was the doc test of the public `request_body`.
+    #[test]
+    fn content_is_text_then_html() -> Result<(), Error> {
+        let sg = SendGridTransport::builder("SG.x").build()?;
+        let msg = Message::builder()
+            .from("a@example.com")
+            .to("b@example.com")
+            .subject("Hi")
+            .html("<p>Hello</p>")
+            .build()?;
+        let json: serde_json::Value =
+            serde_json::from_slice(&sg.request_body(&sg.prepare(&msg)?)?).unwrap();
+        assert_eq!(json["content"][0]["type"], "text/plain");
+        assert_eq!(json["content"][1]["type"], "text/html");
+        Ok(())
     }
 }

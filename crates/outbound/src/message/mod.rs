@@ -4,7 +4,7 @@
 //! Validation is front-loaded on purpose: a message that was built can be handed to any
 //! transport, and the only errors left are the transport's own (a server's answer, the
 //! network). The one thing that may still be missing is the sender, because a transport's
-//! configured default (`MAIL_DEFAULT_SEND_FROM`) can supply it.
+//! configured default sender can supply it.
 
 mod address;
 mod attachment;

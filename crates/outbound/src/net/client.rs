@@ -30,7 +30,7 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use outbound::http::HttpOptions;
+/// use outbound::resend::HttpOptions;
 /// let o = HttpOptions::default().with_timeout(Duration::from_secs(10));
 /// assert_eq!(o.timeout(), Duration::from_secs(10));
 /// assert_eq!(o.connect_timeout(), Duration::from_secs(10));

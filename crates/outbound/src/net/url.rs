@@ -15,7 +15,7 @@ pub(crate) fn is_loopback(url: &url::Url) -> bool {
 
 /// Parses an endpoint URL that will carry secrets (API keys, client secrets, tokens):
 /// `https`, or plain `http` to loopback only (test servers); a host; no user info; no
-/// fragment. `what` names the setting in errors (e.g. `RESEND_API_URL`).
+/// fragment. `what` names the setting in errors (e.g. `` `base_url` ``).
 pub(crate) fn parse_endpoint_url(raw: &str, what: &str) -> Result<url::Url, Error> {
     let raw = raw.trim();
     let url = url::Url::parse(raw).map_err(|e| {
@@ -102,8 +102,8 @@ mod tests {
         ] {
             assert!(parse_endpoint_url(ok, "X").is_ok(), "{ok}");
         }
-        let err = parse_endpoint_url("http://api.resend.com", "RESEND_API_URL").unwrap_err();
-        assert!(err.to_string().contains("RESEND_API_URL"), "{err}");
+        let err = parse_endpoint_url("http://api.resend.com", "`base_url`").unwrap_err();
+        assert!(err.to_string().contains("`base_url`"), "{err}");
         assert!(err.to_string().contains("use https"), "{err}");
         for bad in ["ftp://x", "https://u:p@x", "not a url", "https://x/#f"] {
             assert!(parse_endpoint_url(bad, "X").is_err(), "{bad}");
@@ -116,8 +116,8 @@ mod tests {
         assert!(parse_base_url("http://127.0.0.1:8025", "X").is_ok());
         assert!(parse_base_url("http://[::1]:8025", "X").is_ok());
         assert!(parse_base_url("http://localhost:1", "X").is_ok());
-        let err = parse_base_url("http://api.resend.com", "RESEND_API_URL").unwrap_err();
-        assert!(err.to_string().contains("RESEND_API_URL"), "{err}");
+        let err = parse_base_url("http://api.resend.com", "`base_url`").unwrap_err();
+        assert!(err.to_string().contains("`base_url`"), "{err}");
         assert!(parse_base_url("ftp://x", "X").is_err());
         assert!(parse_base_url("https://u:p@x", "X").is_err());
         let base = parse_base_url("https://proxy.example/resend/", "X").unwrap();

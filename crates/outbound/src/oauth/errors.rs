@@ -145,6 +145,10 @@ pub(crate) fn from_response(
         status,
         provider_code,
     });
+    if kind == ErrorKind::Config {
+        // It may name `authority` or another setting; configuration names their sources.
+        err = err.for_setting("authority");
+    }
     if let Some(text) = server_text.filter(|t| !t.is_empty()) {
         err = err.with_server_text(text);
     }
@@ -356,7 +360,7 @@ fn classify_aadsts(code: u64, ctx: &Context) -> Option<(ErrorKind, String)> {
             format!(
                 "tenant `{tenant}` was not found (AADSTS{code}) at {url}: check the tenant id (a \
                  GUID or a domain such as contoso.onmicrosoft.com) and, for national clouds, the \
-                 authority host (MICROSOFT_OAUTH2_AUTHORITY)"
+                 authority host (`authority`)"
             ),
         ),
         70011 | 1002012 => (

@@ -2,7 +2,7 @@
 //!
 //! Servers check it: Postfix's `reject_non_fqdn_helo_hostname` or `reject_invalid_helo_hostname`
 //! refuse a bare word or an empty name, and some providers score it. So the rule is:
-//! 1. the configured name (`SMTP_LOCAL_HOSTNAME`) when one is set;
+//! 1. the configured name (the builder's `local_hostname`) when one is set;
 //! 2. else this host's name, when it is a fully qualified domain name (`web1.example.com`);
 //!    a single label such as `buildbox` or a container id is not, and strict servers refuse it;
 //! 3. else an address literal of the local end of the connection (`[192.0.2.7]`,

@@ -371,14 +371,14 @@ impl SmtpTransportBuilder {
         self
     }
 
-    /// The EHLO name (SMTP_LOCAL_HOSTNAME); empty means "choose" (see the `ehlo` rules: this
+    /// The EHLO name; empty means "choose" (see the `ehlo` rules: this
     /// host's FQDN, else an address literal).
     pub fn local_hostname(mut self, name: impl Into<String>) -> Self {
         self.local_hostname = Some(name.into());
         self
     }
 
-    /// The same time limit for every phase (SMTP_TIMEOUT).
+    /// The same time limit for every phase.
     pub fn timeout(mut self, limit: Duration) -> Self {
         self.timeouts = Timeouts::all(limit);
         self

@@ -251,7 +251,7 @@ pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implic
     let message = match &rustls_err {
         Some(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
             "the certificate of {host}:{port} is not trusted (unknown issuer); add its CA with \
-             SMTP_TLS_CA_FILE (ca_file), or fix the system trust store"
+             `ca_file`, or fix the system trust store"
         ),
         Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForName))
         | Some(rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
@@ -287,7 +287,18 @@ pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implic
     } else {
         ErrorKind::Tls
     };
-    Error::new(kind, message).with_source(err)
+    let names_ca_file = matches!(
+        rustls_err,
+        Some(rustls::Error::InvalidCertificate(
+            CertificateError::UnknownIssuer
+        ))
+    );
+    let out = Error::new(kind, message).with_source(err);
+    if names_ca_file {
+        out.for_setting("ca_file")
+    } else {
+        out
+    }
 }
 
 #[cfg(test)]
@@ -331,16 +342,16 @@ mod tests {
             server_name("smtp.example.com", "x").unwrap(),
             ServerName::DnsName(_)
         ));
-        assert!(server_name("bad host!", "SMTP_SERVER").is_err());
+        assert!(server_name("bad host!", "`host`").is_err());
     }
 
     #[test]
     fn ca_file_errors_name_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.pem");
-        let err = load_ca_file(&missing, "SMTP_TLS_CA_FILE").unwrap_err();
+        let err = load_ca_file(&missing, "`ca_file`").unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config);
-        assert!(err.to_string().contains("SMTP_TLS_CA_FILE"));
+        assert!(err.to_string().contains("`ca_file`"));
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "hello\n").unwrap();
         let err = load_ca_file(&empty, "ca_file").unwrap_err();

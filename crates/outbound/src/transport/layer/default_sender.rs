@@ -1,4 +1,4 @@
-//! [`DefaultSender`]: the sender for messages that have none (Dify's MAIL_DEFAULT_SEND_FROM).
+//! [`DefaultSender`]: the sender for messages that have none (Dify's default sender).
 
 use async_trait::async_trait;
 
