@@ -50,7 +50,8 @@ pub fn outbound_bin() -> PathBuf {
                 bin.display()
             )
         });
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR")); // crates/outbound-live-tests
+    let workspace = manifest_dir.ancestors().nth(2).unwrap_or(manifest_dir);
     for src in ["crates/outbound-cli/src", "crates/outbound/src"] {
         if let Some((newer, _)) = newest_rs(&workspace.join(src)).filter(|(_, t)| *t > built) {
             panic!(

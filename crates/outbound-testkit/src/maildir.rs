@@ -140,3 +140,26 @@ pub fn delivered_to(bytes: &[u8]) -> Vec<String> {
         .map(|v| v.trim().to_string())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf_becomes_lf_and_lone_cr_stays() {
+        assert_eq!(crlf_to_lf(b"a\r\nb\rc\n\r\n"), b"a\nb\rc\n\n");
+    }
+
+    #[test]
+    fn headers_are_found_case_insensitively_unfolded_and_only_in_the_header_section() {
+        let mail = b"Delivered-To: bob@example.test\nMessage-ID:\n <x@example.test>\n\
+                     Delivered-To: carol@example.test\n\nSubject: in the body\n";
+        let id = header_value(mail, "MESSAGE-ID").unwrap();
+        assert_eq!(id.trim(), "<x@example.test>");
+        assert_eq!(header_value(mail, "subject"), None);
+        assert_eq!(
+            delivered_to(mail),
+            ["bob@example.test", "carol@example.test"]
+        );
+    }
+}

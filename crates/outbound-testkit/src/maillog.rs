@@ -135,3 +135,46 @@ pub fn max_overlap(sessions: &[&SmtpdSession]) -> usize {
     }
     max as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_queue_ids_and_overlap_from_a_log_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maillog");
+        std::fs::write(
+            &path,
+            "Nov 21 14:00:00 localhost postfix/smtpd[1]: connect from old\n",
+        )
+        .unwrap();
+        let log = Maillog::start(path.clone());
+        let lines = [
+            "Nov 21 14:05:33 localhost postfix/smtpd[10]: connect from unknown[127.0.0.1]",
+            "Nov 21 14:05:33 localhost postfix/submission/smtpd[11]: connect from unknown[127.0.0.1]",
+            "Nov 21 14:05:33 localhost postfix/smtpd[10]: 4AbC12: client=unknown[127.0.0.1]",
+            "Nov 21 14:05:33 localhost postfix/cleanup[12]: 4AbC12: message-id=<m@example.test>",
+            "Nov 21 14:05:33 localhost postfix/smtpd[10]: disconnect from unknown[127.0.0.1] ehlo=1 mail=1 rcpt=2/3 data=1 quit=1 commands=6/7",
+            "Nov 21 14:05:34 localhost postfix/submission/smtpd[11]: warning: unknown[127.0.0.1]: SASL PLAIN authentication failed: (reason unavailable)",
+        ];
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(&(lines.join("\n") + "\n"));
+        std::fs::write(&path, text).unwrap();
+
+        let sessions = log.sessions();
+        assert_eq!(
+            sessions.len(),
+            2,
+            "the line before start() is not in the window"
+        );
+        assert_eq!(sessions[0].service, "postfix/smtpd");
+        assert_eq!(sessions[0].queue_ids, ["4AbC12"]);
+        assert!(sessions[0].disconnect_stats.contains("rcpt=2/3"));
+        assert_eq!(sessions[1].service, "postfix/submission/smtpd");
+        assert_eq!(sessions[1].disconnect_line, None);
+        assert_eq!(sessions[1].auth_failures, 1);
+        assert_eq!(log.message_ids()["4AbC12"], "<m@example.test>");
+        assert_eq!(max_overlap(&sessions.iter().collect::<Vec<_>>()), 2);
+    }
+}
