@@ -4,13 +4,11 @@
 //! wire from the server's side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use outbound::smtp::{Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::{ErrorKind, Message, Transport};
-use support::{FaultServer, TestEnv};
+use outbound_testkit::{FaultServer, TestEnv};
 
 fn message() -> Message {
     Message::builder()

@@ -4,8 +4,6 @@
 //! Nothing in this binary sends mail, so the Maildir must not change while it runs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use outbound::smtp::{Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::Transport;
-use support::{Maildir, Maillog, TestEnv};
+use outbound_testkit::{Maildir, Maillog, TestEnv};
 
 fn transport(env: &TestEnv, port: u16, mode: TlsMode, mech: Mechanism) -> SmtpTransport {
     SmtpTransport::builder(env.host())

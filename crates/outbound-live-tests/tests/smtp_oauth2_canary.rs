@@ -8,20 +8,17 @@
 //! buffer), while a real XOAUTH2 login to Postfix happens too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod oauth_helpers;
-mod support;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oauth_helpers::TokenServer;
 use outbound::config::Settings;
 use outbound::{ErrorKind, Message};
+use outbound_testkit::oauth::TokenServer;
+use outbound_testkit::{unique, Maildir, TestEnv};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use support::{unique, Maildir, TestEnv};
 
 const CLIENT_SECRET: &str = "canary-secret-smtp-5b2c";
 

@@ -1,10 +1,9 @@
-//! Shared by the `oauth_*` integration tests: starts a private instance of the real OAuth2
+//! For the OAuth2 tests (token endpoint, SMTP XOAUTH2/OAUTHBEARER, `outbound token`): starts a private instance of the real OAuth2
 //! token server (`testenv/oauth/token-server.js`, npm oauth2-mock-server behind a wrapper) on
 //! a free loopback port, and talks to its control endpoints (`/stats`, `/faults`, `/config`).
 //!
 //! Missing Node.js or npm packages make the test panic with the command that installs them:
 //! these tests never skip quietly.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,36 +12,19 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use crate::testenv::TestEnv;
+
+/// A private token server (`node testenv/oauth/token-server.js`), stopped when dropped.
 pub struct TokenServer {
     child: Child,
     _stdin: ChildStdin,
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
+    /// Its state directory (signing keys, `token-server.log`), removed when dropped.
     pub state: tempfile::TempDir,
     http: reqwest::Client,
     /// The public key this instance exported into Dovecot's key directory (removed on drop).
     exported_key: Option<PathBuf>,
-}
-
-/// The test environment's state directory (`OUTBOUND_TESTENV_DIR`, default
-/// `/tmp/outbound-testenv`) and the values of its `env` file.
-fn testenv_vars() -> (PathBuf, std::collections::HashMap<String, String>) {
-    let dir = std::env::var("OUTBOUND_TESTENV_DIR")
-        .ok()
-        .filter(|d| !d.trim().is_empty())
-        .unwrap_or_else(|| "/tmp/outbound-testenv".to_string());
-    let file = Path::new(&dir).join("env");
-    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
-        panic!(
-            "test servers not running: run testenv/smtp-servers.sh start ({} unreadable: {e})",
-            file.display()
-        )
-    });
-    let vars = text
-        .lines()
-        .filter_map(|l| l.trim().split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    (PathBuf::from(dir), vars)
 }
 
 fn testenv_dir() -> PathBuf {
@@ -76,15 +58,9 @@ impl TokenServer {
     /// binaries use the shared instance too), a short lifetime, a wrong email claim or a fault
     /// cannot leak into another test, and no test has to be serialized behind a lock.
     pub fn start_trusted(lifetime: u64) -> TokenServer {
-        let (dir, vars) = testenv_vars();
-        let issuer = vars.get("OUTBOUND_TEST_OAUTH_ISSUER").unwrap_or_else(|| {
-            panic!(
-                "test servers not running: run testenv/smtp-servers.sh start \
-                 (OUTBOUND_TEST_OAUTH_ISSUER missing from {}/env)",
-                dir.display()
-            )
-        });
-        let keys = dir.join("oauth/keys");
+        let env = TestEnv::load_file();
+        let issuer = env.get("OUTBOUND_TEST_OAUTH_ISSUER");
+        let keys = TestEnv::state_dir().join("oauth/keys");
         if !keys.join("default/RS256").is_dir() {
             panic!(
                 "test servers not running: run testenv/smtp-servers.sh start (no Dovecot key \
@@ -113,6 +89,8 @@ impl TokenServer {
         server
     }
 
+    /// Starts a token server issuing tokens that live `lifetime` seconds, with extra
+    /// `token-server.js` arguments (e.g. `--no-rotate-refresh-tokens`).
     pub fn start_with(lifetime: u64, extra: &[&str]) -> TokenServer {
         let dir = testenv_dir();
         match Command::new("node").arg("--version").output() {
@@ -187,6 +165,7 @@ impl TokenServer {
         format!("{}/token", self.url())
     }
 
+    /// The server's stderr log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.state.path().join("token-server.log")).unwrap_or_default()
     }
@@ -210,6 +189,7 @@ impl TokenServer {
         serde_json::from_str(&text).unwrap()
     }
 
+    /// `GET /stats`: what the server counted.
     pub async fn stats(&self) -> serde_json::Value {
         self.call(reqwest::Method::GET, "/stats", None).await
     }
@@ -219,6 +199,7 @@ impl TokenServer {
         self.stats().await["token_requests"].as_u64().unwrap()
     }
 
+    /// `POST /stats/reset`.
     pub async fn reset_stats(&self) {
         self.call(reqwest::Method::POST, "/stats/reset", None).await;
     }
@@ -229,6 +210,7 @@ impl TokenServer {
             .await;
     }
 
+    /// Removes the fault set by [`fault`](TokenServer::fault).
     pub async fn clear_faults(&self) {
         self.fault(serde_json::json!({"mode": "none"})).await;
     }
@@ -302,23 +284,28 @@ pub fn microsoft_error(error: &str, code: u64, description: &str) -> serde_json:
     })
 }
 
+/// The real `error_description` text of Microsoft Entra error AADSTS7000215.
 pub const AADSTS7000215: &str = "AADSTS7000215: Invalid client secret provided. Ensure the secret \
      being sent in the request is the client secret value, not the client secret ID, for a secret \
      added to app '11111111-2222-3333-4444-555555555555'.";
+/// The real `error_description` text of Microsoft Entra error AADSTS7000222.
 pub const AADSTS7000222: &str = "AADSTS7000222: The provided client secret keys for app \
      '11111111-2222-3333-4444-555555555555' are expired. Visit the Azure portal to create new keys \
      for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for \
      added security: https://aka.ms/certCreds.";
+/// The real `error_description` text of Microsoft Entra error AADSTS700016.
 pub const AADSTS700016: &str = "AADSTS700016: Application with identifier \
      '11111111-2222-3333-4444-555555555555' was not found in the directory 'Contoso'. This can \
      happen if the application has not been installed by the administrator of the tenant or \
      consented to by any user in the tenant. You may have sent your authentication request to the \
      wrong tenant.";
+/// The real `error_description` text of Microsoft Entra error AADSTS90002.
 pub const AADSTS90002: &str =
     "AADSTS90002: Tenant 'contoso-typo.onmicrosoft.com' not found. Check \
      to make sure you have the correct tenant ID and are signing into the correct cloud. Check \
      with your subscription administrator, this may happen if there are no active subscriptions \
      for the tenant.";
+/// The real `error_description` text of Microsoft Entra error AADSTS70011.
 pub const AADSTS70011: &str = "AADSTS70011: The provided request must include a 'scope' input \
      parameter. The provided value for the input parameter 'scope' is not valid. The scope \
      https://outlook.office365.com/SMTP.Send is not valid.";

@@ -9,17 +9,12 @@
 //! Without the servers these tests panic ("test servers not running: run
 //! testenv/smtp-servers.sh start"); they never skip.
 
-#[path = "../../outbound/tests/oauth_helpers/mod.rs"]
-mod oauth_helpers;
-#[path = "../../outbound/tests/support/mod.rs"]
-mod support;
-
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use oauth_helpers::{microsoft_error, TokenServer, AADSTS7000215, AADSTS90002};
+use outbound_testkit::oauth::{microsoft_error, TokenServer, AADSTS7000215, AADSTS90002};
+use outbound_testkit::{unique, Maildir, TestEnv};
 use serde_json::{json, Value};
-use support::{unique, Maildir, TestEnv};
 
 const CLIENT_SECRET: &str = "canary-secret-cli-4f9e1a";
 /// Every JWT the token server issues starts with this (`{"typ":"JWT"...`); the masked form
@@ -57,7 +52,7 @@ impl Run {
 
 /// `outbound` with a clean environment, in a temporary directory, with `vars` set.
 fn outbound(dir: &tempfile::TempDir, vars: &[(String, String)], args: &[&str]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outbound"));
+    let mut cmd = Command::new(outbound_live_tests::outbound_bin());
     cmd.current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());

@@ -6,14 +6,12 @@
 //! with what was sent; the mechanism used is read back from Postfix's own log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use outbound::smtp::{Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::{Attachment, ErrorKind, Message, Transport};
-use support::proxy::{Break, Proxy};
-use support::{crlf_to_lf, delivered_to, unique, Maildir, Maillog, TestEnv};
+use outbound_testkit::proxy::{Break, Proxy};
+use outbound_testkit::{crlf_to_lf, delivered_to, unique, Maildir, Maillog, TestEnv};
 
 fn builder(env: &TestEnv, port: u16, mode: TlsMode) -> outbound::smtp::SmtpTransportBuilder {
     SmtpTransport::builder(env.host())

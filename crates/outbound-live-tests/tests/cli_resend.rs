@@ -35,7 +35,7 @@ struct Run {
 
 fn outbound(key: &str, args: &[&str]) -> Run {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_outbound"))
+    let out = Command::new(outbound_live_tests::outbound_bin())
         .current_dir(dir.path())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -3,17 +3,15 @@
 //! instance per test on a free loopback port. Counts are taken on the server side.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod oauth_helpers;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oauth_helpers::*;
 use outbound::oauth::{
     ClientAuth, ClientCredentials, RefreshTokenGrant, TokenCache, TokenSource,
     MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE,
 };
 use outbound::{ErrorKind, ServerCode};
+use outbound_testkit::oauth::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 

@@ -5,14 +5,12 @@
 //! such as reqwest are captured too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod oauth_helpers;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oauth_helpers::*;
 use outbound::oauth::{ClientCredentials, RefreshTokenGrant, StaticToken, TokenCache, TokenSource};
+use outbound_testkit::oauth::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 

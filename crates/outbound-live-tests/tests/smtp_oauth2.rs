@@ -10,8 +10,6 @@
 //! that Postfix needs for long tokens.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,8 +18,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use outbound::smtp::{AccessTokenSource, Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::{Error, ErrorKind, Message, Transport};
+use outbound_testkit::{unique, Maildir, Maillog, TestEnv};
 use secrecy::{ExposeSecret, SecretString};
-use support::{unique, Maildir, Maillog, TestEnv};
 
 /// A fresh access token for `user` from the environment's token server.
 fn fetch_token(env: &TestEnv, user: &str) -> String {

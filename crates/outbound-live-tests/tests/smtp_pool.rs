@@ -14,15 +14,13 @@
 //!   average is well above 1 and the maximum at least 3. (Postfix does not log pipelining.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use outbound::smtp::{Credentials, SmtpTransport, TlsMode};
 use outbound::{Message, Transport};
-use support::{max_overlap, unique, Maildir, Maillog, TestEnv};
+use outbound_testkit::{max_overlap, unique, Maildir, Maillog, TestEnv};
 
 const MESSAGES: usize = 500;
 const CAP: usize = 3;

@@ -14,18 +14,15 @@
 //! testenv/smtp-servers.sh start"); they never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod oauth_helpers;
-mod support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oauth_helpers::TokenServer;
 use outbound::config::Settings;
 use outbound::{ErrorKind, Message, Transport};
+use outbound_testkit::oauth::TokenServer;
+use outbound_testkit::{unique, Maildir, Maillog, TestEnv};
 use serde_json::json;
-use support::{unique, Maildir, Maillog, TestEnv};
 
 const CLIENT_ID: &str = "outbound-smtp-test";
 const CLIENT_SECRET: &str = "canary-secret-lifecycle-7d1e";

@@ -1,6 +1,5 @@
 //! A TCP proxy in front of a real server that can break the connections it carries, to show
 //! what the client does with a pooled connection that died while idle.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,7 +24,9 @@ struct Ctl {
     notify: tokio::sync::Notify,
 }
 
+/// A running proxy; stops accepting when dropped.
 pub struct Proxy {
+    /// The port it listens on (127.0.0.1).
     pub port: u16,
     conns: Arc<Mutex<Vec<Arc<Ctl>>>>,
     accepted: Arc<AtomicUsize>,
