@@ -8,8 +8,8 @@
 //!
 //! The modules, one concern each:
 //! - [`tls`](TlsMode): the four TLS modes and certificate verification;
-//! - `connection`: one session as a state machine — the state at the moment of a failure
-//!   decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
+//! - `session`: one session by phase (opening, transaction) — the phase at the moment of a
+//!   failure decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
 //! - `auth`: SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER ([`Credentials`], [`AccessTokenSource`]);
 //! - `reply`: server replies to [`ErrorKind`]s;
 //! - `pool`: connection reuse under a hard cap on open connections;
@@ -42,10 +42,10 @@
 
 mod auth;
 pub(crate) mod config;
-mod connection;
 mod ehlo;
 mod pool;
 mod reply;
+mod session;
 mod tls;
 mod wire;
 
@@ -59,12 +59,12 @@ use async_trait::async_trait;
 use tokio_rustls::TlsConnector;
 
 pub use auth::{AccessTokenSource, Credentials, Mechanism};
-pub use connection::Timeouts;
+pub use session::Timeouts;
 pub use tls::TlsMode;
 pub use wire::WireStats;
 
-use connection::{ConnectParams, Session};
 use pool::{Pool, PoolOptions, Slot};
+use session::{ConnectParams, Session};
 use wire::Counters;
 
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
@@ -186,13 +186,15 @@ impl Transport for SmtpTransport {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (mut session, reused) = self.checkout(&slot).await?;
+            let (session, reused) = self.checkout(&slot).await?;
             let conn = session.id();
-            let result = session
+            let (session, result) = session
                 .transaction(&envelope, &data, body.len(), eight_bit)
                 .await;
-            let healthy = session.is_ready();
-            self.inner.pool.give_back(session, &slot).await;
+            let healthy = session.is_some();
+            if let Some(session) = session {
+                self.inner.pool.give_back(session, &slot).await;
+            }
             match result {
                 Ok(delivery) => {
                     let counters = &self.inner.counters;
@@ -248,7 +250,7 @@ impl Transport for SmtpTransport {
         let slot = self.inner.pool.slot().await?;
         // A new connection while idle ones exist would exceed the cap: close one first.
         self.inner.pool.retire_one_idle(&slot).await;
-        let mut session = self.open().await?;
+        let session = self.open().await?;
         tracing::debug!(conn = session.id(), "verified; closing");
         session.quit().await;
         drop(slot);
