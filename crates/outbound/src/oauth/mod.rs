@@ -44,6 +44,7 @@ mod cache;
 mod client_credentials;
 mod endpoint;
 mod errors;
+mod fresh_token;
 mod refresh;
 mod source;
 mod token;
@@ -55,6 +56,7 @@ pub use client_credentials::{
 };
 pub(crate) use endpoint::parse_url;
 pub use endpoint::{ClientAuth, DEFAULT_TIMEOUT};
+pub(crate) use fresh_token::{current_token, with_fresh_token, Attempt};
 pub use refresh::{
     RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL, MICROSOFT_SMTP_DELEGATED_SCOPE,
 };

@@ -27,8 +27,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::connection::{Capabilities, Session};
 use super::reply::{self, Stage};
+use super::session::{Capabilities, Connection};
 use super::wire::Command;
 use crate::oauth::{StaticToken, TokenCache, TokenSource as _};
 use crate::{Error, ErrorKind};
@@ -68,15 +68,6 @@ impl Mechanism {
     /// Whether the mechanism carries an OAuth2 token rather than a password.
     pub fn is_oauth2(self) -> bool {
         matches!(self, Mechanism::XOAuth2 | Mechanism::OAuthBearer)
-    }
-
-    fn bit(self) -> u64 {
-        match self {
-            Mechanism::Plain => smtp_proto::AUTH_PLAIN,
-            Mechanism::Login => smtp_proto::AUTH_LOGIN,
-            Mechanism::XOAuth2 => smtp_proto::AUTH_XOAUTH2,
-            Mechanism::OAuthBearer => smtp_proto::AUTH_OAUTHBEARER,
-        }
     }
 }
 
@@ -324,7 +315,7 @@ pub(crate) fn choose(
     forced: Option<Mechanism>,
     caps: &Capabilities,
 ) -> Result<Mechanism, Error> {
-    let offered = |m: Mechanism| caps.auth & m.bit() != 0;
+    let offered = |m: Mechanism| caps.offers(m);
     let offered_list = || {
         if caps.auth_names.is_empty() {
             "none".to_string()
@@ -403,8 +394,8 @@ pub(crate) fn choose(
 /// Why authentication failed.
 pub(crate) struct AuthFailure {
     pub error: Error,
-    /// The server rejected the OAuth2 token (a 5xx to AUTH, or a 334 JSON error): the token
-    /// source was told to invalidate it, and a fresh token may succeed.
+    /// The server rejected the OAuth2 token (a 5xx to AUTH, or a 334 JSON error): a fresh
+    /// token may succeed.
     pub token_rejected: bool,
 }
 
@@ -417,29 +408,30 @@ impl From<Error> for AuthFailure {
     }
 }
 
-/// Authenticates `session` once. OAuth2 credentials use `token` (the caller obtained it from
-/// the credentials' source before connecting). On a rejected token the source is told to
-/// invalidate it; retrying is the caller's decision (see `Session::login`).
+/// Authenticates on `conn` (whose EHLO offered `caps`) once. OAuth2 credentials use `token`
+/// (the caller obtained it from the credentials' source before connecting). Invalidating a
+/// rejected token and retrying are the caller's decisions (see `Opening::login`).
 pub(crate) async fn authenticate(
-    session: &mut Session,
+    conn: &mut Connection,
+    caps: &Capabilities,
     credentials: &Credentials,
     forced: Option<Mechanism>,
     host: &str,
     port: u16,
     token: Option<&SecretString>,
 ) -> Result<Mechanism, AuthFailure> {
-    let mechanism = choose(credentials, forced, session.capabilities())?;
+    let mechanism = choose(credentials, forced, caps)?;
     let username = credentials.username();
     let (responses, oauth) = match (credentials, mechanism) {
         (Credentials::Password { password, .. }, Mechanism::Plain) => {
-            (vec![plain_response(username, password)], None)
+            (vec![plain_response(username, password)], false)
         }
         (Credentials::Password { password, .. }, Mechanism::Login) => (
             vec![
                 encode_secret(username.as_bytes().to_vec()),
                 encode_secret(password.expose_secret().as_bytes().to_vec()),
             ],
-            None,
+            false,
         ),
         (Credentials::OAuth2 { token: source, .. }, m) => {
             let current = match token {
@@ -451,7 +443,7 @@ pub(crate) async fn authenticate(
             } else {
                 oauthbearer_response(username, host, port, &current)
             };
-            (vec![response], Some((source, current)))
+            (vec![response], true)
         }
         // `choose` never pairs password credentials with an OAuth2 mechanism.
         (Credentials::Password { .. }, m) => {
@@ -461,19 +453,15 @@ pub(crate) async fn authenticate(
         }
     };
     tracing::debug!(
-        conn = session.id(),
+        conn = conn.id(),
         mechanism = %mechanism,
         username,
         "authenticating"
     );
-    match exchange(session, mechanism, responses).await {
+    match exchange(conn, mechanism, responses).await {
         Ok(()) => Ok(mechanism),
         Err(err) => {
-            let mut token_rejected = false;
-            if let (Some((source, current)), ErrorKind::Auth) = (&oauth, err.kind()) {
-                source.invalidate(current);
-                token_rejected = true;
-            }
+            let token_rejected = oauth && err.kind() == ErrorKind::Auth;
             let who = format!("authentication as {username} with {mechanism} failed");
             Err(AuthFailure {
                 error: Error::in_context(&who, err),
@@ -485,7 +473,7 @@ pub(crate) async fn authenticate(
 
 /// Runs the RFC 4954 exchange: `AUTH`, then one response per 334 challenge.
 async fn exchange(
-    session: &mut Session,
+    conn: &mut Connection,
     mechanism: Mechanism,
     responses: Vec<SecretString>,
 ) -> Result<(), Error> {
@@ -498,30 +486,28 @@ async fn exchange(
     let mut waiting: Option<SecretString> = None;
     match initial {
         Some(ir) if fits_on_auth_line(mechanism, &ir) => {
-            session
-                .send(&[Command::Auth {
-                    mechanism,
-                    initial: Some(&ir),
-                }])
-                .await?;
+            conn.send(&[Command::Auth {
+                mechanism,
+                initial: Some(&ir),
+            }])
+            .await?;
         }
         other => {
             waiting = other;
-            session
-                .send(&[Command::Auth {
-                    mechanism,
-                    initial: None,
-                }])
-                .await?;
+            conn.send(&[Command::Auth {
+                mechanism,
+                initial: None,
+            }])
+            .await?;
         }
     }
     loop {
-        let reply = session.read_reply(Stage::Auth).await?;
+        let reply = conn.read_reply(Stage::Auth).await?;
         match reply.code {
             235 => return Ok(()),
             334 => {
                 if let Some(next) = waiting.take().or_else(|| queue.next()) {
-                    session.send(&[Command::SaslResponse(&next)]).await?;
+                    conn.send(&[Command::SaslResponse(&next)]).await?;
                     continue;
                 }
                 if mechanism.is_oauth2() {
@@ -531,14 +517,14 @@ async fn exchange(
                         .ok()
                         .and_then(|b| String::from_utf8(b).ok())
                         .unwrap_or_else(|| reply.challenge.clone());
-                    tracing::debug!(conn = session.id(), error = %json, "SASL error challenge");
+                    tracing::debug!(conn = conn.id(), error = %json, "SASL error challenge");
                     let dummy = SecretString::from(if mechanism == Mechanism::OAuthBearer {
                         "AQ==" // a single %x01
                     } else {
                         ""
                     });
-                    session.send(&[Command::SaslResponse(&dummy)]).await?;
-                    let last = session.read_reply(Stage::Auth).await?;
+                    conn.send(&[Command::SaslResponse(&dummy)]).await?;
+                    let last = conn.read_reply(Stage::Auth).await?;
                     let err = if last.is_positive() {
                         // A server that accepts after reporting an error is broken; refuse.
                         Error::new(ErrorKind::Auth, "the server reported an OAuth2 error")
@@ -552,8 +538,8 @@ async fn exchange(
                 }
                 // An unexpected challenge: cancel (RFC 4954 section 4), then read the 501.
                 let cancel = SecretString::from("*");
-                session.send(&[Command::SaslResponse(&cancel)]).await?;
-                let last = session.read_reply(Stage::Auth).await?;
+                conn.send(&[Command::SaslResponse(&cancel)]).await?;
+                let last = conn.read_reply(Stage::Auth).await?;
                 return Err(Error::new(
                     ErrorKind::Auth,
                     format!("the server sent an unexpected {mechanism} challenge; cancelled"),
@@ -576,6 +562,7 @@ async fn exchange(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smtp::session::mechanism_bit;
 
     fn decoded(s: &SecretString) -> Vec<u8> {
         B64.decode(s.expose_secret()).unwrap()
@@ -640,7 +627,7 @@ mod tests {
         };
         for n in names {
             let m: Mechanism = n.parse().unwrap();
-            c.auth |= m.bit();
+            c.auth |= mechanism_bit(m);
             c.auth_names.push(n.to_string());
         }
         c

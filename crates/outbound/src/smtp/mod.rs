@@ -8,14 +8,15 @@
 //!
 //! The modules, one concern each:
 //! - [`tls`](TlsMode): the four TLS modes and certificate verification;
-//! - `connection`: one session as a state machine — the state at the moment of a failure
-//!   decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
+//! - `session`: one session by phase (opening, transaction) — the phase at the moment of a
+//!   failure decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
 //! - `auth`: SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER ([`Credentials`], [`AccessTokenSource`]);
 //! - `reply`: server replies to [`ErrorKind`]s;
 //! - `pool`: connection reuse under a hard cap on open connections;
-//! - `ehlo`: the EHLO name; `wire`: command lines, dot-stuffing, [`WireStats`];
-//! - `config`: the `smtp` kind of the configuration registry (Dify's SMTP_* variables,
-//!   `smtp://` and `smtps://` DSNs).
+//! - `ehlo`: the EHLO name; `wire`: command lines, dot-stuffing, [`WireStats`].
+//!
+//! Configuration from environment variables and DSNs is not here: it lives in
+//! `config::smtp`, which drives [`SmtpTransportBuilder`].
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -41,10 +42,10 @@
 //! ```
 
 mod auth;
-mod connection;
 mod ehlo;
 mod pool;
 mod reply;
+mod session;
 mod tls;
 mod wire;
 
@@ -58,12 +59,12 @@ use async_trait::async_trait;
 use tokio_rustls::TlsConnector;
 
 pub use auth::{AccessTokenSource, Credentials, Mechanism};
-pub use connection::Timeouts;
+pub use session::Timeouts;
 pub use tls::TlsMode;
 pub use wire::WireStats;
 
-use connection::{ConnectParams, Session};
 use pool::{Pool, PoolOptions, Slot};
+use session::{ConnectParams, Session};
 use wire::Counters;
 
 use crate::message::PreparedMessage;
@@ -177,13 +178,15 @@ impl Transport for SmtpTransport {
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let (mut session, reused) = self.checkout(&slot).await?;
+            let (session, reused) = self.checkout(&slot).await?;
             let conn = session.id();
-            let result = session
+            let (session, result) = session
                 .transaction(envelope, &data, body.len(), eight_bit)
                 .await;
-            let healthy = session.is_ready();
-            self.inner.pool.give_back(session, &slot).await;
+            let healthy = session.is_some();
+            if let Some(session) = session {
+                self.inner.pool.give_back(session, &slot).await;
+            }
             match result {
                 Ok(delivery) => {
                     let counters = &self.inner.counters;
@@ -237,7 +240,7 @@ impl Transport for SmtpTransport {
         let slot = self.inner.pool.slot().await?;
         // A new connection while idle ones exist would exceed the cap: close one first.
         self.inner.pool.retire_one_idle(&slot).await;
-        let mut session = self.open().await?;
+        let session = self.open().await?;
         tracing::debug!(conn = session.id(), "verified; closing");
         session.quit().await;
         drop(slot);

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::connection::Session;
+use super::session::Session;
 use crate::{Error, ErrorKind};
 
 /// Pool limits.
@@ -126,19 +126,15 @@ impl Pool {
             let mut idle = self.idle();
             (!idle.is_empty()).then(|| idle.remove(0))
         };
-        if let Some(mut session) = oldest {
+        if let Some(session) = oldest {
             session.quit().await;
         }
     }
 
-    /// Gives a connection back after use: kept when it is ready and under its message cap,
-    /// closed politely when it reached the cap, dropped when it failed. Called while the slot
-    /// is still held.
-    pub(crate) async fn give_back(&self, mut session: Session, _slot: &Slot) {
-        if !session.is_ready() {
-            tracing::debug!(conn = session.id(), "discarding a connection that failed");
-            return;
-        }
+    /// Gives a connection back after use: kept while under its message cap, closed politely
+    /// when it reached the cap (a connection that failed never comes back: the transaction
+    /// drops it). Called while the slot is still held.
+    pub(crate) async fn give_back(&self, session: Session, _slot: &Slot) {
         if session.transactions >= self.opts.max_messages {
             tracing::debug!(
                 conn = session.id(),
@@ -155,7 +151,7 @@ impl Pool {
     /// if they fail or reach their cap; this is for shutdown.
     pub(crate) async fn close_idle(&self) {
         let sessions: Vec<Session> = std::mem::take(&mut *self.idle());
-        for mut s in sessions {
+        for s in sessions {
             s.quit().await;
         }
     }
@@ -196,7 +192,7 @@ impl Pool {
                     .position(|s| now.duration_since(s.last_used) >= self.opts.idle_timeout);
                 pos.map(|p| idle.remove(p))
             };
-            let Some(mut session) = expired else { return };
+            let Some(session) = expired else { return };
             tracing::debug!(conn = session.id(), "closing an idle connection");
             session.quit().await;
             drop(permit);

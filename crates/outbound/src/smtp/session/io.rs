@@ -1,0 +1,308 @@
+//! Framed reading and writing on one connection, each within its phase's time limit, and what
+//! a failure means in that phase.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::socket::Tuning;
+use super::{secs, ConnectParams};
+use crate::smtp::reply::{self, Reply, ReplyError, Stage};
+use crate::smtp::wire::{self, Command, Counters};
+use crate::{Error, ErrorKind};
+
+/// Any byte stream a session can run over (TCP, TLS over TCP, an in-memory pipe in tests).
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One SMTP connection: the stream, its buffers, and whether it is still usable.
+pub(crate) struct Connection {
+    io: Option<Box<dyn Io>>,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    pub(super) params: Arc<ConnectParams>,
+    counters: Arc<Counters>,
+    id: u64,
+    pub(super) local: Option<SocketAddr>,
+    pub(super) tuning: Tuning,
+    /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
+    broken: bool,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.counters.connection_closed();
+    }
+}
+
+/// A low-level failure, before it is given a meaning.
+enum Failure {
+    Io(std::io::Error),
+    Eof,
+    Timeout,
+    Reply(ReplyError),
+}
+
+impl Connection {
+    pub(super) fn new(
+        io: Box<dyn Io>,
+        local: Option<SocketAddr>,
+        tuning: Tuning,
+        params: Arc<ConnectParams>,
+        counters: Arc<Counters>,
+        id: u64,
+    ) -> Connection {
+        counters.connection_opened();
+        Connection {
+            io: Some(io),
+            rbuf: Vec::with_capacity(1024),
+            wbuf: Vec::with_capacity(1024),
+            params,
+            counters,
+            id,
+            local,
+            tuning,
+            broken: false,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(super) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The server refused to go on in a way that leaves the connection unusable (e.g. RSET
+    /// refused).
+    pub(super) fn mark_broken(&mut self) {
+        self.broken = true;
+    }
+
+    /// Whether bytes the server sent are waiting unread.
+    pub(super) fn has_buffered_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// The stream, to be wrapped in TLS.
+    pub(super) fn take_stream(&mut self) -> Result<Box<dyn Io>, Error> {
+        self.io
+            .take()
+            .ok_or_else(|| Error::new(ErrorKind::Network, "the connection is closed"))
+    }
+
+    pub(super) fn put_stream(&mut self, io: Box<dyn Io>) {
+        self.io = Some(io);
+    }
+
+    /// Writes `commands` in one network write (a pipelined group when there are several).
+    pub(crate) async fn send(&mut self, commands: &[Command<'_>]) -> Result<(), Error> {
+        self.wbuf.clear();
+        for c in commands {
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {}", c.log_line());
+            c.write_to(&mut self.wbuf);
+        }
+        let limit = self.params.timeouts.command;
+        let what = commands.first().map(|c| c.name()).unwrap_or("a command");
+        let buf = std::mem::take(&mut self.wbuf);
+        let result = self.write_all(&buf, limit).await;
+        self.wbuf = buf;
+        match result {
+            Ok(()) => {
+                self.counters.wrote_commands(commands.len() as u64);
+                Ok(())
+            }
+            Err(failure) => Err(self.failure(failure, &format!("sending {what}"), limit, false)),
+        }
+    }
+
+    /// Writes the dot-stuffed message: a failure here is still before the end of DATA.
+    pub(super) async fn write_message(&mut self, data: &[u8]) -> Result<(), Error> {
+        let limit = self.params.timeouts.data_end;
+        match self.write_all(data, limit).await {
+            Ok(()) => Ok(()),
+            Err(f) => Err(self.failure(f, "sending the message", limit, false)),
+        }
+    }
+
+    /// Writes the final `.`: from the moment it may have left, the outcome can be unknown.
+    pub(super) async fn write_end_of_data(&mut self) -> Result<(), Error> {
+        let limit = self.params.timeouts.data_end;
+        match self.write_all(wire::END_OF_DATA, limit).await {
+            Ok(()) => Ok(()),
+            Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
+        }
+    }
+
+    async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> Result<(), Failure> {
+        let io = self.io.as_mut().ok_or(Failure::Eof)?;
+        let write = async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        };
+        let result = match tokio::time::timeout(limit, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Failure::Io(e)),
+            Err(_) => Err(Failure::Timeout),
+        };
+        self.tuning.after_write();
+        result
+    }
+
+    /// Reads one reply, within the phase's time limit.
+    pub(crate) async fn read_reply(&mut self, stage: Stage) -> Result<Reply, Error> {
+        self.read_reply_raw(stage).await.map(|(r, _)| r)
+    }
+
+    /// Reads one reply and its raw bytes. A failure waiting for the reply to the final `.` is
+    /// [`ErrorKind::Ambiguous`].
+    pub(super) async fn read_reply_raw(&mut self, stage: Stage) -> Result<(Reply, Vec<u8>), Error> {
+        let limit = match stage {
+            Stage::Greeting => self.params.timeouts.greeting,
+            Stage::DataEnd => self.params.timeouts.data_end,
+            _ => self.params.timeouts.command,
+        };
+        let result = tokio::time::timeout(limit, self.read_frame()).await;
+        let what = format!("waiting for the reply to {}", stage.what());
+        let after_end_of_data = stage == Stage::DataEnd;
+        match result {
+            Ok(Ok((reply, raw))) => {
+                tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {reply}");
+                if reply.code == 421 {
+                    // "Service not available, closing transmission channel".
+                    self.broken = true;
+                }
+                Ok((reply, raw))
+            }
+            Ok(Err(failure)) => Err(self.failure(failure, &what, limit, after_end_of_data)),
+            Err(_) => Err(self.failure(Failure::Timeout, &what, limit, after_end_of_data)),
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<(Reply, Vec<u8>), Failure> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(len) = reply::complete_reply_len(&self.rbuf).map_err(Failure::Reply)? {
+                let raw: Vec<u8> = self.rbuf.drain(..len).collect();
+                let reply = reply::parse_reply(&raw).map_err(Failure::Reply)?;
+                return Ok((reply, raw));
+            }
+            let io = self.io.as_mut().ok_or(Failure::Eof)?;
+            let n = io.read(&mut chunk).await.map_err(Failure::Io)?;
+            if n == 0 {
+                return Err(Failure::Eof);
+            }
+            self.rbuf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Gives a low-level failure its meaning, and leaves the connection broken. After the end of
+    /// DATA was (or may have been) sent it is [`ErrorKind::Ambiguous`]: the server may have
+    /// queued the message.
+    fn failure(
+        &mut self,
+        failure: Failure,
+        what: &str,
+        limit: Duration,
+        after_end_of_data: bool,
+    ) -> Error {
+        self.broken = true;
+        let host = &self.params.host;
+        let (kind, message, source) = match failure {
+            Failure::Timeout => (
+                ErrorKind::Timeout,
+                format!("{host} did not answer within {} ({what})", secs(limit)),
+                None,
+            ),
+            Failure::Eof => (
+                ErrorKind::Network,
+                format!("{host} closed the connection ({what})"),
+                None,
+            ),
+            Failure::Io(e) => (
+                ErrorKind::Network,
+                format!("the connection to {host} failed ({what}): {e}"),
+                Some(e),
+            ),
+            Failure::Reply(e) => (ErrorKind::Permanent, format!("{e} ({what})"), None),
+        };
+        let mut err = if after_end_of_data {
+            Error::new(
+                ErrorKind::Ambiguous,
+                format!(
+                    "{message} after the end of DATA was sent: the message may have been \
+                     delivered; it was not retried"
+                ),
+            )
+        } else {
+            Error::new(kind, message)
+        };
+        if let Some(e) = source {
+            err = err.with_source(e);
+        }
+        err
+    }
+
+    /// Whether the connection is usable, nothing is buffered, and a non-blocking read finds
+    /// neither data nor a close. Costs no round trip.
+    pub(super) fn probe_quiet(&mut self, what: &str) -> bool {
+        if self.broken || !self.rbuf.is_empty() {
+            return false;
+        }
+        let Some(io) = self.io.as_mut() else {
+            return false;
+        };
+        let mut buf = [0u8; 512];
+        let mut read_buf = ReadBuf::new(&mut buf);
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match Pin::new(io).poll_read(&mut cx, &mut read_buf) {
+            Poll::Pending => true,
+            Poll::Ready(Ok(())) => {
+                let got = read_buf.filled();
+                if got.is_empty() {
+                    tracing::debug!(conn = self.id, "{what} was closed by the server");
+                } else {
+                    tracing::debug!(
+                        conn = self.id,
+                        said = %String::from_utf8_lossy(got).trim(),
+                        "the server spoke unasked on the {what}; dropping it"
+                    );
+                }
+                self.broken = true;
+                false
+            }
+            Poll::Ready(Err(e)) => {
+                tracing::debug!(conn = self.id, error = %e, "{what} is broken");
+                self.broken = true;
+                false
+            }
+        }
+    }
+
+    /// Says goodbye: QUIT (unless the connection is broken), its reply, then waits briefly for
+    /// the server to close. Errors are ignored (the connection is over either way).
+    pub(super) async fn close(mut self) {
+        if !self.broken && self.io.is_some() && self.send(&[Command::Quit]).await.is_ok() {
+            let _ = self.read_reply(Stage::Quit).await;
+            // Wait (briefly) for the server to close its end, so a new connection opened
+            // right after this one never overlaps it on the server.
+            if let Some(io) = self.io.as_mut() {
+                let mut b = [0u8; 64];
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(500).min(self.params.timeouts.command),
+                    io.read(&mut b),
+                )
+                .await;
+            }
+        }
+        if let Some(mut io) = self.io.take() {
+            let _ = tokio::time::timeout(Duration::from_millis(200), io.shutdown()).await;
+        }
+    }
+}
