@@ -10,8 +10,9 @@
 
 use std::time::Duration;
 
-use outbound::http::ResendTransport;
+use outbound::resend::ResendTransport;
 use outbound::{Attachment, ErrorKind, Message, Transport};
+use outbound_cli::Sysexits;
 use serde_json::{json, Value};
 
 const KEY: &str = "re_outbound_test_key";

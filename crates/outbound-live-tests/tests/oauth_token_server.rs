@@ -11,6 +11,7 @@ use outbound::oauth::{
     MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE,
 };
 use outbound::{ErrorKind, ServerCode};
+use outbound_cli::Sysexits;
 use outbound_testkit::oauth::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use outbound::smtp::{Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::{ErrorKind, Message, Transport};
+use outbound_cli::Sysexits;
 use outbound_testkit::{FaultServer, TestEnv};
 
 fn message() -> Message {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use outbound::config::Settings;
 use outbound::{ErrorKind, Message, Transport};
+use outbound_cli::Sysexits;
 use outbound_testkit::oauth::TokenServer;
 use outbound_testkit::{unique, Maildir, Maillog, TestEnv};
 use serde_json::json;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use outbound::smtp::{Credentials, Mechanism, SmtpTransport, TlsMode};
 use outbound::{Attachment, ErrorKind, Message, Transport};
+use outbound_cli::Sysexits;
 use outbound_testkit::proxy::{Break, Proxy};
 use outbound_testkit::{crlf_to_lf, delivered_to, unique, Maildir, Maillog, TestEnv};
 

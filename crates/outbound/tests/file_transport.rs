@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use outbound::transport::FileTransport;
+use outbound::dev::FileTransport;
 use outbound::{ErrorKind, Message, Transport};
 
 #[tokio::test]

@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use base64::Engine;
 use outbound::config::Settings;
-use outbound::http::{GraphTransport, HttpOptions, MAX_GRAPH_REQUEST_BYTES};
+use outbound::graph::{GraphTransport, HttpOptions, MAX_GRAPH_REQUEST_BYTES};
 use outbound::oauth::{ClientCredentials, TokenCache};
 use outbound::{Attachment, ErrorKind, Message, Transport};
+use outbound_cli::Sysexits;
 use secrecy::SecretString;
 use serde_json::{json, Value};
 use wiremock::matchers::{header as header_is, method, path};
@@ -79,6 +80,28 @@ fn tokens(server: &MockServer) -> TokenCache {
 fn transport(server: &MockServer) -> GraphTransport {
     GraphTransport::builder(MAILBOX.parse().unwrap(), tokens(server))
         .base_url(server.uri())
+        .build()
+        .unwrap()
+}
+
+/// The same transport configured the way an operator does it, from Dify's variables, so
+/// errors name them.
+fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
+    let env: std::collections::HashMap<String, String> = [
+        ("MAIL_TYPE", "graph"),
+        ("MAIL_DEFAULT_SEND_FROM", MAILBOX),
+        ("MICROSOFT_OAUTH2_CLIENT_ID", CLIENT_ID),
+        ("MICROSOFT_OAUTH2_CLIENT_SECRET", SECRET),
+        ("MICROSOFT_OAUTH2_TENANT_ID", TENANT),
+        ("MICROSOFT_OAUTH2_AUTHORITY", &server.uri()),
+        ("MICROSOFT_GRAPH_API_URL", &server.uri()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Settings::from_env_source(&env)
+        .unwrap()
+        .unwrap()
         .build()
         .unwrap()
 }
@@ -568,7 +591,7 @@ async fn error_mapping() {
             .respond_with(template)
             .mount(&server)
             .await;
-        let err = transport(&server).send(&json_message()).await.unwrap_err();
+        let err = configured(&server).send(&json_message()).await.unwrap_err();
         let label = format!("{} {}", case.status, case.code);
         assert_eq!(err.kind(), case.kind, "{label}: {err}");
         assert_eq!(err.exit_code(), case.kind.exit_code(), "{label}");
@@ -640,7 +663,7 @@ async fn verify_gets_a_token_and_looks_the_mailbox_up() {
         .with_priority(3)
         .mount(&server)
         .await;
-    let graph = transport(&server);
+    let graph = configured(&server);
     graph.verify().await.unwrap();
     graph
         .verify()

@@ -17,18 +17,41 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use outbound::config::Settings;
-use outbound::http::{HttpOptions, ResendTransport, MAX_RESEND_TO};
-use outbound::{Attachment, ErrorKind, Message, Transport};
+use outbound::layer::DefaultSender;
+use outbound::resend::{HttpOptions, ResendTransport, MAX_RESEND_TO};
+use outbound::{Attachment, ErrorKind, Message, Transport, TransportExt};
+use outbound_cli::Sysexits;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "re_CANARY_resend_key_9f8e7d";
 
-fn transport(server: &MockServer) -> ResendTransport {
+/// The transport, with a default sender for messages without `from` (the layer
+/// configuration adds for MAIL_DEFAULT_SEND_FROM).
+fn transport(server: &MockServer) -> DefaultSender<ResendTransport> {
     ResendTransport::builder(KEY)
         .base_url(server.uri())
-        .default_from("Fallback <fallback@example.com>".parse().ok())
+        .build()
+        .unwrap()
+        .with_default_sender("Fallback <fallback@example.com>".parse().unwrap())
+}
+
+/// The same transport configured the way an operator does it, from Dify's variables, so
+/// errors name them.
+fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
+    let env: HashMap<String, String> = [
+        ("MAIL_TYPE", "resend"),
+        ("MAIL_DEFAULT_SEND_FROM", "Fallback <fallback@example.com>"),
+        ("RESEND_API_KEY", KEY),
+        ("RESEND_API_URL", &server.uri()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Settings::from_env_source(&env)
+        .unwrap()
+        .unwrap()
         .build()
         .unwrap()
 }
@@ -212,6 +235,7 @@ async fn idempotency_key_is_stable_per_message_and_differs_between_messages() {
         .collect();
     assert_eq!(keys[0], keys[1], "same Message, same key");
     assert_ne!(keys[0], keys[2], "another message, another key");
+    let resend = resend.get_ref();
     assert_eq!(resend.request_body(&a).unwrap().1, keys[0]);
 }
 
@@ -448,7 +472,7 @@ async fn error_mapping() {
             .respond_with(template)
             .mount(&server)
             .await;
-        let err = transport(&server).send(&full_message()).await.unwrap_err();
+        let err = configured(&server).send(&full_message()).await.unwrap_err();
         let label = format!("{} {:?}", case.status, case.code);
         assert_eq!(err.kind(), case.kind, "{label}: {err}");
         assert_eq!(err.exit_code(), case.kind.exit_code(), "{label}");

@@ -21,18 +21,41 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use outbound::config::Settings;
-use outbound::http::{HttpOptions, SendGridTransport, MAX_SENDGRID_RECIPIENTS};
-use outbound::{Attachment, ErrorKind, Message, Transport};
+use outbound::layer::DefaultSender;
+use outbound::sendgrid::{HttpOptions, SendGridTransport, MAX_SENDGRID_RECIPIENTS};
+use outbound::{Attachment, ErrorKind, Message, Transport, TransportExt};
+use outbound_cli::Sysexits;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 const KEY: &str = "SG.CANARY_sendgrid.key_0a1b2c";
 
-fn transport(server: &MockServer) -> SendGridTransport {
+/// The transport, with a default sender for messages without `from` (the layer
+/// configuration adds for MAIL_DEFAULT_SEND_FROM).
+fn transport(server: &MockServer) -> DefaultSender<SendGridTransport> {
     SendGridTransport::builder(KEY)
         .base_url(server.uri())
-        .default_from("Fallback <fallback@example.com>".parse().ok())
+        .build()
+        .unwrap()
+        .with_default_sender("Fallback <fallback@example.com>".parse().unwrap())
+}
+
+/// The same transport configured the way an operator does it, from Dify's variables, so
+/// errors name them.
+fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
+    let env: HashMap<String, String> = [
+        ("MAIL_TYPE", "sendgrid"),
+        ("MAIL_DEFAULT_SEND_FROM", "Fallback <fallback@example.com>"),
+        ("SENDGRID_API_KEY", KEY),
+        ("SENDGRID_API_URL", &server.uri()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Settings::from_env_source(&env)
+        .unwrap()
+        .unwrap()
         .build()
         .unwrap()
 }
@@ -414,7 +437,7 @@ async fn error_mapping() {
             .respond_with(template)
             .mount(&server)
             .await;
-        let err = transport(&server).send(&full_message()).await.unwrap_err();
+        let err = configured(&server).send(&full_message()).await.unwrap_err();
         let label = format!("{} {}", case.status, case.text);
         assert_eq!(err.kind(), case.kind, "{label}: {err}");
         assert_eq!(err.exit_code(), case.kind.exit_code(), "{label}");

@@ -2,8 +2,10 @@
 //! `ErrorKind::InvalidMessage`, and its text names the offending field.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use outbound::transport::MemoryTransport;
-use outbound::{Attachment, Error, ErrorKind, Message, MessageBuilder, MessageError, Transport};
+use outbound::dev::MemoryTransport;
+use outbound::{
+    Attachment, Error, ErrorKind, Message, MessageBuilder, MessageError, Transport, TransportExt,
+};
 
 fn base() -> MessageBuilder {
     Message::builder()
@@ -60,8 +62,15 @@ async fn no_sender_after_default_from() {
         .text("x")
         .build()
         .unwrap();
-    // ...but a transport without a default refuses it, naming the field and the variable.
-    let err = MemoryTransport::new().send(&msg).await.unwrap_err();
+    // ...but a transport without a default refuses it, naming the field and, for one
+    // configured from the environment, the variable.
+    let env = std::collections::HashMap::from([("MAIL_TYPE".to_string(), "memory".to_string())]);
+    let configured = outbound::config::Settings::from_env_source(&env)
+        .unwrap()
+        .unwrap()
+        .build()
+        .unwrap();
+    let err = configured.send(&msg).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidMessage);
     assert!(err.to_string().contains("`from`"), "{err}");
     assert!(err.to_string().contains("MAIL_DEFAULT_SEND_FROM"), "{err}");
@@ -69,7 +78,7 @@ async fn no_sender_after_default_from() {
     assert!(matches!(err, MessageError::NoSender));
     assert_eq!(err.field(), Some("from"));
     // With a default it goes.
-    let t = MemoryTransport::new().with_default_from(Some("d@example.com".parse().unwrap()));
+    let t = MemoryTransport::new().with_default_sender("d@example.com".parse().unwrap());
     assert!(t.send(&msg).await.is_ok());
 }
 

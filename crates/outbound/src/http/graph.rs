@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::{HttpClient, HttpOptions, Provider, ProviderError, Request, Response};
 use crate::message::PreparedMessage;
-use crate::oauth::TokenCache;
+use crate::oauth::{with_fresh_token, Attempt, TokenCache};
 use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// Graph refuses `sendMail` requests larger than 4 MB (larger attachments need an upload
@@ -436,24 +436,23 @@ impl GraphTransport {
         url
     }
 
-    /// Sends with a token; on 401 invalidates it and tries once more with a new one.
+    /// Sends with a token; on 401 invalidates it and tries once more with a new one
+    /// ([`with_fresh_token`], the helper SMTP's login uses too; not when the cache hands back
+    /// the same token).
     async fn call(&self, mut make: impl FnMut() -> Request) -> Result<Response, Error> {
-        let mut retried = false;
-        loop {
-            let token = self.tokens.get().await?;
-            let req = make().bearer(token.secret())?;
-            let response = self.http.send(&PROVIDER, req).await?;
-            if response.status == 401 && !retried {
-                let dropped = self.tokens.invalidate(&token);
-                tracing::info!(
-                    dropped,
-                    "Microsoft Graph rejected the access token (401); retrying once with a new one"
-                );
-                retried = true;
-                continue;
+        let first = self.tokens.get().await?.secret().clone();
+        with_fresh_token(&self.tokens, first, |token| {
+            let req = make().bearer(&token);
+            async move {
+                let response = self.http.send(&PROVIDER, req?).await?;
+                if response.status == 401 {
+                    tracing::info!("Microsoft Graph rejected the access token (401)");
+                    return Err(Attempt::Rejected(Ok(response)));
+                }
+                Ok(response)
             }
-            return Ok(response);
-        }
+        })
+        .await
     }
 
     fn error_for(&self, method: &Method, url: &url::Url, response: &Response) -> Error {

@@ -3,8 +3,8 @@
 //! envelope) is refused here, before anything is sent, so the session stays ready.
 
 use super::Capabilities;
-use crate::smtp::wire::{self, MailFrom};
 use crate::message::Envelope;
+use crate::smtp::wire::{self, MailFrom};
 use crate::{Error, ErrorKind};
 
 /// The MAIL FROM for `envelope` on a server with `caps` (`host` names it in errors). `size` is

@@ -8,10 +8,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 use super::opening::Opening;
 use super::*;
+use crate::message::Envelope;
 use crate::smtp::auth;
 use crate::smtp::reply;
 use crate::smtp::wire::{self, Counters};
-use crate::message::Envelope;
 use crate::{Error, ErrorKind};
 
 fn params(

@@ -5,9 +5,9 @@
 use std::time::Instant;
 
 use super::{preflight, Session};
+use crate::message::Envelope;
 use crate::smtp::reply::{self, Reply, Stage};
 use crate::smtp::wire::{Command, MailFrom};
-use crate::message::Envelope;
 use crate::{Error, ErrorKind, RejectedRecipient};
 
 /// What the server accepted.
