@@ -444,7 +444,28 @@ async fn a_stalled_endpoint_times_out_within_the_configured_timeout() {
 #[tokio::test]
 async fn microsoft_error_bodies_become_clear_auth_and_config_errors() {
     let server = TokenServer::start(3600);
-    let source = microsoft(&server);
+    // The same client credentials as `microsoft()`, configured as an operator does, from
+    // Dify's variables, so the errors name them.
+    let env: std::collections::HashMap<String, String> = [
+        ("MAIL_TYPE", "smtp"),
+        ("SMTP_SERVER", "smtp.office365.com"),
+        ("SMTP_USERNAME", "mailer@contoso.com"),
+        ("SMTP_AUTH_TYPE", "oauth2"),
+        ("SMTP_TENANT_ID", "contoso.onmicrosoft.com"),
+        ("SMTP_CLIENT_ID", "11111111-2222-3333-4444-555555555555"),
+        ("SMTP_CLIENT_SECRET", "s3cret-value"),
+        ("MICROSOFT_OAUTH2_AUTHORITY", &server.url()),
+        ("SMTP_TIMEOUT", "5"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let source = outbound::config::Settings::from_env_source(&env)
+        .unwrap()
+        .unwrap()
+        .token_cache()
+        .unwrap()
+        .unwrap();
     let cases: [(u16, &str, u64, &str, ErrorKind, &str); 5] = [
         (
             401,
@@ -492,7 +513,7 @@ async fn microsoft_error_bodies_become_clear_auth_and_config_errors() {
             .fault(json!({"mode": "error", "status": status,
                           "body": microsoft_error(error, code, description)}))
             .await;
-        let e = fetch_err(&source).await;
+        let e = source.get().await.unwrap_err();
         assert_eq!(e.kind(), kind, "{e}");
         assert!(e.message().contains(&format!("AADSTS{code}")), "{e}");
         assert!(e.message().contains(hint), "{e}");
@@ -520,7 +541,7 @@ async fn microsoft_error_bodies_become_clear_auth_and_config_errors() {
                       "error_description": "Client authentication failed."}),
         )
         .await;
-    let e = fetch_err(&source).await;
+    let e = source.get().await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Auth);
     assert_eq!(e.server_text(), Some("Client authentication failed."));
     assert_eq!(e.exit_code(), 77);

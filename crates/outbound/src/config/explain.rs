@@ -12,6 +12,7 @@ use async_trait::async_trait;
 
 use super::Settings;
 use crate::message::PreparedMessage;
+use crate::oauth::{AccessToken, CacheKey, TokenSource};
 use crate::{Error, Message, Receipt, Transport};
 
 /// A transport built from [`Settings`], explaining its errors in their terms.
@@ -59,5 +60,36 @@ impl Transport for Configured {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+/// A token source built from [`Settings`], explaining its errors in their terms (the same job
+/// as [`Configured`], for `outbound token` and every token a transport asks for).
+pub(crate) struct ConfiguredTokens<S> {
+    inner: S,
+    settings: Settings,
+}
+
+impl<S> ConfiguredTokens<S> {
+    pub(crate) fn new(inner: S, settings: &Settings) -> Self {
+        ConfiguredTokens {
+            inner,
+            settings: settings.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: TokenSource> TokenSource for ConfiguredTokens<S> {
+    async fn fetch(&self) -> Result<AccessToken, Error> {
+        self.inner.fetch().await.map_err(|e| self.settings.explain(e))
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+
+    fn cache_key(&self) -> CacheKey {
+        self.inner.cache_key()
     }
 }

@@ -118,7 +118,9 @@ fn graph_tokens(settings: &Settings, timeout: Duration) -> Result<TokenCache, Er
         timeout,
         &missing,
     )?;
-    Ok(TokenCache::shared(source))
+    Ok(TokenCache::shared(super::explain::ConfiguredTokens::new(
+        source, settings,
+    )))
 }
 
 /// The token cache a `graph` transport from these settings uses (for `outbound token`).

@@ -760,7 +760,9 @@ pub(crate) fn token_cache(settings: &Settings) -> Result<Option<TokenCache>, Err
     if !is_oauth2(settings)? {
         return Ok(None);
     }
-    Ok(Some(TokenCache::shared(token_source(settings)?)))
+    Ok(Some(TokenCache::shared(
+        super::explain::ConfiguredTokens::new(token_source(settings)?, settings),
+    )))
 }
 
 /// Settings that are set but will not be used.

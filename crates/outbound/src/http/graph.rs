@@ -409,7 +409,7 @@ impl GraphTransport {
             mime.extend_from_slice(list.join(",\r\n ").as_bytes());
             mime.extend_from_slice(b"\r\n");
         }
-        mime.extend_from_slice(&rendered);
+        mime.extend_from_slice(rendered);
         Ok(base64::engine::general_purpose::STANDARD
             .encode(&mime)
             .into_bytes())
