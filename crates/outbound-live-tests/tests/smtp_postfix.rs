@@ -267,7 +267,7 @@ async fn untrusted_certificate_is_a_tls_error_and_the_ca_file_fixes_it() {
         let insecure = SmtpTransport::builder(env.host())
             .port(port)
             .tls(mode)
-            .tls_verify(false)
+            .danger_accept_invalid_certs(true)
             .credentials(Credentials::password(env.user(), env.password()))
             .build()
             .unwrap();

@@ -82,7 +82,10 @@ impl<S> ConfiguredTokens<S> {
 #[async_trait]
 impl<S: TokenSource> TokenSource for ConfiguredTokens<S> {
     async fn fetch(&self) -> Result<AccessToken, Error> {
-        self.inner.fetch().await.map_err(|e| self.settings.explain(e))
+        self.inner
+            .fetch()
+            .await
+            .map_err(|e| self.settings.explain(e))
     }
 
     fn describe(&self) -> String {

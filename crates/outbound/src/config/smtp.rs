@@ -456,7 +456,7 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     }
 
     if let Some(verify) = settings.bool("tls_verify")? {
-        b = b.tls_verify(verify);
+        b = b.danger_accept_invalid_certs(!verify);
     }
     if let Some(path) = settings
         .str("ca_file")

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::smtp::AccessTokenSource;
+use super::AccessTokenSource;
 use crate::Error;
 
 /// How one attempt with a token failed.

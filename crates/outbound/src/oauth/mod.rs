@@ -42,6 +42,7 @@
 
 mod cache;
 mod client_credentials;
+mod current;
 mod endpoint;
 mod errors;
 mod fresh_token;
@@ -54,6 +55,7 @@ pub use client_credentials::{
     ClientCredentials, ClientCredentialsBuilder, MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE,
     MICROSOFT_SMTP_SCOPE,
 };
+pub use current::AccessTokenSource;
 pub(crate) use endpoint::parse_url;
 pub use endpoint::{ClientAuth, DEFAULT_TIMEOUT};
 pub(crate) use fresh_token::{current_token, with_fresh_token, Attempt};

@@ -343,10 +343,12 @@ impl SmtpTransportBuilder {
         self
     }
 
-    /// `false` accepts any certificate (logged as a warning when the transport is built).
-    /// Only for test servers: anyone on the path can then read the password.
-    pub fn tls_verify(mut self, verify: bool) -> Self {
-        self.tls_verify = verify;
+    /// `true` accepts any certificate, unverified (logged as a warning when the transport is
+    /// built). Dangerous: anyone on the network path can then impersonate the server and read
+    /// the password. Only for test servers; trust a private CA with [`ca_file`](Self::ca_file)
+    /// instead.
+    pub fn danger_accept_invalid_certs(mut self, accept: bool) -> Self {
+        self.tls_verify = !accept;
         self
     }
 
@@ -610,7 +612,7 @@ mod tests {
                 "alice@example.com",
                 "canary-password-731",
             ))
-            .tls_verify(false)
+            .danger_accept_invalid_certs(true)
             .build()
             .unwrap();
         let text = format!("{t:?} {}", t.describe());
