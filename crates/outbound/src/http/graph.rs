@@ -40,7 +40,7 @@ const PROVIDER: Provider = Provider {
 };
 
 /// Sends through Microsoft Graph `sendMail` as one mailbox, with an app-only token from a
-/// [`TokenCache`] (client credentials, scope [`GRAPH_SCOPE`]).
+/// [`TokenCache`] (client credentials, scope [`MICROSOFT_GRAPH_SCOPE`](crate::oauth::MICROSOFT_GRAPH_SCOPE)).
 ///
 /// The **JSON form** is used when it can say everything the message says: one body (HTML or
 /// text), recipients, reply-to, attachments (inline ones with `contentId`), at most

@@ -58,7 +58,7 @@ const PROVIDER: Provider = Provider {
 /// with display names; `subject`; `content` with `text/plain` before `text/html` (the text is
 /// derived from the HTML when only HTML is given); `attachments` with `disposition`
 /// `attachment` or `inline` + `content_id`; `headers`; the message's
-/// [tags](Message::tags) as `categories`; its [metadata](Message::metadata) as `custom_args`.
+/// [tags](crate::Message::tags) as `categories`; its [metadata](crate::Message::metadata) as `custom_args`.
 ///
 /// A message SendGrid would refuse for its limits is refused before sending, with the limit in
 /// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, ...

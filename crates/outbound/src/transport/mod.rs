@@ -25,8 +25,8 @@ pub use receipt::{Receipt, RejectedRecipient};
 /// [`Config`](crate::ErrorKind::Config) error otherwise, so there is no `is_configured()`.
 ///
 /// Sending happens in two steps. [`prepare`](Transport::prepare) decides the sender and
-/// computes the envelope, the Message-ID and the bytes once; [`send_prepared`]
-/// (Transport::send_prepared) sends that prepared form. [`send`](Transport::send) does both.
+/// computes the envelope, the Message-ID and the bytes once;
+/// [`send_prepared`](Transport::send_prepared) sends that prepared form. [`send`](Transport::send) does both.
 /// A layer that retries or fails over prepares once and hands the same [`PreparedMessage`] to
 /// every attempt and every transport, so they all send the same message.
 ///
