@@ -8,12 +8,16 @@
 //! error naming both. The kinds differ only in which spelling they name first (SMTP's own for
 //! `smtp`, Microsoft's for `graph`) and in how an error about a missing value is worded.
 
+#[cfg(feature = "oauth")]
 use std::time::Duration;
 
 use super::registry::Key;
 use super::Settings;
+#[cfg(feature = "oauth")]
 pub(crate) use crate::oauth::parse_url;
-use crate::oauth::{ClientCredentials, MICROSOFT_AUTHORITY};
+use crate::oauth::MICROSOFT_AUTHORITY;
+#[cfg(feature = "oauth")]
+use crate::oauth::ClientCredentials;
 use crate::Error;
 
 /// The Entra ID application (client) id, read from `env` (first name preferred in messages).
@@ -63,6 +67,7 @@ pub(crate) const AUTHORITY_KEY: Key = Key {
 };
 
 /// A trimmed, non-empty value of `key`, or the error `missing(key)` builds.
+#[cfg(feature = "oauth")]
 pub(crate) fn required(
     settings: &Settings,
     key: &'static str,
@@ -76,6 +81,7 @@ pub(crate) fn required(
 }
 
 /// The authority to use and where it came from.
+#[cfg(feature = "oauth")]
 pub(crate) fn authority(settings: &Settings) -> (String, String) {
     match settings.get("authority") {
         Some(s) => (s.value.expose().trim().to_string(), s.origin.to_string()),
@@ -87,6 +93,7 @@ pub(crate) fn authority(settings: &Settings) -> (String, String) {
 /// `client_id`, `client_secret`, `tenant_id` and `authority`, asking for `scope`, each request
 /// allowed `timeout`. A missing value is reported with `missing(key)`; an invalid tenant or
 /// authority names where the value came from.
+#[cfg(feature = "oauth")]
 pub(crate) fn microsoft_client_credentials(
     settings: &Settings,
     scope: &str,

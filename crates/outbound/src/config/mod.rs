@@ -9,14 +9,20 @@ mod dsn;
 mod env;
 mod explain;
 mod file;
+#[cfg(feature = "graph")]
 mod graph;
+#[cfg(any(feature = "resend", feature = "sendgrid", feature = "graph"))]
 mod http;
 mod memory;
+#[cfg(any(feature = "smtp", feature = "graph"))]
 mod microsoft;
 mod registry;
+#[cfg(feature = "resend")]
 mod resend;
+#[cfg(feature = "sendgrid")]
 mod sendgrid;
 mod settings;
+#[cfg(feature = "smtp")]
 mod smtp;
 
 use std::sync::Arc;

@@ -77,6 +77,7 @@ fn no_notes(_: &Settings) -> Vec<String> {
 
 /// Every kind this build supports.
 pub(crate) static KINDS: &[Kind] = &[
+    #[cfg(feature = "smtp")]
     Kind {
         name: "smtp",
         schemes: &["smtps"],
@@ -92,6 +93,7 @@ pub(crate) static KINDS: &[Kind] = &[
         tokens: super::smtp::token_cache,
         notes: super::smtp::notes,
     },
+    #[cfg(feature = "resend")]
     Kind {
         name: "resend",
         schemes: &["resend+api"],
@@ -103,6 +105,7 @@ pub(crate) static KINDS: &[Kind] = &[
         tokens: no_tokens,
         notes: no_notes,
     },
+    #[cfg(feature = "sendgrid")]
     Kind {
         name: "sendgrid",
         schemes: &["sendgrid+api"],
@@ -114,6 +117,7 @@ pub(crate) static KINDS: &[Kind] = &[
         tokens: no_tokens,
         notes: no_notes,
     },
+    #[cfg(feature = "graph")]
     Kind {
         name: "graph",
         schemes: &[],

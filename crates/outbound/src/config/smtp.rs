@@ -48,8 +48,10 @@ use secrecy::SecretString;
 
 use super::registry::{Key, DEFAULT_FROM};
 use super::{Settings, Value};
+#[cfg(feature = "oauth")]
+use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
 use crate::oauth::{
-    self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder, StaticToken, TokenCache,
+    StaticToken, TokenCache,
     TokenSource,
 };
 use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
@@ -615,15 +617,7 @@ fn what_it_is(settings: &Settings, key: &str, provider: Provider) -> String {
 ///
 /// Each token request may take SMTP_TIMEOUT (default 30 s).
 fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
-    let timeout = seconds(settings, "timeout", 3600.0)?.unwrap_or(oauth::DEFAULT_TIMEOUT);
-    let nonempty = |key: &str| {
-        settings
-            .str(key)
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let scope = nonempty("scope");
+    let scope = nonempty(settings, "scope");
     if let Some(token) = settings.secret("access_token") {
         let ignored = ignored_by_static_token(settings);
         if !ignored.is_empty() {
@@ -639,7 +633,40 @@ fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
         }
         return Ok(Box::new(source));
     }
+    requested_token_source(settings, scope)
+}
 
+/// A trimmed, non-empty value of `key`.
+fn nonempty(settings: &Settings, key: &str) -> Option<String> {
+    settings
+        .str(key)
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+/// Without the `oauth` feature there are no token requests: only static tokens.
+#[cfg(not(feature = "oauth"))]
+fn requested_token_source(
+    settings: &Settings,
+    _scope: Option<String>,
+) -> Result<Box<dyn TokenSource>, Error> {
+    Err(Error::config(format!(
+        "{} needs OAuth2 token requests, which this build of Outbound leaves out (cargo feature \
+         `oauth`); give a static token with {}, or build with the feature",
+        assignment(&settings.name_of("auth_type"), "oauth2"),
+        settings.name_of("access_token")
+    )))
+}
+
+/// A source that requests tokens: client credentials or a refresh token, per provider.
+#[cfg(feature = "oauth")]
+fn requested_token_source(
+    settings: &Settings,
+    scope: Option<String>,
+) -> Result<Box<dyn TokenSource>, Error> {
+    let timeout = seconds(settings, "timeout", 3600.0)?.unwrap_or(oauth::DEFAULT_TIMEOUT);
+    let nonempty = |key: &str| nonempty(settings, key);
     let provider = provider(settings)?;
     let context = oauth_context(settings, provider);
     let missing = |key: &'static str| {

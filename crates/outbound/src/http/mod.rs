@@ -35,9 +35,13 @@
 //! API keys and tokens are kept in [`SecretString`]s; they appear in no `Display`, `Debug`, log
 //! line or error (provider texts are scrubbed of them too).
 
+#[cfg(any(feature = "resend", feature = "sendgrid"))]
 mod api_key;
+#[cfg(feature = "graph")]
 pub(crate) mod graph;
+#[cfg(feature = "resend")]
 pub(crate) mod resend;
+#[cfg(feature = "sendgrid")]
 pub(crate) mod sendgrid;
 
 use std::fmt;

@@ -24,20 +24,36 @@
 //! What is specific to a provider (Resend, SendGrid and Graph error bodies, Microsoft's AADSTS
 //! codes) stays with that provider.
 
+// Everything but the trusted roots is the HTTP client's (feature `http-client`); SMTP needs
+// only the roots.
+#[cfg(feature = "http-client")]
 mod body;
+#[cfg(feature = "http-client")]
 mod classify;
+#[cfg(feature = "http-client")]
 mod client;
+#[cfg(feature = "http-client")]
 mod redact;
+#[cfg(feature = "http-client")]
 mod retry_after;
+#[cfg(feature = "http-client")]
 mod text;
 mod tls;
+#[cfg(feature = "http-client")]
 mod url;
 
+#[cfg(feature = "http-client")]
 pub(crate) use self::url::{endpoint, is_loopback, parse_base_url, parse_endpoint_url, redact_url};
+#[cfg(feature = "http-client")]
 pub(crate) use classify::kind_for_status;
+#[cfg(feature = "http-client")]
 pub use client::HttpOptions;
+#[cfg(feature = "http-client")]
 pub(crate) use client::{Client, Request, Response, Setup, MAX_RESPONSE_BYTES};
+#[cfg(feature = "http-client")]
 pub(crate) use redact::Redactor;
+#[cfg(feature = "http-client")]
 pub(crate) use retry_after::wait_from_headers;
+#[cfg(feature = "http-client")]
 pub(crate) use text::{body_snippet, MAX_SERVER_TEXT};
 pub(crate) use tls::{crypto_provider, system_roots};

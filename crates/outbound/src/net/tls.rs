@@ -35,6 +35,7 @@ pub(crate) fn system_roots() -> Arc<RootCertStore> {
         .clone()
 }
 
+#[cfg(feature = "http-client")]
 /// A TLS client configuration for HTTPS (reqwest) against the system roots, offering
 /// `alpn` protocols.
 pub(crate) fn https_config(alpn: &[&[u8]]) -> rustls::ClientConfig {

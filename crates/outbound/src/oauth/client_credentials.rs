@@ -12,16 +12,7 @@ use super::errors::{Context, Grant, Provider};
 use super::{AccessToken, CacheKey, TokenSource};
 use crate::Error;
 
-/// Microsoft's global authority (Entra ID). National clouds use their own, e.g.
-/// `https://login.microsoftonline.us` or `https://login.chinacloudapi.cn`.
-pub const MICROSOFT_AUTHORITY: &str = "https://login.microsoftonline.com";
-
-/// The scope for SMTP AUTH to Exchange Online with an app-only token (permission
-/// `SMTP.SendAsApp`).
-pub const MICROSOFT_SMTP_SCOPE: &str = "https://outlook.office365.com/.default";
-
-/// The scope for Microsoft Graph `sendMail` with an app-only token (permission `Mail.Send`).
-pub const MICROSOFT_GRAPH_SCOPE: &str = "https://graph.microsoft.com/.default";
+pub use super::scopes::{MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE};
 
 /// Where the token comes from: a Microsoft tenant under an authority, or a URL.
 #[derive(Debug, Clone)]

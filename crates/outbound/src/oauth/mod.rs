@@ -41,24 +41,33 @@
 //! ```
 
 mod cache;
+#[cfg(feature = "oauth")]
 mod client_credentials;
 mod current;
+#[cfg(feature = "oauth")]
 mod endpoint;
+#[cfg(feature = "oauth")]
 mod errors;
+#[cfg(any(feature = "smtp", feature = "graph"))]
 mod fresh_token;
+#[cfg(feature = "oauth")]
 mod refresh;
+mod scopes;
 mod source;
 mod token;
 
 pub use cache::{refresh_margin, TokenCache};
-pub use client_credentials::{
-    ClientCredentials, ClientCredentialsBuilder, MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE,
-    MICROSOFT_SMTP_SCOPE,
-};
+#[cfg(feature = "oauth")]
+pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
+pub use scopes::{MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE};
 pub use current::AccessTokenSource;
+#[cfg(feature = "oauth")]
 pub(crate) use endpoint::parse_url;
+#[cfg(feature = "oauth")]
 pub use endpoint::{ClientAuth, DEFAULT_TIMEOUT};
+#[cfg(any(feature = "smtp", feature = "graph"))]
 pub(crate) use fresh_token::{current_token, with_fresh_token, Attempt};
+#[cfg(feature = "oauth")]
 pub use refresh::{
     RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL, MICROSOFT_SMTP_DELEGATED_SCOPE,
 };
