@@ -7,6 +7,7 @@
 //! - [`maillog`]: Postfix's maillog, to count connections and sessions server-side.
 //! - [`fault_smtpd`]: `testenv/fault_smtpd.py`, the aiosmtpd fault-injection server.
 //! - [`proxy`]: an in-process TCP proxy that breaks the connections it carries.
+//! - [`configured()`]: a transport built from Dify's variables given as pairs.
 //! - [`oauth`]: a private instance of the OAuth2 token server `testenv/oauth/token-server.js`,
 //!   and Microsoft-shaped error bodies.
 //!
@@ -19,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![warn(missing_docs)]
 
+mod configured;
 pub mod fault_smtpd;
 pub mod maildir;
 pub mod maillog;
@@ -26,6 +28,7 @@ pub mod oauth;
 pub mod proxy;
 pub mod testenv;
 
+pub use configured::configured;
 pub use fault_smtpd::FaultServer;
 pub use maildir::{crlf_to_lf, delivered_to, header_value, Maildir};
 pub use maillog::{max_overlap, Maillog, SmtpdSession};

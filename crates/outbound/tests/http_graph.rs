@@ -87,7 +87,7 @@ fn transport(server: &MockServer) -> GraphTransport {
 /// The same transport configured the way an operator does it, from Dify's variables, so
 /// errors name them.
 fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
-    let env: std::collections::HashMap<String, String> = [
+    outbound_testkit::configured(&[
         ("MAIL_TYPE", "graph"),
         ("MAIL_DEFAULT_SEND_FROM", MAILBOX),
         ("MICROSOFT_OAUTH2_CLIENT_ID", CLIENT_ID),
@@ -95,15 +95,7 @@ fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
         ("MICROSOFT_OAUTH2_TENANT_ID", TENANT),
         ("MICROSOFT_OAUTH2_AUTHORITY", &server.uri()),
         ("MICROSOFT_GRAPH_API_URL", &server.uri()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Settings::from_env_source(&env)
-        .unwrap()
-        .unwrap()
-        .build()
-        .unwrap()
+    ])
 }
 
 async fn accept_send(server: &MockServer) {

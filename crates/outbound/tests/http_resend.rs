@@ -40,20 +40,12 @@ fn transport(server: &MockServer) -> DefaultSender<ResendTransport> {
 /// The same transport configured the way an operator does it, from Dify's variables, so
 /// errors name them.
 fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
-    let env: HashMap<String, String> = [
+    outbound_testkit::configured(&[
         ("MAIL_TYPE", "resend"),
         ("MAIL_DEFAULT_SEND_FROM", "Fallback <fallback@example.com>"),
         ("RESEND_API_KEY", KEY),
         ("RESEND_API_URL", &server.uri()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Settings::from_env_source(&env)
-        .unwrap()
-        .unwrap()
-        .build()
-        .unwrap()
+    ])
 }
 
 /// A message that uses every field Resend accepts.

@@ -44,20 +44,12 @@ fn transport(server: &MockServer) -> DefaultSender<SendGridTransport> {
 /// The same transport configured the way an operator does it, from Dify's variables, so
 /// errors name them.
 fn configured(server: &MockServer) -> std::sync::Arc<dyn Transport> {
-    let env: HashMap<String, String> = [
+    outbound_testkit::configured(&[
         ("MAIL_TYPE", "sendgrid"),
         ("MAIL_DEFAULT_SEND_FROM", "Fallback <fallback@example.com>"),
         ("SENDGRID_API_KEY", KEY),
         ("SENDGRID_API_URL", &server.uri()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    Settings::from_env_source(&env)
-        .unwrap()
-        .unwrap()
-        .build()
-        .unwrap()
+    ])
 }
 
 /// A message that uses every field SendGrid accepts.

@@ -15,9 +15,9 @@ use super::registry::Key;
 use super::Settings;
 #[cfg(feature = "oauth")]
 pub(crate) use crate::oauth::parse_url;
-use crate::oauth::MICROSOFT_AUTHORITY;
 #[cfg(feature = "oauth")]
 use crate::oauth::ClientCredentials;
+use crate::oauth::MICROSOFT_AUTHORITY;
 use crate::Error;
 
 /// The Entra ID application (client) id, read from `env` (first name preferred in messages).

@@ -50,10 +50,7 @@ use super::registry::{Key, DEFAULT_FROM};
 use super::{Settings, Value};
 #[cfg(feature = "oauth")]
 use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
-use crate::oauth::{
-    StaticToken, TokenCache,
-    TokenSource,
-};
+use crate::oauth::{StaticToken, TokenCache, TokenSource};
 use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
 use crate::{Error, Transport};
 

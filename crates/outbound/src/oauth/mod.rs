@@ -59,7 +59,6 @@ mod token;
 pub use cache::{refresh_margin, TokenCache};
 #[cfg(feature = "oauth")]
 pub use client_credentials::{ClientCredentials, ClientCredentialsBuilder};
-pub use scopes::{MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE};
 pub use current::AccessTokenSource;
 #[cfg(feature = "oauth")]
 pub(crate) use endpoint::parse_url;
@@ -71,5 +70,6 @@ pub(crate) use fresh_token::{current_token, with_fresh_token, Attempt};
 pub use refresh::{
     RefreshTokenGrant, RefreshTokenGrantBuilder, GOOGLE_TOKEN_URL, MICROSOFT_SMTP_DELEGATED_SCOPE,
 };
+pub use scopes::{MICROSOFT_AUTHORITY, MICROSOFT_GRAPH_SCOPE, MICROSOFT_SMTP_SCOPE};
 pub use source::{CacheKey, StaticToken, TokenSource};
 pub use token::AccessToken;
