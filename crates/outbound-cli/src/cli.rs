@@ -114,6 +114,18 @@ pub enum Command {
     Types(TypesArgs),
 }
 
+/// Retries and rate for commands that send (over MAIL_RETRIES, MAIL_RATE and the DSN's).
+#[derive(Debug, Clone, Args)]
+pub struct LayerArgs {
+    /// Retries after the first attempt for failures that delivered nothing (default for
+    /// `send`: 2, within 60 s; 0 turns them off)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub retries: Option<u32>,
+    /// Rate cap, e.g. 10/s or 30/min (burst optional: 30/min,burst=5)
+    #[arg(long, value_name = "RATE")]
+    pub rate: Option<String>,
+}
+
 /// Where the configuration comes from (shared by the commands that use a transport).
 #[derive(Debug, Clone, Args)]
 pub struct DsnArg {
@@ -180,6 +192,8 @@ pub struct SendArgs {
     pub recipients_from_headers: bool,
     #[command(flatten)]
     pub dsn: DsnArg,
+    #[command(flatten)]
+    pub layers: LayerArgs,
     /// Print one JSON object on stdout instead of text
     #[arg(long)]
     pub json: bool,

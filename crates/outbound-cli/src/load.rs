@@ -8,7 +8,7 @@
 //! MAIL_DEFAULT_SEND_FROM and MAIL_FILE_DIR.
 
 use outbound::config::{EnvSource, Origin, ProcessEnv, Settings};
-use outbound::{Error, Mailbox};
+use outbound::Error;
 
 /// Where the settings came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,12 +73,6 @@ impl Loaded {
         self.source != Source::Fallback
     }
 
-    /// The configured default sender, when there is a valid one.
-    pub fn default_from(&self) -> Option<Mailbox> {
-        let setting = self.settings.get("default_from")?;
-        Mailbox::parse_for(setting.value.expose(), "default_from").ok()
-    }
-
     /// Builds the transport.
     pub fn build(&self) -> Result<std::sync::Arc<dyn outbound::Transport>, Error> {
         self.settings.build()
@@ -90,9 +84,28 @@ impl Loaded {
         self.settings.token_cache()
     }
 
-    /// The settings' notes.
+    /// The settings' notes, and each member's for a group (`member 2: …`).
     pub fn notes(&self) -> Vec<String> {
-        self.settings.notes().to_vec()
+        fn collect(settings: &Settings, prefix: &str, out: &mut Vec<String>) {
+            for note in settings.notes() {
+                out.push(if prefix.is_empty() {
+                    note.clone()
+                } else {
+                    format!("member {prefix}: {note}")
+                });
+            }
+            for (i, m) in settings.members().iter().enumerate() {
+                let label = if prefix.is_empty() {
+                    (i + 1).to_string()
+                } else {
+                    format!("{prefix}.{}", i + 1)
+                };
+                collect(m, &label, out);
+            }
+        }
+        let mut out = Vec::new();
+        collect(&self.settings, "", &mut out);
+        out
     }
 
     /// Where the transport kind came from, for humans.
@@ -125,6 +138,30 @@ pub fn load(dsn: Option<&str>) -> Result<Loaded, Error> {
     Ok(Loaded { source, settings })
 }
 
+/// Applies `--retries` and `--rate` over the configuration; without `--retries` and without
+/// a configured value, `default_retries` (with origin "default for `outbound send`").
+pub fn apply_layer_flags(
+    loaded: &mut Loaded,
+    flags: &crate::cli::LayerArgs,
+    default_retries: u32,
+) -> Result<(), Error> {
+    if let Some(n) = flags.retries {
+        loaded
+            .settings
+            .set_from_flag("retries", &n.to_string(), "--retries")?;
+    } else if loaded.settings.get("retries").is_none() {
+        loaded.settings.set_from_flag(
+            "retries",
+            &default_retries.to_string(),
+            "default for `outbound send`",
+        )?;
+    }
+    if let Some(rate) = &flags.rate {
+        loaded.settings.set_from_flag("rate", rate, "--rate")?;
+    }
+    Ok(())
+}
+
 /// A stable name of an origin's type for JSON output.
 pub fn origin_type(origin: &Origin) -> &'static str {
     match origin {
@@ -132,6 +169,7 @@ pub fn origin_type(origin: &Origin) -> &'static str {
         Origin::Dsn { .. } => "dsn",
         Origin::Map(_) => "map",
         Origin::Default => "default",
+        Origin::Flag(_) => "flag",
         _ => "other",
     }
 }

@@ -775,3 +775,197 @@ fn smtp_password_never_appears_in_any_output() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// layers: failover, retries, the chain in `config` and `check`
+
+/// A loopback port nothing listens on (connection refused at once).
+const DEAD_SMTP: &str = "smtp://127.0.0.1:1?tls=none";
+
+#[test]
+fn send_through_failover_with_a_dead_primary_delivers_once_and_exits_0() {
+    let sb = Sandbox::new();
+    let dsn = format!("failover({DEAD_SMTP} file://./outbox)");
+    let r = run(sb.cmd().args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Failover",
+        "--text",
+        "hi",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["status"], "sent");
+    assert_eq!(v["transport"], "file", "the secondary delivered: {v}");
+    assert_eq!(
+        v["attempts"], 2,
+        "one failed attempt on the primary, one on the file: {v}"
+    );
+    assert_eq!(sb.outbox().len(), 1, "exactly one copy");
+    let eml = std::fs::read(&sb.outbox()[0]).unwrap();
+    let mail = mailparse::parse_mail(&eml).unwrap();
+    assert_eq!(
+        header(&mail, "Message-ID").as_deref(),
+        v["message_id"].as_str(),
+        "the id reported is the one sent"
+    );
+}
+
+#[test]
+fn check_verifies_every_member_of_a_chain_and_says_which_work() {
+    let sb = Sandbox::new();
+    let dsn = format!("failover({DEAD_SMTP} file://./outbox)");
+    let r = run(sb.cmd().args(["check", "--dsn", &dsn]));
+    assert_eq!(r.code, 75, "a dead member is a failed check: {}", r.all());
+    assert!(
+        r.stderr.contains("member 1: FAILED smtp://127.0.0.1:1"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("member 2: OK file://./outbox"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("1 of 2 members work"), "{}", r.stderr);
+
+    let r = run(sb.cmd().args(["check", "--dsn", &dsn, "--json"]));
+    let v = r.json();
+    assert_eq!(v["members"][0]["status"], "failed", "{v}");
+    assert_eq!(v["members"][0]["error"]["kind"], "network", "{v}");
+    assert_eq!(v["members"][1]["status"], "ok", "{v}");
+}
+
+#[test]
+fn config_shows_the_chain_with_each_members_settings() {
+    let sb = Sandbox::new();
+    let dsn = format!("roundrobin({DEAD_SMTP} file://./outbox)?retries=3&rate=10/s");
+    let r = run(sb.cmd().args(["config", "--dsn", &dsn]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("transport: roundrobin (from --dsn scheme)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("retries"), "{}", r.stdout);
+    assert!(r.stdout.contains("--dsn query `rate`"), "{}", r.stdout);
+    assert!(r.stdout.contains("member 1: smtp"), "{}", r.stdout);
+    assert!(r.stdout.contains("--dsn member 1 host"), "{}", r.stdout);
+    assert!(r.stdout.contains("member 2: file"), "{}", r.stdout);
+
+    let r = run(sb.cmd().args(["config", "--dsn", &dsn, "--json"]));
+    let v = r.json();
+    assert_eq!(v["transport"], "roundrobin");
+    assert_eq!(v["members"][1]["transport"], "file", "{v}");
+    let retries = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "retries")
+        .unwrap();
+    assert_eq!(retries["value"], "3");
+}
+
+#[test]
+fn retries_and_rate_flags_are_validated() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+        "--dsn",
+        "file://./outbox",
+        "--rate",
+        "lots",
+    ]));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("--rate"), "{}", r.stderr);
+    assert!(r.stderr.contains("30/min"), "{}", r.stderr);
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+        "--retries",
+        "1000",
+    ]));
+    assert_eq!(r.code, 64, "{}", r.all());
+}
+
+#[test]
+fn send_to_resend_that_answers_429_then_200_sends_once_with_one_key() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "1")
+                    .set_body_string(r#"{"statusCode":429,"name":"rate_limit_exceeded","message":"Too many requests"}"#),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_123"}"#))
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        server
+    });
+    let sb = Sandbox::new();
+    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
+    let started = std::time::Instant::now();
+    let r = run(sb.cmd().args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Hi",
+        "--text",
+        "hello",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["provider_id"], "em_123", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    let requests = rt.block_on(server.received_requests()).unwrap();
+    assert_eq!(requests.len(), 2, "one refused with 429, one accepted");
+    let key = |i: usize| {
+        requests[i].headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(key(0), key(1), "the retry carries the same Idempotency-Key");
+    assert_eq!(requests[0].body, requests[1].body, "the same request body");
+}

@@ -14,6 +14,8 @@ struct Context {
     transport: Option<&'static str>,
     description: Option<String>,
     notes: Vec<String>,
+    /// For a group: each member's outcome.
+    members: Vec<serde_json::Value>,
 }
 
 pub async fn run(args: CheckArgs) -> u8 {
@@ -26,6 +28,7 @@ pub async fn run(args: CheckArgs) -> u8 {
                 "transport": ctx.transport,
                 "description": ctx.description,
                 "notes": ctx.notes,
+                "members": ctx.members,
             }));
             exit::OK
         }
@@ -42,6 +45,7 @@ pub async fn run(args: CheckArgs) -> u8 {
                 "transport": ctx.transport,
                 "description": ctx.description,
                 "notes": ctx.notes,
+                "members": ctx.members,
                 "error": output::error_object(&failure),
                 "exit_code": failure.code(),
             }));
@@ -79,6 +83,71 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
     ctx.transport = Some(transport.kind());
     ctx.description = Some(transport.describe());
     tracing::debug!(transport = %transport.describe(), "verifying");
-    transport.verify().await?;
-    Ok(())
+    if loaded.settings.group().is_none() {
+        let result = transport.verify().await;
+        transport.close().await;
+        return Ok(result?);
+    }
+    // A group: every member is checked on its own, so a dead secondary does not hide behind a
+    // working primary.
+    let mut first_failure = None;
+    let members = leaves(&loaded.settings, "");
+    let total = members.len();
+    for (label, member) in members {
+        let built = member.build();
+        let description = built.as_ref().map(|t| t.describe()).ok();
+        let result = match built {
+            Ok(t) => {
+                let r = t.verify().await;
+                t.close().await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        let shown = description.as_deref().unwrap_or(member.kind());
+        match &result {
+            Ok(()) => output::err(format_args!("member {label}: OK {shown}")),
+            Err(e) => output::err(format_args!("member {label}: FAILED {shown}: {e}")),
+        }
+        let failure = result.err().map(Failure::Error);
+        ctx.members.push(json!({
+            "member": label,
+            "description": description,
+            "status": if failure.is_some() { "failed" } else { "ok" },
+            "error": failure.as_ref().map(output::error_object),
+        }));
+        if first_failure.is_none() {
+            first_failure = failure;
+        }
+    }
+    match first_failure {
+        None => Ok(()),
+        Some(failure) => {
+            let failed = ctx
+                .members
+                .iter()
+                .filter(|m| m["status"] == "failed")
+                .count();
+            output::err(format_args!("{} of {total} members work", total - failed));
+            Err(failure)
+        }
+    }
+}
+
+/// The transports of a group, depth-first, with their labels (`2.1`: the first member of the
+/// second member).
+fn leaves<'a>(
+    settings: &'a outbound::config::Settings,
+    prefix: &str,
+) -> Vec<(String, &'a outbound::config::Settings)> {
+    let mut out = Vec::new();
+    for (i, m) in settings.members().iter().enumerate() {
+        let label = format!("{prefix}{}", i + 1);
+        if m.group().is_some() {
+            out.extend(leaves(m, &format!("{label}.")));
+        } else {
+            out.push((label, m));
+        }
+    }
+    out
 }

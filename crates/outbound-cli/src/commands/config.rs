@@ -1,7 +1,7 @@
 //! `outbound config`: the effective configuration, where each value came from, secrets
 //! redacted, problems listed. Exits 78 when the configuration is invalid.
 
-use outbound::config::{EnvSource, ProcessEnv, Setting};
+use outbound::config::{EnvSource, ProcessEnv, Setting, Settings};
 use serde_json::{json, Value};
 
 use crate::cli::ConfigArgs;
@@ -28,9 +28,8 @@ pub fn run(args: ConfigArgs) -> u8 {
     }
 }
 
-fn rows(loaded: &Loaded) -> Vec<Row> {
-    loaded
-        .settings
+fn rows_of(settings: &Settings) -> Vec<Row> {
+    settings
         .effective()
         .into_iter()
         .map(|(key, setting)| {
@@ -69,8 +68,55 @@ fn display_value(setting: &Setting, secret: bool) -> String {
     }
 }
 
+/// The members of a group, each with its rows, depth-first (`2.1` is the first member of the
+/// second member).
+fn members<'a>(settings: &'a Settings, prefix: &str) -> Vec<(String, &'a Settings)> {
+    let mut out = Vec::new();
+    for (i, m) in settings.members().iter().enumerate() {
+        let label = format!("{prefix}{}", i + 1);
+        out.push((label.clone(), m));
+        out.extend(members(m, &format!("{label}.")));
+    }
+    out
+}
+
+fn rows_json(rows: &[Row]) -> Vec<Value> {
+    rows.iter()
+        .map(|r| {
+            json!({
+                "key": r.key,
+                "value": r.value,
+                "secret": r.secret,
+                "origin": r.origin,
+                "origin_type": r.origin_type,
+                "env": r.env,
+                "help": r.help,
+            })
+        })
+        .collect()
+}
+
+fn print_rows(rows: &[Row], indent: &str) {
+    let key_width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
+    let value_width = rows
+        .iter()
+        .map(|r| r.value.as_deref().unwrap_or("-").chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(40);
+    for r in rows {
+        output::out(format_args!(
+            "{indent}  {:key_width$}  {:value_width$}  {}",
+            r.key,
+            r.value.as_deref().unwrap_or("-"),
+            r.origin
+        ));
+    }
+}
+
 fn show(loaded: &Loaded, json: bool) -> u8 {
-    let rows = rows(loaded);
+    let rows = rows_of(&loaded.settings);
+    let members = members(&loaded.settings, "");
     let notes = loaded.notes();
     let built = loaded.build();
     let (description, failure) = match built {
@@ -80,21 +126,20 @@ fn show(loaded: &Loaded, json: bool) -> u8 {
     let code = failure.as_ref().map_or(exit::OK, Failure::code);
 
     if json {
-        let settings: Vec<Value> = rows
+        let settings = rows_json(&rows);
+        let members: Vec<Value> = members
             .iter()
-            .map(|r| {
+            .map(|(label, m)| {
                 json!({
-                    "key": r.key,
-                    "value": r.value,
-                    "secret": r.secret,
-                    "origin": r.origin,
-                    "origin_type": r.origin_type,
-                    "env": r.env,
-                    "help": r.help,
+                    "member": label,
+                    "transport": m.kind(),
+                    "transport_origin": m.kind_origin().to_string(),
+                    "settings": rows_json(&rows_of(m)),
                 })
             })
             .collect();
         output::json(&json!({
+            "members": members,
             "configured": loaded.configured(),
             "source": loaded.source.as_str(),
             "transport": loaded.settings.kind(),
@@ -123,20 +168,14 @@ fn show(loaded: &Loaded, json: bool) -> u8 {
         ));
     }
     output::out("settings:");
-    let key_width = rows.iter().map(|r| r.key.len()).max().unwrap_or(0);
-    let value_width = rows
-        .iter()
-        .map(|r| r.value.as_deref().unwrap_or("-").chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(40);
-    for r in &rows {
+    print_rows(&rows, "");
+    for (label, m) in &members {
         output::out(format_args!(
-            "  {:key_width$}  {:value_width$}  {}",
-            r.key,
-            r.value.as_deref().unwrap_or("-"),
-            r.origin
+            "member {label}: {} (from {})",
+            m.kind(),
+            m.kind_origin()
         ));
+        print_rows(&rows_of(m), "  ");
     }
     if notes.is_empty() {
         output::out("problems: none");

@@ -21,6 +21,10 @@ struct Context {
     fallback: bool,
 }
 
+/// Retries `outbound send` makes when nothing configures them: a few, within the retry
+/// policy's 60 s.
+const SEND_DEFAULT_RETRIES: u32 = 2;
+
 pub async fn run(args: SendArgs) -> u8 {
     let json = args.json;
     let mut ctx = Context::default();
@@ -49,24 +53,32 @@ async fn send(args: &SendArgs, ctx: &mut Context) -> Result<Receipt, Failure> {
         .collect::<Result<Vec<_>, _>>()?;
     check_usage(args)?;
 
-    let loaded = load::load(args.dsn.dsn.as_deref())?;
+    let mut loaded = load::load(args.dsn.dsn.as_deref())?;
     for note in loaded.notes() {
         output::err(format_args!("note: {note}"));
     }
     ctx.fallback = !loaded.configured();
+    if loaded.configured() {
+        load::apply_layer_flags(&mut loaded, &args.layers, SEND_DEFAULT_RETRIES)?;
+    }
     let transport = loaded.build()?;
     ctx.transport = Some(transport.kind());
     ctx.description = Some(transport.describe());
 
     let message = build_message(args, headers, inline)?;
-    ctx.message_id = message.message_id(loaded.default_from().as_ref()).ok();
+    // Prepared once: the id reported is the one every attempt and every transport sends.
+    let prepared = transport.prepare(&message)?;
+    ctx.message_id = Some(prepared.message_id().to_string());
     tracing::debug!(
         transport = %transport.describe(),
-        message_id = ctx.message_id.as_deref().unwrap_or("-"),
+        message_id = prepared.message_id(),
         recipients = message.recipients().count(),
         "sending"
     );
-    let receipt = transport.send(&message).await?;
+    let result = transport.send_prepared(&prepared).await;
+    // QUIT on pooled connections, after a failure too (RFC 5321 §4.1.1.10).
+    transport.close().await;
+    let receipt = result?;
     tracing::info!(
         message_id = %receipt.message_id,
         accepted = receipt.accepted.len(),
@@ -281,10 +293,15 @@ fn report_sent(receipt: &Receipt, ctx: &Context, json: bool) {
 
 fn report_failure(failure: &Failure, ctx: &Context, json: bool) {
     if json {
+        let kind = failure.error().map(outbound::Error::kind);
+        // One final outcome: failed (resending is safe, or not) or ambiguous (it may have been
+        // delivered: resending may deliver it twice).
+        let ambiguous = kind == Some(ErrorKind::Ambiguous);
         output::json(&json!({
-            "status": "failed",
+            "status": if ambiguous { "ambiguous" } else { "failed" },
             "transport": ctx.transport,
             "message_id": ctx.message_id,
+            "resend_safe": kind.is_some_and(ErrorKind::is_retryable),
             "error": output::error_object(failure),
             "exit_code": failure.code(),
         }));

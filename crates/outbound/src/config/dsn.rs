@@ -3,17 +3,29 @@
 //! Secrets in the user-info part and in query values are percent-encoded; in query values a
 //! `+` is a plus sign (as in the user-info part), not a space: client secrets and tokens contain
 //! `+`, and turning it into a space would corrupt them silently. Write a space as `%20`.
+//!
+//! Groups: `failover(DSN DSN …)` and `roundrobin(DSN DSN …)`, members separated by spaces,
+//! nested freely, with their own query after the closing parenthesis
+//! (`failover(smtp://a smtp://b)?retries=3&rate=10/s&cooldown=30`). A member's own query
+//! (`smtp://a?rate=5/s`) applies to that member.
 
 use secrecy::SecretString;
 
 use super::registry;
-use super::settings::{Origin, Settings, Value};
+use super::settings::{Group, Origin, Settings, Value};
 use crate::Error;
 
 /// Parses a DSN into settings; `source` (e.g. `MAILER_DSN`, `--dsn`) names it in errors and
 /// origins.
 pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> {
     let dsn = dsn.trim();
+    for group in [Group::Failover, Group::RoundRobin] {
+        if let Some(rest) = strip_prefix_ignore_case(dsn, group.as_str()) {
+            if let Some(rest) = rest.trim_start().strip_prefix('(') {
+                return parse_group(group, rest, source);
+            }
+        }
+    }
     let url = url::Url::parse(dsn).map_err(|e| {
         Error::config(format!(
             "{source} is not a valid URL ({e}); expected e.g. `smtp://user:pass@host:587` or \
@@ -66,6 +78,113 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
             value,
             settings.dsn_origin(format!("query `{name}`")),
         );
+    }
+    Ok(settings)
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
+/// `rest` is what follows `group(`: members up to the matching `)`, then an optional query.
+fn parse_group(group: Group, rest: &str, source: &'static str) -> Result<Settings, Error> {
+    let name = group.as_str();
+    let mut depth = 1usize;
+    let mut close = None;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(i);
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let close = close.ok_or_else(|| {
+        Error::config(format!(
+            "{source}: `{name}(` has no closing `)`; expected e.g. `{name}(smtp://a.example \
+             smtp://b.example)`"
+        ))
+    })?;
+    let (inner, after) = (&rest[..close], rest[close + 1..].trim());
+    // Split the members on whitespace outside parentheses.
+    let mut members_src = Vec::new();
+    let (mut start, mut depth) = (None, 0usize);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            c if c.is_whitespace() && depth == 0 => {
+                if let Some(s) = start.take() {
+                    members_src.push(&inner[s..i]);
+                }
+                continue;
+            }
+            _ => {}
+        }
+        start.get_or_insert(i);
+    }
+    if let Some(s) = start {
+        members_src.push(&inner[s..]);
+    }
+    if members_src.len() < 2 {
+        return Err(Error::config(format!(
+            "{source}: `{name}(…)` needs at least two transports separated by spaces, e.g. \
+             `{name}(smtp://a.example smtp://b.example)`; it has {}",
+            members_src.len()
+        )));
+    }
+    let mut settings = Settings::new(
+        name,
+        Origin::Dsn {
+            source,
+            part: "scheme".into(),
+        },
+    );
+    settings.dsn_source = source;
+    settings.group = Some(group);
+    for (i, member) in members_src.iter().enumerate() {
+        let mut m = parse(member, source)?;
+        m.rename_dsn_parts(&format!("member {}", i + 1));
+        settings.members.push(m);
+    }
+    let query = match after {
+        "" => None,
+        q => Some(q.strip_prefix('?').ok_or_else(|| {
+            Error::config(format!(
+                "{source}: after `{name}(…)` only a query may follow (`?retries=3&rate=10/s`), \
+                 not `{q}`"
+            ))
+        })?),
+    };
+    if let Some(query) = query {
+        let url = url::Url::parse(&format!("group:?{query}")).map_err(|e| {
+            Error::config(format!(
+                "{source}: the query of `{name}(…)` is not valid ({e})"
+            ))
+        })?;
+        for (key, value) in query_pairs(&url, source)? {
+            let known = registry::GROUP_KEYS
+                .iter()
+                .find(|k| k.name == key)
+                .ok_or_else(|| {
+                    Error::config(format!(
+                        "{source} query parameter `{key}` is not known for `{name}(…)`; expected \
+                     one of: retries, rate, cooldown"
+                    ))
+                })?;
+            settings.set(
+                known.name,
+                Value::Plain(value),
+                settings.dsn_origin(format!("query `{key}`")),
+            );
+        }
     }
     Ok(settings)
 }

@@ -73,20 +73,48 @@ pub(crate) fn with_dsn(
     Ok(complete(env, settings))
 }
 
-/// What every environment-based configuration gets: MAIL_DEFAULT_SEND_FROM as the default
-/// sender when none is set, and the notes.
+/// What every environment-based configuration gets: the variables every kind has
+/// (MAIL_DEFAULT_SEND_FROM, MAIL_RETRIES, MAIL_RATE) where the DSN did not set them, and the
+/// notes. In a group, the default sender applies to each member, retries, rate and cooldown to
+/// the group (retrying at two levels would multiply the attempts).
 fn complete(env: &dyn EnvSource, mut settings: Settings) -> Settings {
-    if settings.get("default_from").is_none() {
-        if let Some(from) = env.var("MAIL_DEFAULT_SEND_FROM") {
-            settings.set(
-                "default_from",
-                Value::Plain(from),
-                Origin::Env("MAIL_DEFAULT_SEND_FROM".into()),
-            );
+    if settings.group.is_some() {
+        for key in registry::GROUP_KEYS {
+            fill_from_env(env, &mut settings, key);
         }
+        settings.members = std::mem::take(&mut settings.members)
+            .into_iter()
+            .map(|m| complete_member(env, m))
+            .collect();
+        return settings;
+    }
+    for key in registry::COMMON_KEYS {
+        fill_from_env(env, &mut settings, key);
     }
     note_ignored_vars(env, &mut settings);
     settings.with_kind_notes()
+}
+
+fn complete_member(env: &dyn EnvSource, mut settings: Settings) -> Settings {
+    if settings.group.is_some() {
+        settings.members = std::mem::take(&mut settings.members)
+            .into_iter()
+            .map(|m| complete_member(env, m))
+            .collect();
+        return settings;
+    }
+    fill_from_env(env, &mut settings, &registry::DEFAULT_FROM);
+    settings.with_kind_notes()
+}
+
+/// `key` from its variable, when the settings do not have it yet.
+fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::Key) {
+    if settings.get(key.name).is_some() {
+        return;
+    }
+    if let Some((var, value)) = key.env.iter().find_map(|v| env.var(v).map(|x| (*v, x))) {
+        settings.set(key.name, Value::Plain(value), Origin::Env(var.to_string()));
+    }
 }
 
 fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {

@@ -4,13 +4,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::registry::{Key, DEFAULT_FROM};
+use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
 use super::{Settings, Value};
 use crate::dev::FileTransport;
 use crate::{Error, Transport};
 
 pub(super) const FILE_KEYS: &[Key] = &[
     DEFAULT_FROM,
+    RETRIES,
+    RATE,
     Key {
         name: "dir",
         env: &["MAIL_FILE_DIR"],

@@ -12,7 +12,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::http::{base_url, http_options, source_name, CONNECT_TIMEOUT, TIMEOUT};
-use super::registry::Key;
+use super::registry::{Key, RATE, RETRIES};
 use super::{Settings, Value};
 use crate::http::graph::GraphTransport;
 use crate::oauth::{TokenCache, MICROSOFT_GRAPH_SCOPE};
@@ -20,6 +20,8 @@ use crate::{Error, Transport};
 
 /// Settings of the `graph` kind.
 pub(crate) const GRAPH_KEYS: &[Key] = &[
+    RETRIES,
+    RATE,
     Key {
         name: "default_from",
         env: &["MAIL_DEFAULT_SEND_FROM"],

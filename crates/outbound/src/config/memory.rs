@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use super::registry::{Key, DEFAULT_FROM};
+use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
 use super::Settings;
 use crate::dev::MemoryTransport;
 use crate::{Error, Transport};
 
-pub(super) const MEMORY_KEYS: &[Key] = &[DEFAULT_FROM];
+pub(super) const MEMORY_KEYS: &[Key] = &[DEFAULT_FROM, RETRIES, RATE];
 
 pub(super) fn build_memory(_: &Settings) -> Result<Arc<dyn Transport>, Error> {
     Ok(Arc::new(MemoryTransport::new()))

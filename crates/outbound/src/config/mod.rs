@@ -31,9 +31,11 @@ use secrecy::SecretString;
 
 pub use env::{EnvSource, ProcessEnv};
 pub use registry::Key;
-pub use settings::{Origin, Setting, Settings, Value};
+pub use settings::{Group, Origin, Setting, Settings, Value};
 
-use crate::layer::{DefaultSender, Timed};
+use crate::layer::{
+    DefaultSender, Failover, Rate, RateLimit, Retry, RetryPolicy, RoundRobin, Timed,
+};
 use crate::oauth::TokenCache;
 use crate::{Error, Transport};
 
@@ -187,11 +189,12 @@ impl Settings {
     /// Every setting the kind understands with its effective value and source: given values,
     /// then defaults, then unset ones (value `None`).
     pub fn effective(&self) -> Vec<(&'static registry::Key, Option<Setting>)> {
-        let Some(kind) = registry::find_scheme(self.kind) else {
-            return Vec::new();
+        let keys = match (self.group, registry::find_scheme(self.kind)) {
+            (Some(_), _) => registry::GROUP_KEYS,
+            (None, Some(kind)) => kind.keys,
+            (None, None) => return Vec::new(),
         };
-        kind.keys
-            .iter()
+        keys.iter()
             .map(|key| {
                 let setting = self.get(key.name).cloned().or_else(|| {
                     key.default.map(|d| Setting {
@@ -208,16 +211,72 @@ impl Settings {
     /// Builds the transport, with the layers configuration always adds: the default sender
     /// (when one is set), timing, and errors that name these settings' sources.
     pub fn build(&self) -> Result<Arc<dyn Transport>, Error> {
-        let kind = registry::find(self.kind, "transport kind")?;
-        let transport = (kind.build)(self).map_err(|e| self.explain(e))?;
-        let transport: Arc<dyn Transport> = match self.default_from()? {
-            Some(sender) => Arc::new(DefaultSender::new(transport, sender)),
-            None => transport,
-        };
+        let transport = self.build_layers()?;
         Ok(Arc::new(explain::Configured::new(
             Arc::new(Timed::new(transport)),
             self.clone(),
         )))
+    }
+
+    /// The transport (or group) with its default sender, rate limit and retries; no timing.
+    fn build_layers(&self) -> Result<Arc<dyn Transport>, Error> {
+        let transport: Arc<dyn Transport> = match self.group {
+            Some(group) => {
+                let mut members = Vec::with_capacity(self.members.len());
+                for member in &self.members {
+                    // Each member explains its own errors in its own terms.
+                    members.push(Arc::new(explain::Configured::new(
+                        member.build_layers()?,
+                        member.clone(),
+                    )) as Arc<dyn Transport>);
+                }
+                let cooldown = self.seconds("cooldown", 86_400.0)?;
+                match group {
+                    Group::Failover => {
+                        let mut f = Failover::new(members);
+                        if let Some(c) = cooldown {
+                            f = f.cooldown(c);
+                        }
+                        Arc::new(f)
+                    }
+                    Group::RoundRobin => {
+                        let mut r = RoundRobin::new(members);
+                        if let Some(c) = cooldown {
+                            r = r.cooldown(c);
+                        }
+                        Arc::new(r)
+                    }
+                }
+            }
+            None => {
+                let kind = registry::find(self.kind, "transport kind")?;
+                let transport = (kind.build)(self).map_err(|e| self.explain(e))?;
+                match self.default_from()? {
+                    Some(sender) => Arc::new(DefaultSender::new(transport, sender)),
+                    None => transport,
+                }
+            }
+        };
+        let transport: Arc<dyn Transport> = match self.rate()? {
+            Some(rate) => Arc::new(RateLimit::new(transport, Some(rate), None)),
+            None => transport,
+        };
+        Ok(match self.number::<u32>("retries", 0..=100)? {
+            Some(n) if n > 0 => Arc::new(Retry::new(transport, RetryPolicy::new(n))),
+            _ => transport,
+        })
+    }
+
+    /// The `rate` setting, naming its source on error.
+    fn rate(&self) -> Result<Option<Rate>, Error> {
+        let Some(s) = self.get("rate") else {
+            return Ok(None);
+        };
+        s.value
+            .expose()
+            .parse::<Rate>()
+            .map(Some)
+            .map_err(|e| Error::config(format!("{}: {}", s.origin, e.message())))
     }
 
     /// The OAuth2 token cache the transport these settings describe authenticates with:
@@ -244,6 +303,13 @@ impl Settings {
     /// # Ok(()) }
     /// ```
     pub fn token_cache(&self) -> Result<Option<TokenCache>, Error> {
+        if self.group.is_some() {
+            // The primary's (a group prepares and authenticates first through it).
+            return match self.members.first() {
+                Some(first) => first.token_cache(),
+                None => Ok(None),
+            };
+        }
         let kind = registry::find(self.kind, "transport kind")?;
         (kind.tokens)(self)
     }

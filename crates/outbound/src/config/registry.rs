@@ -53,6 +53,43 @@ pub(crate) struct Kind {
     pub(crate) notes: fn(&Settings) -> Vec<String>,
 }
 
+/// Retries after the first attempt, for failures that delivered nothing: every kind.
+pub(crate) const RETRIES: Key = Key {
+    name: "retries",
+    env: &["MAIL_RETRIES"],
+    aliases: &[],
+    secret: false,
+    default: None,
+    help: "retries after the first attempt for failures that delivered nothing (0: none)",
+};
+
+/// A rate cap: every kind.
+pub(crate) const RATE: Key = Key {
+    name: "rate",
+    env: &["MAIL_RATE"],
+    aliases: &[],
+    secret: false,
+    default: None,
+    help: "rate cap, e.g. 10/s or 30/min (burst optional: 30/min,burst=5)",
+};
+
+/// How long a failed member of failover() or roundrobin() is set aside.
+pub(crate) const COOLDOWN: Key = Key {
+    name: "cooldown",
+    env: &["MAIL_FAILOVER_COOLDOWN"],
+    aliases: &[],
+    secret: false,
+    default: Some("60"),
+    help: "seconds a failed member of failover()/roundrobin() is set aside",
+};
+
+/// What `failover(…)` and `roundrobin(…)` themselves take.
+pub(crate) const GROUP_KEYS: &[Key] = &[RETRIES, RATE, COOLDOWN];
+
+/// Keys every kind has whose variables apply whatever the configuration's source (a DSN is
+/// completed from them too).
+pub(crate) const COMMON_KEYS: &[&Key] = &[&DEFAULT_FROM, &RETRIES, &RATE];
+
 /// `default_from` applies to every kind.
 pub(crate) const DEFAULT_FROM: Key = Key {
     name: "default_from",

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
-use super::registry::{Key, DEFAULT_FROM};
+use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
 use super::Settings;
 use crate::http::resend::ResendTransport;
 use crate::{Error, Transport};
@@ -13,6 +13,8 @@ use crate::{Error, Transport};
 /// Settings of the `resend` kind.
 pub(crate) const RESEND_KEYS: &[Key] = &[
     DEFAULT_FROM,
+    RETRIES,
+    RATE,
     Key {
         name: "api_key",
         env: &["RESEND_API_KEY"],

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
-use super::registry::{Key, DEFAULT_FROM};
+use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
 use super::Settings;
 use crate::http::sendgrid::SendGridTransport;
 use crate::{Error, Transport};
@@ -12,6 +12,8 @@ use crate::{Error, Transport};
 /// Settings of the `sendgrid` kind.
 pub(crate) const SENDGRID_KEYS: &[Key] = &[
     DEFAULT_FROM,
+    RETRIES,
+    RATE,
     Key {
         name: "api_key",
         env: &["SENDGRID_API_KEY"],

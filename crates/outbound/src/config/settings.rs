@@ -3,6 +3,7 @@
 //! `outbound config` can name the exact source.
 
 use std::fmt;
+use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -24,6 +25,8 @@ pub enum Origin {
     },
     /// A key of a map given to [`create_transport`](crate::create_transport).
     Map(String),
+    /// A command-line flag (e.g. `--retries`).
+    Flag(String),
     /// The built-in default.
     Default,
 }
@@ -34,6 +37,7 @@ impl fmt::Display for Origin {
             Origin::Env(var) => write!(f, "{var}"),
             Origin::Dsn { source, part } => write!(f, "{source} {part}"),
             Origin::Map(key) => write!(f, "setting `{key}`"),
+            Origin::Flag(flag) => write!(f, "{flag}"),
             Origin::Default => f.write_str("default"),
         }
     }
@@ -109,6 +113,30 @@ pub struct Settings {
     pub(crate) dsn_source: &'static str,
     pub(crate) values: Vec<Setting>,
     pub(crate) notes: Vec<String>,
+    /// For `failover(…)` and `roundrobin(…)`: how the members combine.
+    pub(crate) group: Option<Group>,
+    /// The members of a group, in order.
+    pub(crate) members: Vec<Settings>,
+}
+
+/// How the members of a group of transports combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Group {
+    /// `failover(a b …)`: the first that works ([`Failover`](crate::layer::Failover)).
+    Failover,
+    /// `roundrobin(a b …)`: in turns ([`RoundRobin`](crate::layer::RoundRobin)).
+    RoundRobin,
+}
+
+impl Group {
+    /// `failover` or `roundrobin`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Group::Failover => "failover",
+            Group::RoundRobin => "roundrobin",
+        }
+    }
 }
 
 impl Settings {
@@ -119,12 +147,50 @@ impl Settings {
             dsn_source: "MAILER_DSN",
             values: Vec::new(),
             notes: Vec::new(),
+            group: None,
+            members: Vec::new(),
         }
     }
 
-    /// The transport kind, e.g. `smtp`.
+    /// The transport kind, e.g. `smtp` (`failover` or `roundrobin` for a group).
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// For a group of transports (`failover(…)`, `roundrobin(…)`), how they combine.
+    pub fn group(&self) -> Option<Group> {
+        self.group
+    }
+
+    /// The members of a group, in order (empty for one transport).
+    ///
+    /// ```
+    /// use outbound::config::{Group, Settings};
+    /// let s = Settings::from_dsn("failover(smtp://a.example smtp://b.example)?retries=2")?;
+    /// assert_eq!(s.group(), Some(Group::Failover));
+    /// assert_eq!(s.members().len(), 2);
+    /// assert_eq!(s.members()[1].get("server").unwrap().value.expose(), "b.example");
+    /// assert_eq!(s.members()[1].get("server").unwrap().origin.to_string(), "MAILER_DSN member 2 host");
+    /// assert_eq!(s.get("retries").unwrap().value.expose(), "2");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn members(&self) -> &[Settings] {
+        &self.members
+    }
+
+    /// Sets `key` from a command-line flag, over any other source (`--retries`, `--rate`).
+    /// Only the keys every configuration has are accepted: `retries`, `rate`, `default_from`.
+    pub fn set_from_flag(&mut self, key: &str, value: &str, flag: &str) -> Result<(), Error> {
+        let key = super::registry::COMMON_KEYS
+            .iter()
+            .find(|k| k.name == key)
+            .ok_or_else(|| Error::config(format!("`{key}` cannot be set from {flag}")))?;
+        self.set(
+            key.name,
+            Value::Plain(value.to_string()),
+            Origin::Flag(flag.to_string()),
+        );
+        Ok(())
     }
 
     /// Where the kind came from (MAIL_TYPE, the DSN's scheme, the caller).
@@ -145,6 +211,22 @@ impl Settings {
     /// Observations worth an operator's attention that are not errors (ignored variables...).
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// Names every DSN part (and nested members') as part of `prefix` (`member 2 host`).
+    pub(crate) fn rename_dsn_parts(&mut self, prefix: &str) {
+        let rename = |origin: &mut Origin| {
+            if let Origin::Dsn { part, .. } = origin {
+                *part = format!("{prefix} {part}");
+            }
+        };
+        rename(&mut self.kind_origin);
+        for s in &mut self.values {
+            rename(&mut s.origin);
+        }
+        for m in &mut self.members {
+            m.rename_dsn_parts(prefix);
+        }
     }
 
     /// The origin of a value read from `part` of this settings' DSN.
@@ -252,6 +334,26 @@ impl Settings {
                 setting.origin
             ))),
         }
+    }
+
+    /// A number of seconds (fractions allowed) greater than 0 and at most `max`, naming its source
+    /// on error.
+    pub(crate) fn seconds(&self, key: &str, max: f64) -> Result<Option<Duration>, Error> {
+        let Some(s) = self.get(key) else {
+            return Ok(None);
+        };
+        let raw = s.value.expose().trim();
+        let secs: f64 = raw
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= max)
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "{} is `{raw}`; expected a number of seconds greater than 0 and at most {max}",
+                    s.origin
+                ))
+            })?;
+        Ok(Some(Duration::from_secs_f64(secs)))
     }
 
     /// A number within `range`, naming its source on error.

@@ -46,7 +46,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::registry::{Key, DEFAULT_FROM};
+use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
 use super::{Settings, Value};
 #[cfg(feature = "oauth")]
 use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
@@ -57,6 +57,8 @@ use crate::{Error, Transport};
 /// The settings the `smtp` kind understands.
 pub(crate) const KEYS: &[Key] = &[
     DEFAULT_FROM,
+    RETRIES,
+    RATE,
     Key {
         name: "server",
         env: &["SMTP_SERVER"],
@@ -480,24 +482,8 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     Ok(b)
 }
 
-/// A number of seconds (fractions allowed) greater than 0 and at most `max`, naming its source
-/// on error.
 fn seconds(settings: &Settings, key: &str, max: f64) -> Result<Option<Duration>, Error> {
-    let Some(s) = settings.get(key) else {
-        return Ok(None);
-    };
-    let raw = s.value.expose().trim();
-    let secs: f64 = raw
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= max)
-        .ok_or_else(|| {
-            Error::config(format!(
-                "{} is `{raw}`; expected a number of seconds greater than 0 and at most {max}",
-                s.origin
-            ))
-        })?;
-    Ok(Some(Duration::from_secs_f64(secs)))
+    settings.seconds(key, max)
 }
 
 /// `NAME=value` for messages: `SMTP_AUTH_TYPE=oauth2`, ``MAILER_DSN query `auth=oauth2` ``,

@@ -15,12 +15,29 @@
 //! Where each behaviour lives:
 //! - the default sender: [`default_sender.rs`](DefaultSender);
 //! - time from the first attempt to success ([`Receipt::elapsed`](crate::Receipt::elapsed)):
-//!   [`timing.rs`](Timed).
+//!   [`timing.rs`](Timed);
+//! - sending again after a failure that delivered nothing: [`retry.rs`](Retry);
+//! - the next transport when one fails: [`failover.rs`](Failover), in turns:
+//!   [`round_robin.rs`](RoundRobin) (what both share, the cooldown and which failures move on:
+//!   `members.rs`);
+//! - messages per interval and sends at once: [`rate_limit.rs`](RateLimit).
+//!
+//! The usual stack, outermost first: `Timed`, `Retry`, `RateLimit`, the transport (or
+//! `Failover` of transports), so each retry waits its turn and the time covers everything.
 
 mod default_sender;
+mod failover;
+mod members;
+mod rate_limit;
+mod retry;
+mod round_robin;
 mod timing;
 
 pub use default_sender::DefaultSender;
+pub use failover::Failover;
+pub use rate_limit::{Rate, RateLimit};
+pub use retry::{Retry, RetryPolicy};
+pub use round_robin::RoundRobin;
 pub use timing::Timed;
 
 use crate::{Mailbox, Transport};
@@ -50,6 +67,16 @@ pub trait TransportExt: Transport + Sized {
     /// Receipts carry the time from the start of the send to success (see [`Timed`]).
     fn timed(self) -> Timed<Self> {
         Timed::new(self)
+    }
+
+    /// Sends again after failures that delivered nothing (see [`Retry`]).
+    fn with_retry(self, policy: RetryPolicy) -> Retry<Self> {
+        Retry::new(self, policy)
+    }
+
+    /// At most `rate` messages, and at most `concurrent` at once (see [`RateLimit`]).
+    fn with_rate_limit(self, rate: Option<Rate>, concurrent: Option<usize>) -> RateLimit<Self> {
+        RateLimit::new(self, rate, concurrent)
     }
 }
 
