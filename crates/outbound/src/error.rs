@@ -262,6 +262,14 @@ impl Error {
         self
     }
 
+    /// Rewrites the server's text (to redact what must not be kept).
+    pub(crate) fn map_server_text(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        if let Some(text) = self.inner.server_text.take() {
+            self.inner.server_text = Some(f(&text));
+        }
+        self
+    }
+
     /// Attaches how long the server asked us to wait before retrying.
     pub fn with_retry_after(mut self, wait: Duration) -> Self {
         self.inner.retry_after = Some(wait);

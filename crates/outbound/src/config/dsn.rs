@@ -82,6 +82,37 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
     Ok(settings)
 }
 
+/// Percent-decodes one part of a DSN, refusing what a typo produces: a `%` not followed by
+/// two hex digits (`pa%zz`), or bytes that are not UTF-8 once decoded. A broken escape used
+/// literally would surface much later as a failed login; here it is a configuration error
+/// naming the part. `what` names the part (``MAILER_DSN password``); the value is never shown.
+pub(crate) fn decode_part(raw: &str, what: &str) -> Result<String, Error> {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let ok = bytes.len() >= i + 3
+                && bytes[i + 1].is_ascii_hexdigit()
+                && bytes[i + 2].is_ascii_hexdigit();
+            if !ok {
+                return Err(Error::config(format!(
+                    "{what} has a broken percent-escape at character {}: `%` must be followed by \
+                     two hex digits (write a literal `%` as `%25`, `@` as `%40`, `:` as `%3A`, \
+                     `/` as `%2F`)",
+                    raw[..i].chars().count() + 1
+                )));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| Error::config(format!("{what} is not valid UTF-8 after percent-decoding")))
+}
+
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
@@ -199,18 +230,9 @@ fn query_pairs(url: &url::Url, source: &str) -> Result<Vec<(String, String)>, Er
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |s: &str| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8()
-                    .map(|v| v.into_owned())
-            };
-            match (decode(name), decode(value)) {
-                (Ok(n), Ok(v)) => Ok((n, v)),
-                (Err(_), _) | (_, Err(_)) => Err(Error::config(format!(
-                    "{source} query parameter `{}` is not valid UTF-8 after percent-decoding",
-                    decode(name).unwrap_or_else(|_| "?".to_string())
-                ))),
-            }
+            let name = decode_part(name, &format!("{source} query"))?;
+            let value = decode_part(value, &format!("{source} query `{name}`"))?;
+            Ok((name, value))
         })
         .collect()
 }

@@ -24,9 +24,7 @@ pub(super) const FILE_KEYS: &[Key] = &[
 ];
 
 pub(super) fn file_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
-    let path = percent_encoding::percent_decode_str(url.path())
-        .decode_utf8_lossy()
-        .into_owned();
+    let path = super::dsn::decode_part(url.path(), &format!("{} path", settings.dsn_source))?;
     let path = match url.host_str() {
         // `file://./outbox` or `file://outbox/sub`: a relative path written as a host.
         Some(host) if !host.is_empty() => format!("{host}{path}"),

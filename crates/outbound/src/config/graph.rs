@@ -56,12 +56,8 @@ pub(crate) const GRAPH_KEYS: &[Key] = &[
 
 /// `CLIENT_ID:CLIENT_SECRET@TENANT_ID`.
 pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    let client_id = decode(url.username());
+    let source = settings.dsn_source;
+    let client_id = super::dsn::decode_part(url.username(), &format!("{source} user"))?;
     if !client_id.is_empty() {
         settings.set(
             "client_id",
@@ -69,7 +65,11 @@ pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), E
             settings.dsn_origin("user"),
         );
     }
-    if let Some(secret) = url.password().map(decode).filter(|s| !s.is_empty()) {
+    let secret = match url.password() {
+        Some(p) => Some(super::dsn::decode_part(p, &format!("{source} password"))?),
+        None => None,
+    };
+    if let Some(secret) = secret.filter(|s| !s.is_empty()) {
         settings.set(
             "client_secret",
             Value::Secret(SecretString::from(secret)),

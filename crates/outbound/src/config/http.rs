@@ -84,13 +84,12 @@ pub(super) fn base_url(settings: &Settings, env: &str) -> Result<Option<String>,
 
 /// `KEY@default` or `KEY@host[:port][/path]`.
 pub(super) fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8_lossy()
-            .into_owned()
+    let source = settings.dsn_source;
+    let user = super::dsn::decode_part(url.username(), &format!("{source} user"))?;
+    let password = match url.password() {
+        Some(p) => super::dsn::decode_part(p, &format!("{source} password"))?,
+        None => String::new(),
     };
-    let user = decode(url.username());
-    let password = url.password().map(decode).unwrap_or_default();
     let (key, part) = if !user.is_empty() {
         (user, "user")
     } else {

@@ -285,16 +285,8 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
             settings.dsn_origin("port"),
         );
     }
-    let decode = |part: &str, what: &str| -> Result<String, Error> {
-        percent_encoding::percent_decode_str(part)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| {
-                Error::config(format!(
-                    "{source} {what} is not valid UTF-8 after percent-decoding"
-                ))
-            })
-    };
+    let decode =
+        |part: &str, what: &str| super::dsn::decode_part(part, &format!("{source} {what}"));
     if !url.username().is_empty() {
         settings.set(
             "username",

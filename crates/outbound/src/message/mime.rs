@@ -90,7 +90,7 @@ pub(crate) fn render(
         .iter()
         .filter_map(|a| {
             a.content_id().map(|cid| {
-                MimePart::new(a.content_type().to_string(), a.content().to_vec())
+                MimePart::new(part_type(a), a.content().to_vec())
                     .inline()
                     .cid(cid.to_string())
             })
@@ -101,8 +101,7 @@ pub(crate) fn render(
         .iter()
         .filter(|a| !a.is_inline())
         .map(|a| {
-            MimePart::new(a.content_type().to_string(), a.content().to_vec())
-                .attachment(a.filename().to_string())
+            MimePart::new(part_type(a), a.content().to_vec()).attachment(a.filename().to_string())
         })
         .collect();
 
@@ -152,4 +151,19 @@ pub(crate) fn render(
         .map_err(|e| MessageError::InvalidRaw {
             reason: format!("rendering failed: {e}"),
         })
+}
+
+/// The Content-Type of an attachment's part. A `text/*` type without parameters says its
+/// charset: `utf-8` when the content is valid UTF-8 (so a UTF-8 `.txt` is not shown as
+/// mojibake); otherwise the charset is unknown, and the part goes as
+/// `application/octet-stream` rather than as text in a guessed charset.
+fn part_type(a: &super::Attachment) -> ContentType<'static> {
+    let ct = a.content_type();
+    if ct.len() > 5 && ct[..5].eq_ignore_ascii_case("text/") && !ct.contains(';') {
+        if std::str::from_utf8(a.content()).is_ok() {
+            return ContentType::new(ct.to_string()).attribute("charset", "utf-8");
+        }
+        return ContentType::new("application/octet-stream");
+    }
+    ContentType::new(ct.to_string())
 }

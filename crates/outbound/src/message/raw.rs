@@ -29,8 +29,37 @@ pub(crate) fn prepare(input: &[u8]) -> Result<Prepared, MessageError> {
     if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(fail("it is empty"));
     }
+    let header_end = find_header_end(&bytes);
+    let mut offset = 0;
     for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let len = line.strip_suffix(b"\r").unwrap_or(line).len();
+        // RFC 5322 forbids NUL anywhere, and servers disagree about it (Postfix cuts a header
+        // at it silently); a header field must also be free of other control characters but
+        // tab.
+        let in_header = offset < header_end;
+        offset += line.len() + 1;
+        if let Some(pos) = line.iter().position(|&b| b == 0) {
+            return Err(fail(format!(
+                "line {} has a NUL byte at column {}; RFC 5322 forbids NUL anywhere in a message",
+                n + 1,
+                pos + 1
+            )));
+        }
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        if in_header {
+            if let Some(pos) = body
+                .iter()
+                .position(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
+            {
+                return Err(fail(format!(
+                    "header line {} has the control character 0x{:02x} at column {}; header \
+                     fields may hold only printable characters, spaces and tabs",
+                    n + 1,
+                    body[pos],
+                    pos + 1
+                )));
+            }
+        }
+        let len = body.len();
         if len > MAX_LINE {
             return Err(fail(format!(
                 "line {} is {len} octets long; RFC 5322 allows at most {MAX_LINE} \
@@ -39,7 +68,6 @@ pub(crate) fn prepare(input: &[u8]) -> Result<Prepared, MessageError> {
             )));
         }
     }
-    let header_end = find_header_end(&bytes);
     let first = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
     let looks_like_header = first
         .iter()

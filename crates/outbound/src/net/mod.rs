@@ -32,11 +32,9 @@ mod body;
 mod classify;
 #[cfg(feature = "http-client")]
 mod client;
-#[cfg(feature = "http-client")]
 mod redact;
 #[cfg(feature = "http-client")]
 mod retry_after;
-#[cfg(feature = "http-client")]
 mod text;
 mod tls;
 #[cfg(feature = "http-client")]
@@ -50,10 +48,8 @@ pub(crate) use classify::kind_for_status;
 pub use client::HttpOptions;
 #[cfg(feature = "http-client")]
 pub(crate) use client::{Client, Request, Response, Setup, MAX_RESPONSE_BYTES};
-#[cfg(feature = "http-client")]
 pub(crate) use redact::Redactor;
 #[cfg(feature = "http-client")]
 pub(crate) use retry_after::wait_from_headers;
-#[cfg(feature = "http-client")]
 pub(crate) use text::{body_snippet, MAX_SERVER_TEXT};
 pub(crate) use tls::{crypto_provider, system_roots};

@@ -4,7 +4,7 @@
 //! It replaces with `[redacted]`:
 //! - each configured secret (API key, client secret, refresh token) of at least
 //!   [`MIN_SECRET_LEN`] bytes, as given and in the encodings a server may echo it in
-//!   (form/percent-encoded, JSON-escaped);
+//!   (form/percent-encoded, JSON-escaped, base64);
 //! - anything shaped like a JWT (`eyJ….….…`): an access token this process may hold;
 //! - the credentials after `Bearer` or `Basic` (at least [`MIN_CREDENTIAL_LEN`] characters of
 //!   a token), such as an echoed `Authorization` header.
@@ -77,7 +77,13 @@ fn encodings(s: &str) -> Vec<Cow<'_, str>> {
     let json = serde_json::to_string(s)
         .ok()
         .and_then(|q| q.get(1..q.len().saturating_sub(1)).map(str::to_string));
-    for form in [Some(form_encoded), Some(percent), json]
+    // SMTP servers that echo a SASL response echo it base64-encoded (AUTH LOGIN sends the
+    // password alone, so its base64 is what a 535 may quote).
+    let base64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+    };
+    for form in [Some(form_encoded), Some(percent), json, Some(base64)]
         .into_iter()
         .flatten()
     {

@@ -403,16 +403,73 @@ pub(crate) async fn authenticate(
         username,
         "authenticating"
     );
+    // A server may quote what it was sent in its refusal: the responses as sent (base64),
+    // decoded, and the password or token itself never reach an error or a log.
+    let mut secrets: Vec<SecretString> = responses.clone();
+    for r in &responses {
+        if let Some(plain) = B64
+            .decode(r.expose_secret())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+        {
+            secrets.extend(
+                plain
+                    .split(['\0', '\x01'])
+                    .filter(|p| !p.is_empty())
+                    .map(|p| SecretString::from(p.to_string())),
+            );
+            secrets.push(SecretString::from(plain));
+        }
+    }
+    match credentials {
+        Credentials::Password { password, .. } => secrets.push(password.clone()),
+        Credentials::OAuth2 { .. } => {}
+    }
+    conn.add_secrets(secrets);
     match exchange(conn, mechanism, responses).await {
         Ok(()) => Ok(mechanism),
         Err(err) => {
-            let token_rejected = oauth && err.kind() == ErrorKind::Auth;
+            let err = err.map_server_text(|t| conn.redact(t));
+            let permanent = permanent_refusal(&err);
+            let token_rejected = oauth && err.kind() == ErrorKind::Auth && permanent.is_none();
+            let err = match permanent {
+                Some(fix) => Error::new(err.kind(), format!("{}; {fix}", err.message()))
+                    .with_server_details_of(&err),
+                None => err,
+            };
             let who = format!("authentication as {username} with {mechanism} failed");
             Err(AuthFailure {
                 error: Error::in_context(&who, err),
                 token_rejected,
             })
         }
+    }
+}
+
+/// A refusal that no token and no retry can fix, with the fix: Exchange Online answers
+/// `535 5.7.139` when SMTP AUTH is disabled for the tenant or mailbox, and `550 5.7.30` when
+/// basic authentication has been retired. A new token is not requested for these.
+fn permanent_refusal(err: &Error) -> Option<&'static str> {
+    let enhanced = match err.code() {
+        Some(crate::ServerCode::Smtp { enhanced, .. }) => enhanced.as_deref(),
+        _ => None,
+    };
+    let text = err.server_text().unwrap_or("").to_ascii_lowercase();
+    if enhanced == Some("5.7.139") || text.contains("smtpclientauthentication is disabled") {
+        Some(
+            "SMTP AUTH is disabled for this tenant or mailbox: an Exchange admin must enable it \
+             (Set-CASMailbox -Identity <mailbox> -SmtpClientAuthenticationDisabled $false, or \
+             the tenant-wide setting), or send through Microsoft Graph (the `graph` transport); a \
+             new token will not help",
+        )
+    } else if enhanced == Some("5.7.30") || text.contains("basic authentication is not supported") {
+        Some(
+            "Exchange Online no longer accepts basic authentication (a password) for SMTP: use \
+             OAuth2 credentials (XOAUTH2 with an app registration) or Microsoft Graph (the \
+             `graph` transport)",
+        )
+    } else {
+        None
     }
 }
 

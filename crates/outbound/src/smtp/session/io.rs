@@ -31,6 +31,9 @@ pub(crate) struct Connection {
     pub(super) tuning: Tuning,
     /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
     broken: bool,
+    /// What this connection sent in AUTH (the SASL responses, the password or token): a server
+    /// that echoes it in a reply must not get it into a log or an error.
+    secrets: Vec<secrecy::SecretString>,
 }
 
 impl Drop for Connection {
@@ -67,7 +70,21 @@ impl Connection {
             local,
             tuning,
             broken: false,
+            secrets: Vec::new(),
         }
+    }
+
+    /// Remembers what AUTH sends, so replies are logged and reported without it.
+    pub(crate) fn add_secrets(&mut self, secrets: impl IntoIterator<Item = secrecy::SecretString>) {
+        self.secrets.extend(secrets);
+    }
+
+    /// `text` without any secret this connection sent.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        if self.secrets.is_empty() {
+            return text.to_string();
+        }
+        crate::net::Redactor::new(&self.secrets).scrub(text)
     }
 
     pub(crate) fn id(&self) -> u64 {
@@ -172,7 +189,8 @@ impl Connection {
         let after_end_of_data = stage == Stage::DataEnd;
         match result {
             Ok(Ok((reply, raw))) => {
-                tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {reply}");
+                tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {}",
+                    self.redact(&reply.to_string()));
                 if reply.code == 421 {
                     // "Service not available, closing transmission channel".
                     self.broken = true;

@@ -789,3 +789,95 @@ async fn helo_fallback_when_ehlo_is_unknown() {
     let s = s.unwrap();
     assert!(!s.capabilities().esmtp && !s.capabilities().pipelining);
 }
+
+/// A server that quotes the AUTH PLAIN blob (and so the password, base64-encoded) in its
+/// refusal: neither the blob, nor the password, reaches the error.
+#[tokio::test]
+async fn an_echoed_sasl_response_is_redacted_from_the_error() {
+    let (s, _) = auth_session(
+        "250-mx.test\r\n250 AUTH PLAIN LOGIN\r\n",
+        Credentials::password("alice", "canary-pw-5521"),
+        |mut script| {
+            Box::pin(async move {
+                let line = script.expect("AUTH PLAIN ").await;
+                let blob = line.rsplit(' ').next().unwrap().to_string();
+                script
+                    .say(&format!(
+                        "535 5.7.8 bad credentials {blob} for canary-pw-5521\r\n"
+                    ))
+                    .await;
+                script.expect("QUIT").await;
+                script.say("221 bye\r\n").await;
+                script.seen
+            })
+        },
+    )
+    .await;
+    let err = s.err().unwrap();
+    let shown = format!("{err} {err:?}");
+    let blob = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"\0alice\0canary-pw-5521",
+    );
+    assert!(!shown.contains(&blob), "{shown}");
+    assert!(!shown.contains("canary-pw-5521"), "{shown}");
+    assert!(shown.contains("[redacted]"), "{shown}");
+
+    // AUTH LOGIN sends the password alone, base64-encoded.
+    let (s, _) = auth_session(
+        "250-mx.test\r\n250 AUTH LOGIN\r\n",
+        Credentials::password("alice", "canary-pw-5521"),
+        |mut script| {
+            Box::pin(async move {
+                script.expect("AUTH LOGIN").await;
+                script.say("334 VXNlcm5hbWU6\r\n").await;
+                script.line().await;
+                script.say("334 UGFzc3dvcmQ6\r\n").await;
+                let pw = script.line().await;
+                script.say(&format!("535 5.7.8 refused: {pw}\r\n")).await;
+                script.expect("QUIT").await;
+                script.say("221 bye\r\n").await;
+                script.seen
+            })
+        },
+    )
+    .await;
+    let shown = format!("{:?}", s.err().unwrap());
+    let b64_pw = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        b"canary-pw-5521",
+    );
+    assert!(!shown.contains(&b64_pw), "{shown}");
+}
+
+/// Exchange's `535 5.7.139` (SMTP AUTH disabled) is permanent: no new token is asked for,
+/// and the error says what to change.
+#[tokio::test]
+async fn smtp_auth_disabled_for_the_tenant_costs_no_token_refresh() {
+    let source = Rotating::new(&["token-1", "token-2"]);
+    let (s, seen) = auth_session(
+        "250-mx.test\r\n250 AUTH XOAUTH2\r\n",
+        Credentials::oauth2("alice@example.com", source.clone()),
+        |mut script| {
+            Box::pin(async move {
+                script.expect("AUTH XOAUTH2 ").await;
+                script
+                    .say(
+                        "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is \
+                         disabled for the Tenant.\r\n",
+                    )
+                    .await;
+                script.expect("QUIT").await;
+                script.say("221 bye\r\n").await;
+                script.seen
+            })
+        },
+    )
+    .await;
+    let err = s.err().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Auth);
+    assert!(err.message().contains("SMTP AUTH is disabled"), "{err}");
+    assert!(err.message().contains("Set-CASMailbox"), "{err}");
+    assert_eq!(source.invalidations(), 0, "the token was not the problem");
+    assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 1);
+}
