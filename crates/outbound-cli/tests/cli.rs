@@ -969,3 +969,106 @@ fn send_to_resend_that_answers_429_then_200_sends_once_with_one_key() {
     assert_eq!(key(0), key(1), "the retry carries the same Idempotency-Key");
     assert_eq!(requests[0].body, requests[1].body, "the same request body");
 }
+
+// ---------------------------------------------------------------------------------------------
+// bounded input: only regular files, and never more than the size limit is read
+
+#[test]
+fn devices_and_directories_are_refused_before_reading() {
+    let sb = Sandbox::new();
+    for flag in ["--attach", "--text-file", "--html-file", "--raw"] {
+        let mut args = vec!["send", "--from", "a@example.com", "--to", "b@example.com"];
+        if flag != "--raw" && flag != "--text-file" {
+            args.extend(["--text", "x"]);
+        }
+        args.extend([flag, "/dev/zero"]);
+        let started = std::time::Instant::now();
+        let r = run(sb.cmd().args(&args));
+        assert_eq!(r.code, 65, "{flag}: {}", r.all());
+        assert!(
+            r.stderr.contains("not a regular file"),
+            "{flag}: {}",
+            r.stderr
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+        "--attach",
+        ".",
+    ]));
+    assert_eq!(r.code, 65, "{}", r.all());
+    assert!(sb.outbox().is_empty(), "nothing was sent");
+}
+
+#[test]
+fn inputs_larger_than_the_limit_are_refused_before_reading() {
+    let sb = Sandbox::new();
+    std::fs::write(sb.path().join("big.bin"), vec![b'x'; 3000]).unwrap();
+    std::fs::write(sb.path().join("small.txt"), b"hello").unwrap();
+    let send = |extra: &[&str]| {
+        let mut cmd = sb.cmd();
+        cmd.env("MAIL_MAX_SIZE", "2K").args([
+            "send",
+            "--from",
+            "a@example.com",
+            "--to",
+            "b@example.com",
+            "--text",
+            "x",
+        ]);
+        cmd.args(extra);
+        run(&mut cmd)
+    };
+    let r = send(&["--attach", "big.bin"]);
+    assert_eq!(r.code, 65, "{}", r.all());
+    assert!(
+        r.stderr.contains("larger than 2048 bytes (MAIL_MAX_SIZE)"),
+        "{}",
+        r.stderr
+    );
+    // The limit is for the whole message: two files that fit alone may not fit together.
+    std::fs::write(sb.path().join("half.bin"), vec![b'y'; 1500]).unwrap();
+    let r = send(&["--attach", "half.bin", "--attach", "half.bin"]);
+    assert_eq!(r.code, 65, "{}", r.all());
+    let r = send(&["--attach", "small.txt"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    // Standard input is read at most to the limit.
+    let mut cmd = sb.cmd();
+    cmd.env("MAIL_MAX_SIZE", "1K")
+        .args(["send", "--to", "b@example.com", "--raw", "-"])
+        .write_stdin(format!(
+            "From: a@example.com\r\nSubject: x\r\n\r\n{}\r\n",
+            "z".repeat(4000)
+        ));
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 65, "{}", r.all());
+    assert!(r.stderr.contains("standard input"), "{}", r.stderr);
+    let r = run(sb.cmd().env("MAIL_MAX_SIZE", "lots").args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "b@example.com",
+        "--text",
+        "x",
+    ]));
+    assert_eq!(r.code, 78, "{}", r.all());
+}
+
+#[test]
+fn a_broken_percent_escape_in_dsn_exits_78_naming_the_part() {
+    let sb = Sandbox::new();
+    let r = run(sb
+        .cmd()
+        .args(["check", "--dsn", "smtp://user:pa%zz@127.0.0.1:1?tls=none"]));
+    assert_eq!(r.code, 78, "{}", r.all());
+    assert!(r.stderr.contains("--dsn password"), "{}", r.stderr);
+    assert!(!r.all().contains("pa%zz"), "{}", r.all());
+}

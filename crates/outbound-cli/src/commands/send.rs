@@ -65,7 +65,8 @@ async fn send(args: &SendArgs, ctx: &mut Context) -> Result<Receipt, Failure> {
     ctx.transport = Some(transport.kind());
     ctx.description = Some(transport.describe());
 
-    let message = build_message(args, headers, inline)?;
+    let mut budget = InputBudget::new(transport.size_limit())?;
+    let message = build_message(args, headers, inline, &mut budget)?;
     // Prepared once: the id reported is the one every attempt and every transport sends.
     let prepared = transport.prepare(&message)?;
     ctx.message_id = Some(prepared.message_id().to_string());
@@ -94,6 +95,7 @@ fn build_message(
     args: &SendArgs,
     headers: Vec<(String, String)>,
     inline: Vec<(String, &Path)>,
+    budget: &mut InputBudget,
 ) -> Result<Message, Failure> {
     let mut builder = Message::builder();
     if let Some(from) = &args.from {
@@ -109,7 +111,7 @@ fn build_message(
         builder = builder.bcc(bcc);
     }
     if let Some(raw) = &args.raw {
-        let bytes = read_input(raw, "--raw")?;
+        let bytes = budget.read(raw, "--raw")?;
         builder = builder
             .raw(bytes)
             .recipients_from_headers(args.recipients_from_headers);
@@ -125,19 +127,27 @@ fn build_message(
         builder = builder.html(html);
     }
     if let Some(path) = &args.html_file {
-        builder = builder.html(read_text(path, "--html-file")?);
+        builder = builder.html(read_text(
+            budget.read(path, "--html-file")?,
+            path,
+            "--html-file",
+        )?);
     }
     if let Some(text) = &args.text {
         builder = builder.text(text);
     }
     if let Some(path) = &args.text_file {
-        builder = builder.text(read_text(path, "--text-file")?);
+        builder = builder.text(read_text(
+            budget.read(path, "--text-file")?,
+            path,
+            "--text-file",
+        )?);
     }
     for path in &args.attach {
-        builder = builder.attach(Attachment::from_path(path)?);
+        builder = builder.attach(attachment(path, budget.read(path, "--attach")?));
     }
     for (cid, path) in inline {
-        builder = builder.attach(Attachment::from_path(path)?.inline(cid));
+        builder = builder.attach(attachment(path, budget.read(path, "--inline")?).inline(cid));
     }
     for (name, value) in headers {
         builder = builder.header(name, value);
@@ -209,28 +219,141 @@ fn check_usage(args: &SendArgs) -> Result<(), Failure> {
 }
 
 /// Reads a file, or standard input for `-`. Failure is invalid input (exit 65).
-fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
-    let result = if is_stdin(path) {
-        let mut buf = Vec::new();
-        std::io::stdin().lock().read_to_end(&mut buf).map(|_| buf)
-    } else {
-        std::fs::read(path)
-    };
-    result.map_err(|e| {
-        let what = if is_stdin(path) {
-            "standard input".to_string()
-        } else {
-            format!("{:?}", path.display().to_string())
-        };
-        Failure::Error(Error::new(
-            ErrorKind::InvalidMessage,
-            format!("{flag}: cannot read {what}: {e}"),
-        ))
-    })
+/// Largest message input when neither MAIL_MAX_SIZE nor the transport gives a limit (SMTP
+/// servers announce theirs only after EHLO; 64 MiB is above every common one).
+const DEFAULT_MAX_INPUT: u64 = 64 * 1024 * 1024;
+
+/// What the files of one message (`--raw`, bodies from files, attachments) may add up to:
+/// MAIL_MAX_SIZE, else the transport's own limit, else [`DEFAULT_MAX_INPUT`]. File sizes are
+/// checked before anything is read, and only regular files (or `-`, standard input, read at
+/// most to the limit) are accepted: `/dev/zero` or a FIFO must not fill the memory.
+struct InputBudget {
+    left: u64,
+    limit: u64,
+    origin: String,
 }
 
-fn read_text(path: &Path, flag: &str) -> Result<String, Failure> {
-    String::from_utf8(read_input(path, flag)?).map_err(|_| {
+impl InputBudget {
+    fn new(transport_limit: Option<u64>) -> Result<Self, Failure> {
+        use outbound::config::EnvSource;
+        let (limit, origin) = match outbound::config::ProcessEnv.var("MAIL_MAX_SIZE") {
+            Some(raw) => (
+                parse_size(&raw).ok_or_else(|| {
+                    Failure::Error(Error::config(format!(
+                        "MAIL_MAX_SIZE is `{raw}`; expected a size in bytes, e.g. 10000000, \
+                         25M or 1G"
+                    )))
+                })?,
+                "MAIL_MAX_SIZE".to_string(),
+            ),
+            None => match transport_limit {
+                Some(l) => (l, "the transport's limit".to_string()),
+                None => (
+                    DEFAULT_MAX_INPUT,
+                    "the default; set MAIL_MAX_SIZE to change it".to_string(),
+                ),
+            },
+        };
+        Ok(InputBudget {
+            left: limit,
+            limit,
+            origin,
+        })
+    }
+
+    fn too_large(&self, flag: &str, what: &str, size: Option<u64>) -> Failure {
+        let size = size.map(|s| format!(" ({s} bytes)")).unwrap_or_default();
+        Failure::Error(Error::new(
+            ErrorKind::InvalidMessage,
+            format!(
+                "{flag}: {what}{size} would make the message larger than {} bytes ({}); nothing \
+                 was read",
+                self.limit, self.origin
+            ),
+        ))
+    }
+
+    /// Reads `path` (a regular file, or `-` for standard input) within the budget.
+    fn read(&mut self, path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
+        let unreadable = |what: String, e: std::io::Error| {
+            Failure::Error(Error::new(
+                ErrorKind::InvalidMessage,
+                format!("{flag}: cannot read {what}: {e}"),
+            ))
+        };
+        if is_stdin(path) {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .lock()
+                .take(self.left.saturating_add(1))
+                .read_to_end(&mut buf)
+                .map_err(|e| unreadable("standard input".into(), e))?;
+            if buf.len() as u64 > self.left {
+                return Err(self.too_large(flag, "standard input", None));
+            }
+            self.left -= buf.len() as u64;
+            return Ok(buf);
+        }
+        let shown = format!("{:?}", path.display().to_string());
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(shown.clone(), e))?;
+        if !meta.is_file() {
+            return Err(Failure::Error(Error::new(
+                ErrorKind::InvalidMessage,
+                format!(
+                    "{flag}: {shown} is not a regular file (a directory, device or pipe); give a \
+                     file{}",
+                    if flag == "--attach" || flag == "--inline" {
+                        ""
+                    } else {
+                        ", or `-` for standard input"
+                    }
+                ),
+            )));
+        }
+        if meta.len() > self.left {
+            return Err(self.too_large(flag, &shown, Some(meta.len())));
+        }
+        let mut buf = Vec::new();
+        // Read at most what was checked: a file that grows meanwhile is cut off and refused.
+        std::fs::File::open(path)
+            .and_then(|f| f.take(self.left.saturating_add(1)).read_to_end(&mut buf))
+            .map_err(|e| unreadable(shown.clone(), e))?;
+        if buf.len() as u64 > self.left {
+            return Err(self.too_large(flag, &shown, None));
+        }
+        self.left -= buf.len() as u64;
+        Ok(buf)
+    }
+}
+
+/// `10000000`, `25M`, `512K`, `1G` (binary multiples).
+fn parse_size(raw: &str) -> Option<u64> {
+    let raw = raw.trim();
+    let (digits, mult) = match raw.chars().last()?.to_ascii_uppercase() {
+        'K' => (&raw[..raw.len() - 1], 1u64 << 10),
+        'M' => (&raw[..raw.len() - 1], 1 << 20),
+        'G' => (&raw[..raw.len() - 1], 1 << 30),
+        _ => (raw, 1),
+    };
+    digits
+        .trim()
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(mult)
+        .filter(|&n| n > 0)
+}
+
+/// An attachment from bytes read within the budget, named and typed after the file.
+fn attachment(path: &Path, bytes: Vec<u8>) -> Attachment {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "attachment".to_string());
+    Attachment::from_bytes(name, bytes)
+}
+
+fn read_text(bytes: Vec<u8>, path: &Path, flag: &str) -> Result<String, Failure> {
+    String::from_utf8(bytes).map_err(|_| {
         Failure::Error(Error::new(
             ErrorKind::InvalidMessage,
             format!(

@@ -54,6 +54,10 @@ impl Transport for Configured {
         self.inner.close().await
     }
 
+    fn size_limit(&self) -> Option<u64> {
+        self.inner.size_limit()
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -610,6 +610,11 @@ impl Transport for GraphTransport {
         Err(self.error_for(&Method::GET, &url, &response))
     }
 
+    /// The API's request limit (attachments count after Base64 encoding).
+    fn size_limit(&self) -> Option<u64> {
+        Some(MAX_GRAPH_REQUEST_BYTES as u64)
+    }
+
     fn kind(&self) -> &'static str {
         "graph"
     }

@@ -409,6 +409,11 @@ impl Transport for ResendTransport {
         Err(self.error_for(&reqwest::Method::GET, &url, &response))
     }
 
+    /// The API's request limit (attachments count after Base64 encoding).
+    fn size_limit(&self) -> Option<u64> {
+        Some(MAX_REQUEST_BYTES as u64)
+    }
+
     fn kind(&self) -> &'static str {
         "resend"
     }

@@ -489,6 +489,11 @@ impl Transport for SendGridTransport {
         ))
     }
 
+    /// The API's request limit (attachments count after Base64 encoding).
+    fn size_limit(&self) -> Option<u64> {
+        Some(MAX_REQUEST_BYTES as u64)
+    }
+
     fn kind(&self) -> &'static str {
         "sendgrid"
     }

@@ -74,6 +74,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// down. The default does nothing.
     async fn close(&self) {}
 
+    /// The largest message this transport can send, in bytes, when it is known before
+    /// connecting (an HTTP API's request limit); `None` when only the server can say (SMTP
+    /// announces SIZE after EHLO, and the transport checks it before DATA). A caller reading
+    /// input from files can refuse what is too large before reading it.
+    fn size_limit(&self) -> Option<u64> {
+        None
+    }
+
     /// The transport kind, e.g. `smtp`, `resend`, `file`.
     fn kind(&self) -> &'static str;
 
@@ -102,6 +110,9 @@ macro_rules! forward_transport {
             }
             async fn close(&self) {
                 (**self).close().await
+            }
+            fn size_limit(&self) -> Option<u64> {
+                (**self).size_limit()
             }
             fn kind(&self) -> &'static str {
                 (**self).kind()

@@ -184,6 +184,21 @@ impl Connection {
             Stage::DataEnd => self.params.timeouts.data_end,
             _ => self.params.timeouts.command,
         };
+        self.read_reply_within(stage, limit).await
+    }
+
+    /// Whether what the server sent so far starts like a TLS record (a handshake or an
+    /// alert): a TLS port answering a plain-text client.
+    pub(super) fn received_tls_record(&self) -> bool {
+        matches!(self.rbuf.first(), Some(0x15 | 0x16)) && self.rbuf.get(1) == Some(&0x03)
+    }
+
+    /// Reads one reply within `limit` (instead of the phase's own).
+    pub(super) async fn read_reply_within(
+        &mut self,
+        stage: Stage,
+        limit: Duration,
+    ) -> Result<(Reply, Vec<u8>), Error> {
         let result = tokio::time::timeout(limit, self.read_frame()).await;
         let what = format!("waiting for the reply to {}", stage.what());
         let after_end_of_data = stage == Stage::DataEnd;

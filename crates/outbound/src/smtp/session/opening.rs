@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use tokio::net::TcpStream;
@@ -17,6 +17,13 @@ use crate::smtp::reply::{self, Stage};
 use crate::smtp::tls::{self, TlsMode};
 use crate::smtp::wire::{Command, Counters};
 use crate::{Error, ErrorKind};
+
+/// Ports whose servers speak implicit TLS (submissions, RFC 8314).
+const IMPLICIT_TLS_PORTS: &[u16] = &[465];
+
+/// How long silence at the greeting is waited for on such a port before it counts as the
+/// port speaking TLS (servers greet within milliseconds; Postfix's 465 stalls about 40 ms).
+const IMPLICIT_TLS_SILENCE: Duration = Duration::from_secs(5);
 
 /// A connection on its way to ready: connected, then greeted, told EHLO, maybe upgraded to TLS.
 /// Any failure drops it; [`login`](Self::login) turns it into a [`Session`].
@@ -138,6 +145,48 @@ impl Opening {
             .await
     }
 
+    /// The greeting of a plain-text connection, telling a port that speaks implicit TLS apart
+    /// from a slow server. Such a port says nothing (it waits for a TLS ClientHello) or answers
+    /// in TLS; waiting out the whole timeout and reporting a retryable timeout would make a job
+    /// queue retry a configuration mistake forever. So on port 465 silence is given
+    /// [`IMPLICIT_TLS_SILENCE`], and either sign is a configuration error with the fix.
+    async fn plain_greeting(&mut self) -> Result<reply::Reply, Error> {
+        let params = self.conn.params.clone();
+        let implicit_port = IMPLICIT_TLS_PORTS.contains(&params.port);
+        let limit = if implicit_port {
+            params.timeouts.greeting.min(IMPLICIT_TLS_SILENCE)
+        } else {
+            params.timeouts.greeting
+        };
+        let fix = "that port speaks implicit TLS (TLS from the first byte): use implicit TLS \
+                   (an smtps:// DSN, or `use_tls` true with `opportunistic_tls` false), or port \
+                   587 for STARTTLS";
+        match self.conn.read_reply_within(Stage::Greeting, limit).await {
+            Ok((reply, _)) => Ok(reply),
+            Err(_) if self.conn.received_tls_record() => Err(Error::about_setting(
+                ErrorKind::Config,
+                "tls",
+                format!(
+                    "{}:{} answered in TLS where a plain-text 220 greeting belongs: {fix}",
+                    params.host, params.port
+                ),
+            )),
+            Err(e) if implicit_port && e.kind() == ErrorKind::Timeout => Err(Error::about_setting(
+                ErrorKind::Config,
+                "tls",
+                format!(
+                    "{}:{} sent no greeting within {} s ({} mode): {fix}",
+                    params.host,
+                    params.port,
+                    limit.as_secs_f64(),
+                    params.tls_mode
+                ),
+            )
+            .with_source(e)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Greeting, EHLO, STARTTLS and EHLO again: everything before AUTH.
     pub(crate) async fn handshake(mut self) -> Result<Opening, Error> {
         let params = self.conn.params.clone();
@@ -145,7 +194,11 @@ impl Opening {
         if params.tls_mode == TlsMode::Implicit {
             self.start_tls().await?;
         }
-        let greeting = self.conn.read_reply(Stage::Greeting).await?;
+        let greeting = if params.tls_mode == TlsMode::Implicit {
+            self.conn.read_reply(Stage::Greeting).await?
+        } else {
+            self.plain_greeting().await?
+        };
         if greeting.code != 220 {
             return Err(reply::error_for(
                 &greeting,

@@ -237,6 +237,10 @@ impl<T: Transport> Transport for RateLimit<T> {
         self.inner.close().await
     }
 
+    fn size_limit(&self) -> Option<u64> {
+        self.inner.size_limit()
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

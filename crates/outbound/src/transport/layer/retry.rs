@@ -218,6 +218,10 @@ impl<T: Transport> Transport for Retry<T> {
         self.inner.close().await
     }
 
+    fn size_limit(&self) -> Option<u64> {
+        self.inner.size_limit()
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -85,6 +85,11 @@ impl Transport for RoundRobin {
         self.members.close().await
     }
 
+    /// The first member's: it is the one that prepares, and usually the one that sends.
+    fn size_limit(&self) -> Option<u64> {
+        self.members.list().first().and_then(|m| m.size_limit())
+    }
+
     fn kind(&self) -> &'static str {
         "roundrobin"
     }
