@@ -1072,3 +1072,36 @@ fn a_broken_percent_escape_in_dsn_exits_78_naming_the_part() {
     assert!(r.stderr.contains("--dsn password"), "{}", r.stderr);
     assert!(!r.all().contains("pa%zz"), "{}", r.all());
 }
+
+#[test]
+fn a_comma_separated_to_value_sends_to_every_mailbox_and_misleading_names_are_refused() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "Ada <ada@example.test>, <evil@evil.test>",
+        "--text",
+        "x",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["recipients"]["accepted"],
+        serde_json::json!(["ada@example.test", "evil@evil.test"]),
+        "{v}"
+    );
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "\"ada@example.test\" <evil@evil.test>",
+        "--text",
+        "x",
+    ]));
+    assert_eq!(r.code, 65, "{}", r.all());
+    assert!(r.stderr.contains("display name"), "{}", r.stderr);
+}

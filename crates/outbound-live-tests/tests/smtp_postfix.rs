@@ -635,3 +635,51 @@ async fn verify_keeps_the_connection_cap_when_idle_connections_exist() {
     assert_eq!(stats.max_open_connections, 1, "{stats}");
     assert_eq!(stats.connections_opened, 3, "{stats}");
 }
+
+/// Issue 9: a comma inside one `to` value made the second mailbox the only recipient, under
+/// the first one's display name. Now every mailbox of the list is a recipient, and a quoted
+/// local part (valid in RFC 5321) is sent quoted.
+#[tokio::test]
+async fn address_lists_and_quoted_local_parts_reach_every_recipient() {
+    let env = TestEnv::load();
+    let transport = builder(&env, env.port_plain(), TlsMode::None)
+        .build()
+        .unwrap();
+    let d = env.domain();
+    let id = unique("lists");
+    let msg = Message::builder()
+        .from(format!("App <app@{d}>"))
+        .to(format!("Ada <ada@{d}>, <eve@{d}>"))
+        .cc(format!("\"john doe\"@{d}"))
+        .subject(format!("lists {id}"))
+        .text("hello")
+        .message_id(format!("{id}@{d}"))
+        .build()
+        .unwrap();
+    let receipt = transport.send(&msg).await.unwrap();
+    assert_eq!(
+        receipt.accepted,
+        [
+            format!("ada@{d}"),
+            format!("eve@{d}"),
+            format!("\"john doe\"@{d}")
+        ],
+        "{receipt:?}"
+    );
+    let mid = format!("<{id}@{d}>");
+    let mut maildir = Maildir::new(env.maildir());
+    let files = maildir.wait_for(std::slice::from_ref(&mid), Duration::from_secs(30));
+    // The catch-all Maildir gets one copy per recipient.
+    let mut delivered: Vec<String> = files[&mid]
+        .iter()
+        .flat_map(|f| delivered_to(&std::fs::read(f).unwrap()))
+        .collect();
+    delivered.sort();
+    let mut want = vec![
+        format!("ada@{d}"),
+        format!("eve@{d}"),
+        format!("\"john doe\"@{d}"),
+    ];
+    want.sort();
+    assert_eq!(delivered, want);
+}

@@ -63,6 +63,66 @@ impl Mailbox {
         }
     }
 
+    /// Parses an RFC 5322 address list (`Ada <ada@example.com>, bob@example.com`): every
+    /// mailbox in it, in order. Commas inside quoted display names (`"Doe, John" <j@x>`) do
+    /// not separate; comments (`(…)`) are dropped; groups (`team: a@x, b@x;`) are refused, as is
+    /// a display name that shows an address other than the recipient's
+    /// (`"ada@example.com" <evil@example.net>`): such a name would mislead the reader.
+    ///
+    /// ```
+    /// use outbound::Mailbox;
+    /// let list = Mailbox::parse_list("Ada <ada@example.com>, <bob@example.com>", "to")?;
+    /// assert_eq!(list.len(), 2);
+    /// assert_eq!(list[1].email(), "bob@example.com");
+    /// let one = Mailbox::parse_list("\"Doe, John\" <john@example.com>", "to")?;
+    /// assert_eq!(one.len(), 1);
+    /// assert!(Mailbox::parse_list("\"ada@example.com\" <evil@example.net>", "to").is_err());
+    /// # Ok::<(), outbound::MessageError>(())
+    /// ```
+    pub fn parse_list(input: &str, field: &str) -> Result<Vec<Mailbox>, MessageError> {
+        if input.contains(['\r', '\n']) {
+            return Err(MessageError::HeaderInjection {
+                field: field.to_string(),
+            });
+        }
+        let mut out = Vec::new();
+        for element in split_list(input, field)? {
+            let element = element.trim();
+            if element.is_empty() {
+                continue;
+            }
+            let mailbox = Mailbox::parse_for(element, field)?;
+            mailbox.check_name_shows_no_other_address(field, element)?;
+            out.push(mailbox);
+        }
+        if out.is_empty() {
+            return Err(invalid(field, input, "it has no address"));
+        }
+        Ok(out)
+    }
+
+    /// Refuses a display name that contains an address other than the mailbox's own.
+    fn check_name_shows_no_other_address(
+        &self,
+        field: &str,
+        raw: &str,
+    ) -> Result<(), MessageError> {
+        let Some(name) = &self.name else {
+            return Ok(());
+        };
+        for word in name.split(|c: char| c.is_whitespace() || "<>()[],;:\"'".contains(c)) {
+            if word.contains('@') && !word.eq_ignore_ascii_case(&self.email) {
+                return Err(invalid(
+                    field,
+                    raw,
+                    "its display name shows an address that is not the recipient's; write the \
+                     name without an address, or each address as its own recipient",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn parse_parts_for(
         name: Option<&str>,
         email: &str,
@@ -157,6 +217,69 @@ impl fmt::Display for Mailbox {
             None => f.write_str(&self.email),
         }
     }
+}
+
+/// Splits an address list at top-level commas, dropping comments; refuses groups and
+/// unbalanced quotes, comments or brackets.
+fn split_list(input: &str, field: &str) -> Result<Vec<String>, MessageError> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let (mut in_quote, mut in_angle, mut in_literal, mut comment) = (false, false, false, 0usize);
+    let mut chars = input.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if in_quote || comment > 0 => {
+                let next = chars.next();
+                if comment == 0 {
+                    cur.push(c);
+                    if let Some(n) = next {
+                        cur.push(n);
+                    }
+                }
+            }
+            '"' if comment == 0 => {
+                in_quote = !in_quote;
+                cur.push(c);
+            }
+            '(' if !in_quote => comment += 1,
+            ')' if !in_quote && comment > 0 => comment -= 1,
+            _ if comment > 0 => {}
+            '<' if !in_quote => {
+                in_angle = true;
+                cur.push(c);
+            }
+            '[' if !in_quote => {
+                in_literal = true;
+                cur.push(c);
+            }
+            ']' if !in_quote => {
+                in_literal = false;
+                cur.push(c);
+            }
+            '>' if !in_quote => {
+                in_angle = false;
+                cur.push(c);
+            }
+            ',' if !in_quote && !in_angle && !in_literal => parts.push(std::mem::take(&mut cur)),
+            ':' | ';' if !in_quote && !in_angle && !in_literal => {
+                return Err(invalid(
+                    field,
+                    input,
+                    "it is a group (`name: addresses;`); list the addresses themselves",
+                ))
+            }
+            _ => cur.push(c),
+        }
+    }
+    if in_quote || comment > 0 || in_angle || in_literal {
+        return Err(invalid(
+            field,
+            input,
+            "a quote, comment or `<` is not closed",
+        ));
+    }
+    parts.push(cur);
+    Ok(parts)
 }
 
 fn needs_quoting(name: &str) -> bool {
@@ -258,6 +381,49 @@ mod tests {
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn address_lists() {
+        let l = Mailbox::parse_list("Ada <ada@example.test>, <evil@evil.test>", "to").unwrap();
+        assert_eq!(
+            l.iter().map(|m| m.email()).collect::<Vec<_>>(),
+            ["ada@example.test", "evil@evil.test"]
+        );
+        assert_eq!(l[0].name(), Some("Ada"));
+        assert_eq!(l[1].name(), None);
+        let l = Mailbox::parse_list(
+            "\"Doe, John\" <john@example.com> (work), b@example.com",
+            "to",
+        )
+        .unwrap();
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].name(), Some("Doe, John"));
+        let l = Mailbox::parse_list("root@[IPv6:2001:db8::1]", "to").unwrap();
+        assert_eq!(l.len(), 1);
+        for (bad, says) in [
+            ("team: a@example.com, b@example.com;", "group"),
+            ("\"ada@example.test\" <evil@evil.test>", "display name"),
+            ("ada@example.test <evil@evil.test>", "display name"),
+            ("\"unclosed <a@example.com>", "not closed"),
+            (" , ", "no address"),
+        ] {
+            let err = Mailbox::parse_list(bad, "to").unwrap_err();
+            assert!(err.to_string().contains(says), "{bad}: {err}");
+        }
+        // A name that shows the recipient's own address is fine.
+        Mailbox::parse_list("\"ada@example.test\" <ada@example.test>", "to").unwrap();
+    }
+
+    #[test]
+    fn quoted_local_parts_are_accepted_and_kept_quoted() {
+        let m: Mailbox = "\"john doe\"@example.test".parse().unwrap();
+        assert_eq!(m.local_part(), "\"john doe\"");
+        assert_eq!(m.ascii_email(), "\"john doe\"@example.test");
+        let m: Mailbox = "John <\"john doe\"@example.test>".parse().unwrap();
+        assert_eq!(m.email(), "\"john doe\"@example.test");
+        assert!("\"john\ndoe\"@example.test".parse::<Mailbox>().is_err());
+        assert!("\"unterminated@example.test".parse::<Mailbox>().is_err());
     }
 
     #[test]

@@ -355,10 +355,12 @@ impl MessageBuilder {
     /// Validates everything and returns the message, or the first problem.
     pub fn build(self) -> Result<Message, MessageError> {
         let parse_list = |values: &[String], field: &str| -> Result<Vec<Mailbox>, MessageError> {
-            values
-                .iter()
-                .map(|v| Mailbox::parse_for(v, field))
-                .collect()
+            let mut out = Vec::new();
+            for v in values {
+                // One value may hold an RFC 5322 address list: every mailbox is a recipient.
+                out.extend(Mailbox::parse_list(v, field)?);
+            }
+            Ok(out)
         };
         let mut from = self
             .from

@@ -127,11 +127,35 @@ fn push(out: &mut Vec<u8>, parts: &[&str]) {
 /// Whether `address` can go inside `<...>` on a command line: no controls, no brackets, no
 /// spaces (the message model already validated it; this guards the wire).
 pub(crate) fn is_safe_path(address: &str) -> bool {
+    // A quoted local part (RFC 5321 `Quoted-string`, e.g. `"john doe"@example.com`) may hold
+    // spaces; nothing else may, and nothing may hold controls or angle brackets.
+    let unquoted_rest = match address.strip_prefix('"') {
+        Some(rest) => match quoted_end(rest) {
+            Some(end) if rest[end..].starts_with("\"@") => &rest[end + 1..],
+            _ => return false,
+        },
+        None => address,
+    };
     !address.is_empty()
         && address.len() <= 512
         && !address
             .chars()
-            .any(|c| c.is_control() || c == '<' || c == '>' || c == ' ')
+            .any(|c| c.is_control() || c == '<' || c == '>')
+        && !unquoted_rest.contains(' ')
+}
+
+/// The index of the closing `"` of a quoted string whose opening `"` was just before `s`.
+fn quoted_end(s: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The DATA payload for `message`: lines end in CRLF (a bare CR or LF becomes CRLF), a line
@@ -404,6 +428,10 @@ mod tests {
         assert!(is_safe_path("a@example.com"));
         assert!(!is_safe_path("a@example.com>\r\nRCPT TO:<b@x"));
         assert!(!is_safe_path("a b@example.com"));
+        assert!(is_safe_path("\"john doe\"@example.test"));
+        assert!(is_safe_path("\"a\\\" b\"@example.test"));
+        assert!(!is_safe_path("\"john doe\"@exa mple.test"));
+        assert!(!is_safe_path("\"unterminated@example.test"));
         assert!(!is_safe_path(""));
     }
 
