@@ -43,6 +43,7 @@
 
 mod auth;
 mod ehlo;
+mod pinning;
 mod pool;
 mod reply;
 mod session;

@@ -137,6 +137,9 @@ pub(crate) fn client_config(
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))?;
+    // The CA file's certificates also pin themselves: a self-signed server certificate given
+    // there is trusted as itself (see `pinning`).
+    let pinned = extra_roots.clone();
     let verifier: Arc<dyn ServerCertVerifier> = if verify {
         let mut roots: RootCertStore = (*crate::net::system_roots()).clone();
         let (extra_added, _) = roots.add_parsable_certificates(extra_roots);
@@ -154,9 +157,15 @@ pub(crate) fn client_config(
                 accept: false,
             })
         } else {
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))?
+            let chain =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| Error::new(ErrorKind::Tls, format!("cannot set up TLS: {e}")))?;
+            if pinned.is_empty() {
+                chain
+            } else {
+                Arc::new(super::pinning::PinnedOrChain::new(chain, pinned))
+            }
         }
     } else {
         Arc::new(FixedVerdict {
@@ -242,6 +251,14 @@ impl ServerCertVerifier for FixedVerdict {
     }
 }
 
+/// A certificate error as words (rustls' `Display`, never a `Debug` dump).
+fn sentence(e: &CertificateError) -> String {
+    let text = rustls::Error::InvalidCertificate(e.clone()).to_string();
+    text.strip_prefix("invalid peer certificate: ")
+        .unwrap_or(&text)
+        .to_string()
+}
+
 /// Explains a failed handshake in an operator's terms.
 pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implicit: bool) -> Error {
     let rustls_err = err
@@ -259,11 +276,38 @@ pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implic
         })) => format!("the certificate of {host}:{port} is not valid for the name `{host}`"),
         Some(rustls::Error::InvalidCertificate(CertificateError::Expired))
         | Some(rustls::Error::InvalidCertificate(CertificateError::ExpiredContext { .. })) => {
-            format!("the certificate of {host}:{port} has expired")
+            format!("the certificate of {host}:{port} has expired; the server needs a new one")
         }
-        Some(rustls::Error::InvalidCertificate(e)) => {
-            format!("the certificate of {host}:{port} was refused: {e:?}")
+        Some(rustls::Error::InvalidCertificate(CertificateError::NotValidYet))
+        | Some(rustls::Error::InvalidCertificate(CertificateError::NotValidYetContext {
+            ..
+        })) => format!(
+            "the certificate of {host}:{port} is not valid yet; check this machine's clock, or \
+             the certificate's start date"
+        ),
+        Some(rustls::Error::InvalidCertificate(CertificateError::BadSignature)) => format!(
+            "the certificate of {host}:{port} names a trusted issuer but its signature does not \
+             verify: a different certificate with the same issuer name is trusted (the system \
+             store may hold a same-named one, such as Debian's snakeoil); put the server's own \
+             CA, or its exact certificate, in `ca_file`"
+        ),
+        Some(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => {
+            format!("the certificate of {host}:{port} has been revoked")
         }
+        Some(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
+            if other.to_string().contains("CaUsedAsEndEntity") =>
+        {
+            format!(
+                "the certificate of {host}:{port} is a CA certificate (CA:TRUE) used as the \
+                 server's own, and it is not the one in `ca_file`; put the server's exact \
+                 certificate in `ca_file` to pin it"
+            )
+        }
+        Some(rustls::Error::InvalidCertificate(e)) => format!(
+            "the certificate of {host}:{port} was refused ({}); check `ca_file` and the \
+             server's certificate",
+            sentence(e)
+        ),
         Some(
             e @ (rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. }),
         ) if implicit => {
@@ -287,12 +331,7 @@ pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implic
     } else {
         ErrorKind::Tls
     };
-    let names_ca_file = matches!(
-        rustls_err,
-        Some(rustls::Error::InvalidCertificate(
-            CertificateError::UnknownIssuer
-        ))
-    );
+    let names_ca_file = matches!(rustls_err, Some(rustls::Error::InvalidCertificate(_)));
     let out = Error::new(kind, message).with_source(err);
     if names_ca_file {
         out.for_setting("ca_file")
