@@ -55,9 +55,8 @@ impl ServerCertVerifier for PinnedOrChain {
                     .iter()
                     .any(|p| p.as_ref() == end_entity.as_ref()) =>
             {
-                verify_pinned(end_entity, server_name, now).map_err(|pinned_err| {
+                verify_pinned(end_entity, server_name, now).inspect_err(|_| {
                     tracing::debug!(chain = %err, "the pinned certificate was refused too");
-                    pinned_err
                 })?;
                 tracing::debug!(
                     chain = %err,
