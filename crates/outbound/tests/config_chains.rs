@@ -3,6 +3,7 @@
 //! rates from a DSN query, MAIL_RETRIES, MAIL_RATE and MAIL_FAILOVER_COOLDOWN.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use outbound::config::{Group, Settings};
 use outbound::{ErrorKind, Message, Transport};
@@ -151,4 +152,88 @@ async fn a_configured_chain_fails_over_and_prepares_through_the_primary() {
     assert!(receipt.message_id.ends_with("@example.com>"), "{receipt:?}");
     let eml = std::fs::read_to_string(receipt.provider_id.unwrap()).unwrap();
     assert!(eml.contains("From: <primary@example.com>"), "{eml}");
+}
+
+/// RateLimit holds 10/s over 50 messages: the 50th goes out 4.9 s after the first (no burst),
+/// measured with a 10% tolerance.
+#[tokio::test]
+async fn rate_limit_holds_ten_per_second_over_fifty_messages() {
+    use outbound::dev::MemoryTransport;
+    use outbound::layer::RateLimit;
+    let memory = MemoryTransport::new();
+    let t = Arc::new(RateLimit::new(
+        memory.clone(),
+        Some("10/s".parse().unwrap()),
+        None,
+    ));
+    let started = std::time::Instant::now();
+    // Eight concurrent senders share the limit (clones share one limiter).
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (t, next) = (t.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 50 {
+                t.send(&msg()).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let sent = memory.len();
+    assert_eq!(sent, 50);
+    let expected = (sent - 1) as f64 / 10.0;
+    assert!(
+        (elapsed - expected).abs() <= expected * 0.1,
+        "{sent} messages in {elapsed:.2} s; expected {expected:.2} s"
+    );
+}
+
+/// A failover from SMTP to an HTTP provider sends the message the primary prepared: the same
+/// Message-ID (with the primary's sender domain) in the receipt and the same idempotency key
+/// on every attempt.
+#[tokio::test]
+async fn failover_from_smtp_to_resend_keeps_the_message_id() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/emails"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_9"}"#))
+        .mount(&server)
+        .await;
+    let dsn = format!(
+        "failover(smtp://127.0.0.1:1?tls=none&from=primary@first.example resend://re_key@default?api_url={}&from=other@second.example)",
+        server.uri()
+    );
+    let t = Settings::from_dsn(&dsn).unwrap().build().unwrap();
+    let no_from = Message::builder()
+        .to("ada@example.com")
+        .subject("s")
+        .text("hi")
+        .build()
+        .unwrap();
+    let prepared = t.prepare(&no_from).unwrap();
+    let r1 = t.send_prepared(&prepared).await.unwrap();
+    let r2 = t.send_prepared(&prepared).await.unwrap();
+    assert_eq!(r1.transport, "resend");
+    assert_eq!(r1.message_id, prepared.message_id());
+    assert!(r1.message_id.ends_with("@first.example>"), "{r1:?}");
+    assert_eq!(r2.message_id, r1.message_id);
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    let key = |i: usize| {
+        requests[i].headers["idempotency-key"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(key(0), key(1));
+    let body: serde_json::Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        body["from"], "primary@first.example",
+        "the primary's sender: {body}"
+    );
 }
