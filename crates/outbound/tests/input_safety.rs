@@ -119,3 +119,53 @@ fn text_attachments_declare_their_charset() {
     // The attachment's own type is unchanged (the HTTP providers send it as given).
     assert_eq!(msg.attachments()[0].content_type(), "text/plain");
 }
+
+/// CR, LF and NUL (and other control characters) in every header-bearing field are refused,
+/// each naming the field.
+#[test]
+fn control_characters_in_every_header_bearing_field_are_refused() {
+    let base = || {
+        Message::builder()
+            .from("a@example.com")
+            .to("b@example.com")
+            .text("x")
+    };
+    type Edit = fn(outbound::MessageBuilder, &str) -> outbound::MessageBuilder;
+    let fields: [(&str, Edit); 9] = [
+        ("subject", |b, v| b.subject(format!("Hi{v}there"))),
+        ("X-Tag", |b, v| b.header("X-Tag", format!("a{v}b"))),
+        ("to", |b, v| b.to(format!("Eve{v} <eve@example.com>"))),
+        ("from", |b, v| b.from(format!("x{v}y@example.com"))),
+        ("cc", |b, v| b.cc(format!("c{v}@example.com"))),
+        ("reply_to", |b, v| {
+            b.reply_to(format!("R{v} <r@example.com>"))
+        }),
+        ("tags", |b, v| b.tag(format!("t{v}"))),
+        ("metadata", |b, v| b.metadata("k", format!("v{v}"))),
+        ("message_id", |b, v| {
+            b.message_id(format!("id{v}@example.com"))
+        }),
+    ];
+    for bad in ["\r", "\n", "\0", "\x1b", "\x7f"] {
+        for (field, edit) in fields {
+            let err = edit(base(), bad).build().unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    MessageError::HeaderInjection { .. }
+                        | MessageError::ControlCharacter { .. }
+                        | MessageError::InvalidAddress { .. }
+                ),
+                "{field} with {bad:?}: {err}"
+            );
+            assert_eq!(err.field(), Some(field), "{field} with {bad:?}: {err}");
+        }
+    }
+    let err = base()
+        .attach(Attachment::from_bytes("a\0b.txt", b"x".to_vec()))
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("control character"), "{err}");
+    // A tab is fine in a header value.
+    base().subject("a\tb").build().unwrap();
+}

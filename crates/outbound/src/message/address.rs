@@ -128,10 +128,9 @@ impl Mailbox {
         email: &str,
         field: &str,
     ) -> Result<Self, MessageError> {
-        if email.contains(['\r', '\n']) || name.is_some_and(|n| n.contains(['\r', '\n'])) {
-            return Err(MessageError::HeaderInjection {
-                field: field.to_string(),
-            });
+        super::check_line(email, field)?;
+        if let Some(name) = name {
+            super::check_line(name, field)?;
         }
         validate_addr_spec(email).map_err(|reason| invalid(field, email, reason))?;
         let name = name

@@ -108,6 +108,15 @@ impl Attachment {
         if self.filename.contains(['\r', '\n']) {
             return Err(fail("the file name contains a line break"));
         }
+        if self
+            .filename
+            .chars()
+            .any(|c| c.is_control() || c == '\u{7f}')
+        {
+            return Err(fail(
+                "the file name contains a control character (NUL, escape...)",
+            ));
+        }
         if self.filename.trim().is_empty() {
             return Err(fail("the file name is empty"));
         }

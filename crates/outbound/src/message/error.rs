@@ -50,6 +50,16 @@ pub enum MessageError {
         /// The field or header name.
         field: String,
     },
+    /// A NUL or another control character (other than tab) in a header value or address:
+    /// RFC 5322 forbids them, and servers disagree about them (Postfix cuts a header at NUL).
+    #[error(
+        "`{field}` contains a control character (NUL or another below 0x20 except tab); header \
+         values and addresses must be printable text"
+    )]
+    ControlCharacter {
+        /// The field or header name.
+        field: String,
+    },
     /// A header name that is not an RFC 5322 field name.
     #[error(
         "header name {name:?} is not valid: use printable ASCII without spaces or `:` \
@@ -101,7 +111,8 @@ impl MessageError {
             MessageError::NoSender => Some("from"),
             MessageError::NoBody => Some("body"),
             MessageError::InvalidAddress { field, .. }
-            | MessageError::HeaderInjection { field } => Some(field),
+            | MessageError::HeaderInjection { field }
+            | MessageError::ControlCharacter { field } => Some(field),
             MessageError::InvalidHeaderName { name }
             | MessageError::ReservedHeader { name, .. } => Some(name),
             MessageError::AttachmentUnreadable { .. } | MessageError::InvalidAttachment { .. } => {

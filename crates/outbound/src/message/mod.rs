@@ -373,27 +373,16 @@ impl MessageBuilder {
         let reply_to = parse_list(&self.reply_to, "reply_to")?;
 
         let subject = self.subject.unwrap_or_default();
-        if subject.contains(['\r', '\n']) {
-            return Err(MessageError::HeaderInjection {
-                field: "subject".into(),
-            });
-        }
+        check_line(&subject, "subject")?;
         for (name, value) in &self.headers {
             validate_header(name, value)?;
         }
         for tag in &self.tags {
-            if tag.contains(['\r', '\n']) {
-                return Err(MessageError::HeaderInjection {
-                    field: "tags".into(),
-                });
-            }
+            check_line(tag, "tags")?;
         }
         for (k, v) in &self.metadata {
-            if k.contains(['\r', '\n']) || v.contains(['\r', '\n']) {
-                return Err(MessageError::HeaderInjection {
-                    field: "metadata".into(),
-                });
-            }
+            check_line(k, "metadata")?;
+            check_line(v, "metadata")?;
         }
         if let Some(id) = &self.message_id {
             validate_message_id(id)?;
@@ -477,20 +466,31 @@ fn validate_header(name: &str, value: &str) -> Result<(), MessageError> {
             hint,
         });
     }
+    check_line(value, name)
+}
+
+/// A header value must be one line of text: CR or LF would let it add headers of its own
+/// (header injection); NUL and other control characters (tab aside) are forbidden by RFC 5322
+/// and handled differently by each server.
+pub(crate) fn check_line(value: &str, field: &str) -> Result<(), MessageError> {
     if value.contains(['\r', '\n']) {
         return Err(MessageError::HeaderInjection {
-            field: name.to_string(),
+            field: field.to_string(),
+        });
+    }
+    if value
+        .chars()
+        .any(|c| (c.is_control() && c != '\t') || c == '\u{7f}')
+    {
+        return Err(MessageError::ControlCharacter {
+            field: field.to_string(),
         });
     }
     Ok(())
 }
 
 fn validate_message_id(id: &str) -> Result<(), MessageError> {
-    if id.contains(['\r', '\n']) {
-        return Err(MessageError::HeaderInjection {
-            field: "message_id".into(),
-        });
-    }
+    check_line(id, "message_id")?;
     let ok = id
         .split_once('@')
         .is_some_and(|(l, r)| !l.is_empty() && !r.is_empty())
