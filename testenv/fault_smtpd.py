@@ -33,6 +33,8 @@ Modes (one small handler class each; add a mode by adding a class to MODES):
   reject-rcpt       RCPT to any local part starting with "reject" -> 550 5.1.1 No such user
   auth-fail         AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER offered, every AUTH fails
   tempfail-data     the final "." gets 451 4.3.0 Try again later
+  echo-auth         every AUTH PLAIN/LOGIN fails with a 535 that quotes what the client sent,
+                    base64 and decoded (a server that leaks credentials into its replies)
 """
 import argparse
 import asyncio
@@ -168,7 +170,42 @@ class AuthFail(Accept):
         return await self._oauth_fail(server, args)
 
 
+class EchoAuth(Accept):
+    """Refuses every login, quoting the credentials back (base64 and decoded)."""
+
+    mechanisms = ("PLAIN", "LOGIN")
+
+    @staticmethod
+    def _decoded(b64):
+        try:
+            return base64.b64decode(b64).decode("utf-8", "replace").replace("\0", " ")
+        except Exception:  # noqa: BLE001 - whatever the client sent, echo it
+            return "?"
+
+    async def auth_PLAIN(self, server, args):
+        blob = args[1] if len(args) > 1 else ""
+        if not blob:
+            answer = await server.challenge_auth("", encode_to_b64=False)
+            if answer is MISSING:
+                return AuthResult(success=False, handled=True)
+            blob = base64.b64encode(answer).decode()
+        return AuthResult(success=False, handled=False,
+                          message=f"535 5.7.8 bad credentials {blob} ({self._decoded(blob)})")
+
+    async def auth_LOGIN(self, server, args):
+        user = await server.challenge_auth("Username:")
+        if user is MISSING:
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth("Password:")
+        if password is MISSING:
+            return AuthResult(success=False, handled=True)
+        b64 = base64.b64encode(password).decode()
+        return AuthResult(success=False, handled=False,
+                          message=f"535 5.7.8 refused {b64} ({password.decode('utf-8', 'replace')})")
+
+
 MODES = {
+    "echo-auth": EchoAuth,
     "accept": Accept,
     "no-starttls": NoStartTLS,
     "stall": None,  # not SMTP at all: see Staller

@@ -244,3 +244,67 @@ async fn the_command_says_quit_after_sending_and_after_a_refusal() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A server that quotes the credentials it was sent in its 535 (base64 and decoded): at the
+/// most verbose log level, no form of the password reaches any output of the command.
+#[test]
+fn credentials_echoed_by_the_server_never_reach_any_output() {
+    use base64::Engine as _;
+    let env = TestEnv::load_file();
+    let server = FaultServer::start(&env, "echo-auth", &[]);
+    let password = "CANARY-pw-9931";
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let forms = [
+        password.to_string(),
+        b64(password.as_bytes()),
+        b64(format!("\0alice\0{password}").as_bytes()),
+    ];
+    for mechanism in ["PLAIN", "LOGIN"] {
+        let dsn = format!(
+            "smtp://alice:{password}@127.0.0.1:{}?tls=none&mechanism={mechanism}",
+            server.port
+        );
+        for args in [
+            vec![
+                "-vvv",
+                "send",
+                "--dsn",
+                &dsn,
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--text",
+                "x",
+            ],
+            vec!["-vvv", "check", "--dsn", &dsn],
+            vec![
+                "send",
+                "--dsn",
+                &dsn,
+                "--from",
+                "a@example.test",
+                "--to",
+                "b@example.test",
+                "--text",
+                "x",
+                "--json",
+            ],
+        ] {
+            let (code, _, all) = outbound(&args);
+            assert_eq!(code, 77, "{mechanism} {args:?}: {all}");
+            for form in &forms {
+                assert!(
+                    !all.contains(form.as_str()),
+                    "{mechanism} {args:?} leaked {form}:\n{all}"
+                );
+            }
+        }
+    }
+    // The server did echo them: the test would catch a leak.
+    let log = server.log_text();
+    assert!(
+        log.contains("bad credentials") || log.contains("refused"),
+        "{log}"
+    );
+}

@@ -683,3 +683,69 @@ async fn address_lists_and_quoted_local_parts_reach_every_recipient() {
     want.sort();
     assert_eq!(delivered, want);
 }
+
+/// SMTP smuggling: bodies with bare LF, `\n.\n`, `\r\n.\n` and `\n.\r\n` must not end DATA
+/// early at the real Postfix, so nothing after them can be read as a second message. Exactly
+/// one message arrives, with the whole body; the smuggled one never does.
+#[tokio::test]
+async fn bodies_crafted_for_smtp_smuggling_cannot_end_data_early() {
+    let env = TestEnv::load();
+    let transport = builder(&env, env.port_plain(), TlsMode::None)
+        .build()
+        .unwrap();
+    let d = env.domain();
+    for (label, ending) in [
+        ("lf-dot-lf", "\n.\n"),
+        ("crlf-dot-lf", "\r\n.\n"),
+        ("lf-dot-crlf", "\n.\r\n"),
+        ("cr-dot-cr", "\r.\r"),
+    ] {
+        for raw in [false, true] {
+            let id = unique(&format!("smuggle-{label}"));
+            let smuggled = unique("smuggled");
+            let payload = format!(
+                "first part{ending}MAIL FROM:<evil@{d}>\r\nRCPT TO:<bob@{d}>\r\nDATA\r\n\
+                 Message-ID: <{smuggled}@{d}>\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\n\
+                 last line {id}"
+            );
+            let msg = if raw {
+                Message::builder()
+                    .raw(format!(
+                        "From: app@{d}\r\nTo: bob@{d}\r\nSubject: raw {id}\r\nMessage-ID: <{id}@{d}>\r\n\r\n{payload}\r\n"
+                    ))
+                    .recipients_from_headers(true)
+                    .build()
+                    .unwrap()
+            } else {
+                Message::builder()
+                    .from(format!("app@{d}"))
+                    .to(format!("bob@{d}"))
+                    .subject(format!("built {id}"))
+                    .text(payload.clone())
+                    .message_id(format!("{id}@{d}"))
+                    .build()
+                    .unwrap()
+            };
+            transport.send(&msg).await.unwrap();
+            let mid = format!("<{id}@{d}>");
+            let mut maildir = Maildir::new(env.maildir());
+            let files = maildir.wait_for(std::slice::from_ref(&mid), Duration::from_secs(30));
+            assert_eq!(files[&mid].len(), 1, "{label} raw={raw}");
+            let stored =
+                String::from_utf8_lossy(&std::fs::read(&files[&mid][0]).unwrap()).into_owned();
+            assert!(
+                stored.contains(&format!("last line {id}")),
+                "{label} raw={raw}: the body was cut:\n{stored}"
+            );
+            assert!(
+                stored.contains("MAIL FROM:<evil@"),
+                "{label} raw={raw}: delivered as text"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(
+                maildir.files_for(&format!("<{smuggled}@{d}>")).is_empty(),
+                "{label} raw={raw}: a smuggled message was delivered"
+            );
+        }
+    }
+}
