@@ -668,9 +668,15 @@ async fn address_lists_and_quoted_local_parts_reach_every_recipient() {
     );
     let mid = format!("<{id}@{d}>");
     let mut maildir = Maildir::new(env.maildir());
-    let files = maildir.wait_for(std::slice::from_ref(&mid), Duration::from_secs(30));
-    // The catch-all Maildir gets one copy per recipient.
-    let mut delivered: Vec<String> = files[&mid]
+    maildir.wait_for(std::slice::from_ref(&mid), Duration::from_secs(30));
+    // The catch-all Maildir gets one copy per recipient; they arrive one by one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut files = maildir.files_for(&mid);
+    while files.len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        files = maildir.files_for(&mid);
+    }
+    let mut delivered: Vec<String> = files
         .iter()
         .flat_map(|f| delivered_to(&std::fs::read(f).unwrap()))
         .collect();
