@@ -147,7 +147,20 @@ impl Session {
                     Command::Rcpt(_) => Stage::Rcpt,
                     _ => Stage::Data,
                 };
-                replies.push(self.conn.read_reply(stage).await?);
+                let reply = self.conn.read_reply(stage).await?;
+                if reply.code == 421 {
+                    // The server is closing the channel: its 421 is the answer, not the lost
+                    // connection the replies still awaited would report (RFC 2920 section 3.2).
+                    return Err(reply::error_for(
+                        &reply,
+                        stage,
+                        format!(
+                            "the server closed the session (421) in reply to {}",
+                            stage.what()
+                        ),
+                    ));
+                }
+                replies.push(reply);
             }
         }
         let mut replies = replies.into_iter();
