@@ -277,6 +277,11 @@ async fn every_outcome_is_exact() {
             "{name}: connections"
         );
         assert_eq!(
+            server.mails.load(Ordering::SeqCst),
+            case.mails,
+            "{name}: transactions"
+        );
+        assert_eq!(
             server.accepted.load(Ordering::SeqCst),
             case.copies,
             "{name}: copies"
