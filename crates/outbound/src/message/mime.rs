@@ -39,8 +39,8 @@ fn address_list(list: &[Mailbox]) -> Address<'static> {
     Address::new_list(list.iter().map(address).collect())
 }
 
-pub(crate) fn render(
-    msg: &Message,
+pub(crate) fn render<'m>(
+    msg: &'m Message,
     default_from: Option<&Mailbox>,
 ) -> Result<Vec<u8>, MessageError> {
     let from = msg.sender(default_from)?;
@@ -85,24 +85,22 @@ pub(crate) fn render(
         .as_deref()
         .map(|h| normalize_newlines(h).into_owned());
 
-    let inline: Vec<MimePart<'static>> = msg
+    let inline: Vec<MimePart<'m>> = msg
         .attachments
         .iter()
         .filter_map(|a| {
             a.content_id().map(|cid| {
-                MimePart::new(part_type(a), a.content().to_vec())
+                MimePart::new(part_type(a), a.content())
                     .inline()
                     .cid(cid.to_string())
             })
         })
         .collect();
-    let attached: Vec<MimePart<'static>> = msg
+    let attached: Vec<MimePart<'m>> = msg
         .attachments
         .iter()
         .filter(|a| !a.is_inline())
-        .map(|a| {
-            MimePart::new(part_type(a), a.content().to_vec()).attachment(a.filename().to_string())
-        })
+        .map(|a| MimePart::new(part_type(a), a.content()).attachment(a.filename().to_string()))
         .collect();
 
     // "=_" cannot occur in quoted-printable or base64 output (RFC 2045 section 6.7), and the
@@ -113,14 +111,14 @@ pub(crate) fn render(
         .filter(|c| c.is_ascii_alphanumeric())
         .take(48)
         .collect();
-    let multipart = |subtype: &str, parts: Vec<MimePart<'static>>| {
+    let multipart = |subtype: &str, parts: Vec<MimePart<'m>>| {
         let boundary = format!("=_{unique}_{subtype}");
         MimePart::new(
             ContentType::new(format!("multipart/{subtype}")).attribute("boundary", boundary),
             parts,
         )
     };
-    let with_related = |part: MimePart<'static>| {
+    let with_related = |part: MimePart<'m>| {
         if inline.is_empty() {
             part
         } else {

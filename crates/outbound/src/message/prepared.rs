@@ -37,7 +37,8 @@ struct Inner {
     sender: Mailbox,
     envelope: Envelope,
     message_id: String,
-    bytes: OnceLock<Arc<[u8]>>,
+    // A Vec, not an Arc<[u8]>: converting would copy the whole rendered message once more.
+    bytes: OnceLock<Vec<u8>>,
 }
 
 impl Message {
@@ -90,7 +91,7 @@ impl PreparedMessage {
         if let Some(bytes) = self.inner.bytes.get() {
             return Ok(bytes);
         }
-        let rendered: Arc<[u8]> = self.inner.message.render(Some(&self.inner.sender))?.into();
+        let rendered = self.inner.message.render(Some(&self.inner.sender))?;
         // Two callers may race to render; both produced the same bytes and the first is kept.
         Ok(self.inner.bytes.get_or_init(|| rendered))
     }

@@ -173,7 +173,6 @@ impl Transport for SmtpTransport {
         let message_id = message.message_id();
         let body = message.bytes()?;
         let eight_bit = !body.is_ascii();
-        let data = wire::encode_data(body);
 
         let slot = self.inner.pool.slot().await?;
         let mut attempts = 0u32;
@@ -182,7 +181,7 @@ impl Transport for SmtpTransport {
             let (session, reused) = self.checkout(&slot).await?;
             let conn = session.id();
             let (session, result) = session
-                .transaction(envelope, &data, body.len(), eight_bit)
+                .transaction(envelope, body, body.len(), eight_bit)
                 .await;
             let healthy = session.is_some();
             if let Some(session) = session {

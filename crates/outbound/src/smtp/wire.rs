@@ -162,39 +162,68 @@ fn quoted_end(s: &str) -> Option<usize> {
 /// starting with `.` gets a second `.` (RFC 5321 section 4.5.2), and the payload ends with CRLF.
 /// The terminating `.` CRLF is *not* included: the caller sends it separately, so it knows
 /// whether a failure happened before or after the end of DATA.
+#[cfg(test)]
 pub(crate) fn encode_data(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
-    let mut at_line_start = true;
-    let mut i = 0;
-    while i < message.len() {
-        let b = message[i];
-        match b {
-            b'\r' => {
-                out.extend_from_slice(b"\r\n");
-                // CRLF counts once; a bare CR becomes CRLF too.
-                if message.get(i + 1) == Some(&b'\n') {
-                    i += 1;
+    let mut encoder = DataEncoder::default();
+    encoder.encode(message, &mut out);
+    encoder.finish(&mut out);
+    out
+}
+
+/// [`encode_data`] a chunk at a time, so a large message is sent without a second copy of
+/// it in memory. The state carries what a chunk boundary may split: a CR whose LF comes in the
+/// next chunk, and whether the next byte starts a line.
+#[derive(Debug)]
+pub(crate) struct DataEncoder {
+    at_line_start: bool,
+    after_cr: bool,
+    wrote_any: bool,
+}
+
+impl Default for DataEncoder {
+    fn default() -> Self {
+        DataEncoder {
+            at_line_start: true,
+            after_cr: false,
+            wrote_any: false,
+        }
+    }
+}
+
+impl DataEncoder {
+    /// Appends the encoding of `chunk` to `out`.
+    pub(crate) fn encode(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &b in chunk {
+            match b {
+                // The LF of a CRLF whose CR was already written as CRLF.
+                b'\n' if self.after_cr => self.after_cr = false,
+                b'\r' | b'\n' => {
+                    out.extend_from_slice(b"\r\n");
+                    self.at_line_start = true;
+                    self.after_cr = b == b'\r';
+                    self.wrote_any = true;
                 }
-                at_line_start = true;
-            }
-            b'\n' => {
-                out.extend_from_slice(b"\r\n");
-                at_line_start = true;
-            }
-            _ => {
-                if at_line_start && b == b'.' {
-                    out.push(b'.');
+                _ => {
+                    if self.at_line_start && b == b'.' {
+                        out.push(b'.');
+                    }
+                    out.push(b);
+                    self.at_line_start = false;
+                    self.after_cr = false;
+                    self.wrote_any = true;
                 }
-                out.push(b);
-                at_line_start = false;
             }
         }
-        i += 1;
     }
-    if !out.is_empty() && !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+
+    /// Ends the payload with CRLF when it does not already.
+    pub(crate) fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.wrote_any && !self.at_line_start {
+            out.extend_from_slice(b"\r\n");
+            self.at_line_start = true;
+        }
     }
-    out
 }
 
 /// The end-of-data marker.
@@ -421,6 +450,18 @@ mod tests {
         let encoded = encode_data(b"Subject: x\r\n\r\n.\r\nafter\r\n");
         assert!(!encoded.windows(5).any(|w| w == b"\r\n.\r\n"));
         assert_eq!(encode_data(b""), b"");
+        // Chunk boundaries anywhere give the same bytes: inside CRLF, before a dot.
+        let msg = b"a\r\n.b\r\r\n..c\nd\r\n.\r\nend";
+        let whole = encode_data(msg);
+        for size in 1..msg.len() {
+            let mut out = Vec::new();
+            let mut e = DataEncoder::default();
+            for chunk in msg.chunks(size) {
+                e.encode(chunk, &mut out);
+            }
+            e.finish(&mut out);
+            assert_eq!(out, whole, "chunks of {size}");
+        }
     }
 
     #[test]

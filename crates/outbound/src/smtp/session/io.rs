@@ -138,13 +138,30 @@ impl Connection {
         }
     }
 
-    /// Writes the dot-stuffed message: a failure here is still before the end of DATA.
-    pub(super) async fn write_message(&mut self, data: &[u8]) -> Result<(), Error> {
+    /// Writes `message` dot-stuffed, a chunk at a time (no second copy of a large message),
+    /// all within the end-of-data limit: a failure here is still before the end of DATA.
+    pub(super) async fn write_message(&mut self, message: &[u8]) -> Result<(), Error> {
+        const CHUNK: usize = 256 * 1024;
         let limit = self.params.timeouts.data_end;
-        match self.write_all(data, limit).await {
-            Ok(()) => Ok(()),
-            Err(f) => Err(self.failure(f, "sending the message", limit, false)),
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut encoder = wire::DataEncoder::default();
+        let mut buf = Vec::with_capacity(CHUNK + CHUNK / 8);
+        let mut chunks = message.chunks(CHUNK).peekable();
+        loop {
+            buf.clear();
+            match chunks.next() {
+                Some(chunk) => encoder.encode(chunk, &mut buf),
+                None => break,
+            }
+            if chunks.peek().is_none() {
+                encoder.finish(&mut buf);
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if let Err(f) = self.write_all(&buf, left).await {
+                return Err(self.failure(f, "sending the message", limit, false));
+            }
         }
+        Ok(())
     }
 
     /// Writes the final `.`: from the moment it may have left, the outcome can be unknown.
