@@ -1105,3 +1105,53 @@ fn a_comma_separated_to_value_sends_to_every_mailbox_and_misleading_names_are_re
     assert_eq!(r.code, 65, "{}", r.all());
     assert!(r.stderr.contains("display name"), "{}", r.stderr);
 }
+
+#[test]
+fn send_to_resend_that_answers_500_then_200_retries_once_with_the_same_key() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(ResponseTemplate::new(500).set_body_string(
+                r#"{"statusCode":500,"name":"internal_server_error","message":"oops"}"#,
+            ))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_500"}"#))
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        server
+    });
+    let sb = Sandbox::new();
+    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
+    let r = run(sb.cmd().args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Hi",
+        "--text",
+        "hello",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(r.json()["attempts"], 2);
+    let requests = rt.block_on(server.received_requests()).unwrap();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(
+        requests[0].headers["idempotency-key"],
+        requests[1].headers["idempotency-key"]
+    );
+}

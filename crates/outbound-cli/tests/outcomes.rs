@@ -21,6 +21,10 @@ struct Script {
     data_end: &'static str,
     /// Close the connection instead of answering DATA, on the first connection only.
     drop_at_data_once: bool,
+    /// Offer STARTTLS, accept it with 220, then answer the TLS handshake with garbage.
+    broken_starttls: bool,
+    /// Never answer MAIL FROM (a stalled command).
+    stall_at_mail: bool,
 }
 
 const OK: Script = Script {
@@ -29,6 +33,8 @@ const OK: Script = Script {
     rcpt: "250 2.1.5 Ok",
     data_end: "250 2.0.0 Ok: queued as ABC123",
     drop_at_data_once: false,
+    broken_starttls: false,
+    stall_at_mail: false,
 };
 
 struct Server {
@@ -75,8 +81,21 @@ async fn serve(script: Script) -> Server {
                         continue;
                     }
                     let upper = line.to_ascii_uppercase();
-                    let reply = if upper.starts_with("EHLO") {
+                    let reply = if upper.starts_with("EHLO") && script.broken_starttls {
+                        "250-scripted.test\r\n250-STARTTLS\r\n250 AUTH PLAIN"
+                    } else if upper.starts_with("EHLO") {
                         "250-scripted.test\r\n250 PIPELINING"
+                    } else if upper.starts_with("STARTTLS") {
+                        say(&mut w, "220 2.0.0 Ready to start TLS").await;
+                        say(&mut w, "this is not a TLS record").await;
+                        return;
+                    } else if upper.starts_with("AUTH") {
+                        a.fetch_add(1000, Ordering::SeqCst); // credentials in clear: must never happen
+                        "535 no"
+                    } else if upper.starts_with("MAIL") && script.stall_at_mail {
+                        m.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+                        return;
                     } else if upper.starts_with("MAIL") {
                         m.fetch_add(1, Ordering::SeqCst);
                         rcpt_ok = false;
@@ -116,8 +135,14 @@ async fn serve(script: Script) -> Server {
 }
 
 /// `outbound send` to the server, with `retries`, as JSON.
-async fn send(server: &Server, retries: u32) -> (i32, Value) {
-    let dsn = format!("smtp://127.0.0.1:{}?tls=none&timeout=5", server.port);
+async fn send(server: &Server, retries: u32, tls: &str) -> (i32, Value) {
+    // With STARTTLS, credentials too: they must never go out in clear.
+    let user = if tls == "starttls" {
+        "user:canary-pw@"
+    } else {
+        ""
+    };
+    let dsn = format!("smtp://{user}127.0.0.1:{}?tls={tls}&timeout=1", server.port);
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_outbound"))
             .env_clear()
@@ -246,6 +271,32 @@ async fn every_outcome_is_exact() {
             copies: 0,
         },
         Case {
+            name: "STARTTLS advertised but failing",
+            script: Script {
+                broken_starttls: true,
+                ..OK
+            },
+            status: "failed",
+            kind: Some("tls"),
+            exit: 69,
+            connections: 1,
+            mails: 0,
+            copies: 0,
+        },
+        Case {
+            name: "a stalled command",
+            script: Script {
+                stall_at_mail: true,
+                ..OK
+            },
+            status: "failed",
+            kind: Some("timeout"),
+            exit: 75,
+            connections: 3,
+            mails: 3,
+            copies: 0,
+        },
+        Case {
             name: "dropped before DATA, then fine",
             script: Script {
                 drop_at_data_once: true,
@@ -261,13 +312,22 @@ async fn every_outcome_is_exact() {
     ];
     for case in cases {
         let server = serve(case.script).await;
-        let (code, json) = send(&server, 2).await;
+        let tls = if case.script.broken_starttls {
+            "starttls"
+        } else {
+            "none"
+        };
+        let (code, json) = send(&server, 2, tls).await;
         let name = case.name;
         assert_eq!(code, case.exit, "{name}: {json}");
         assert_eq!(json["status"], case.status, "{name}: {json}");
         if let Some(kind) = case.kind {
             assert_eq!(json["error"]["kind"], kind, "{name}: {json}");
-            assert_eq!(json["resend_safe"], kind == "transient", "{name}: {json}");
+            assert_eq!(
+                json["resend_safe"],
+                kind == "transient" || kind == "timeout",
+                "{name}: {json}"
+            );
         } else {
             assert_eq!(json["attempts"], 2, "{name}: {json}");
         }
