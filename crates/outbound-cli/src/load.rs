@@ -86,25 +86,15 @@ impl Loaded {
 
     /// The settings' notes, and each member's for a group (`member 2: …`).
     pub fn notes(&self) -> Vec<String> {
-        fn collect(settings: &Settings, prefix: &str, out: &mut Vec<String>) {
-            for note in settings.notes() {
-                out.push(if prefix.is_empty() {
-                    note.clone()
-                } else {
-                    format!("member {prefix}: {note}")
-                });
-            }
-            for (i, m) in settings.members().iter().enumerate() {
-                let label = if prefix.is_empty() {
-                    (i + 1).to_string()
-                } else {
-                    format!("{prefix}.{}", i + 1)
-                };
-                collect(m, &label, out);
-            }
+        let mut out = self.settings.notes().to_vec();
+        for (label, member) in members(&self.settings) {
+            out.extend(
+                member
+                    .notes()
+                    .iter()
+                    .map(|n| format!("member {label}: {n}")),
+            );
         }
-        let mut out = Vec::new();
-        collect(&self.settings, "", &mut out);
         out
     }
 
@@ -160,6 +150,21 @@ pub fn apply_layer_flags(
         loaded.settings.set_from_flag("rate", rate, "--rate")?;
     }
     Ok(())
+}
+
+/// The members of a group, depth-first, with their labels (`2.1`: the first member of the
+/// second member); empty for one transport.
+pub fn members(settings: &Settings) -> Vec<(String, &Settings)> {
+    fn walk<'a>(settings: &'a Settings, prefix: &str, out: &mut Vec<(String, &'a Settings)>) {
+        for (i, m) in settings.members().iter().enumerate() {
+            let label = format!("{prefix}{}", i + 1);
+            out.push((label.clone(), m));
+            walk(m, &format!("{label}."), out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(settings, "", &mut out);
+    out
 }
 
 /// A stable name of an origin's type for JSON output.

@@ -174,17 +174,10 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
-    /// An error of `kind` about the setting `name` of a builder (`host`, `api_key`,
-    /// `default_from`...). The message names it as `` `name` ``; configuration rewrites that
-    /// to where the value came from (see [`Error::setting`]).
-    pub(crate) fn about_setting(
-        kind: ErrorKind,
-        name: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
-        let mut err = Error::new(kind, message);
-        err.inner.setting = Some(name);
-        err
+    /// A [`ErrorKind::Config`] error about the builder setting `name`; the message names it as
+    /// `` `name` `` (see [`Error::setting`]).
+    pub(crate) fn config_for(name: &'static str, message: impl Into<String>) -> Self {
+        Error::config(message).for_setting(name)
     }
 
     /// Marks this error as being about the builder setting `name` (see [`Error::setting`]);
@@ -259,14 +252,6 @@ impl Error {
     /// Attaches the server's own words.
     pub fn with_server_text(mut self, text: impl Into<String>) -> Self {
         self.inner.server_text = Some(text.into());
-        self
-    }
-
-    /// Rewrites the server's text (to redact what must not be kept).
-    pub(crate) fn map_server_text(mut self, f: impl FnOnce(&str) -> String) -> Self {
-        if let Some(text) = self.inner.server_text.take() {
-            self.inner.server_text = Some(f(&text));
-        }
         self
     }
 

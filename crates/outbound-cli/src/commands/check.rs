@@ -91,7 +91,11 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
     // A group: every member is checked on its own, so a dead secondary does not hide behind a
     // working primary.
     let mut first_failure = None;
-    let members = leaves(&loaded.settings, "");
+    // The transports themselves: a nested group is checked through its members.
+    let members: Vec<_> = load::members(&loaded.settings)
+        .into_iter()
+        .filter(|(_, m)| m.group().is_none())
+        .collect();
     let total = members.len();
     for (label, member) in members {
         let built = member.build();
@@ -132,22 +136,4 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
             Err(failure)
         }
     }
-}
-
-/// The transports of a group, depth-first, with their labels (`2.1`: the first member of the
-/// second member).
-fn leaves<'a>(
-    settings: &'a outbound::config::Settings,
-    prefix: &str,
-) -> Vec<(String, &'a outbound::config::Settings)> {
-    let mut out = Vec::new();
-    for (i, m) in settings.members().iter().enumerate() {
-        let label = format!("{prefix}{}", i + 1);
-        if m.group().is_some() {
-            out.extend(leaves(m, &format!("{label}.")));
-        } else {
-            out.push((label, m));
-        }
-    }
-    out
 }

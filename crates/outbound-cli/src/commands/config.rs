@@ -68,18 +68,6 @@ fn display_value(setting: &Setting, secret: bool) -> String {
     }
 }
 
-/// The members of a group, each with its rows, depth-first (`2.1` is the first member of the
-/// second member).
-fn members<'a>(settings: &'a Settings, prefix: &str) -> Vec<(String, &'a Settings)> {
-    let mut out = Vec::new();
-    for (i, m) in settings.members().iter().enumerate() {
-        let label = format!("{prefix}{}", i + 1);
-        out.push((label.clone(), m));
-        out.extend(members(m, &format!("{label}.")));
-    }
-    out
-}
-
 fn rows_json(rows: &[Row]) -> Vec<Value> {
     rows.iter()
         .map(|r| {
@@ -116,7 +104,7 @@ fn print_rows(rows: &[Row], indent: &str) {
 
 fn show(loaded: &Loaded, json: bool) -> u8 {
     let rows = rows_of(&loaded.settings);
-    let members = members(&loaded.settings, "");
+    let members = load::members(&loaded.settings);
     let notes = loaded.notes();
     let built = loaded.build();
     let (description, failure) = match built {

@@ -144,10 +144,14 @@ fn build_message(
         )?);
     }
     for path in &args.attach {
-        builder = builder.attach(attachment(path, budget.read(path, "--attach")?));
+        builder = builder.attach(Attachment::named_after(
+            path,
+            budget.read(path, "--attach")?,
+        ));
     }
     for (cid, path) in inline {
-        builder = builder.attach(attachment(path, budget.read(path, "--inline")?).inline(cid));
+        builder = builder
+            .attach(Attachment::named_after(path, budget.read(path, "--inline")?).inline(cid));
     }
     for (name, value) in headers {
         builder = builder.header(name, value);
@@ -275,27 +279,17 @@ impl InputBudget {
 
     /// Reads `path` (a regular file, or `-` for standard input) within the budget.
     fn read(&mut self, path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
-        let unreadable = |what: String, e: std::io::Error| {
+        let unreadable = |what: &str, e: std::io::Error| {
             Failure::Error(Error::new(
                 ErrorKind::InvalidMessage,
                 format!("{flag}: cannot read {what}: {e}"),
             ))
         };
         if is_stdin(path) {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .lock()
-                .take(self.left.saturating_add(1))
-                .read_to_end(&mut buf)
-                .map_err(|e| unreadable("standard input".into(), e))?;
-            if buf.len() as u64 > self.left {
-                return Err(self.too_large(flag, "standard input", None));
-            }
-            self.left -= buf.len() as u64;
-            return Ok(buf);
+            return self.read_within(std::io::stdin().lock(), flag, "standard input");
         }
         let shown = format!("{:?}", path.display().to_string());
-        let meta = std::fs::metadata(path).map_err(|e| unreadable(shown.clone(), e))?;
+        let meta = std::fs::metadata(path).map_err(|e| unreadable(&shown, e))?;
         if !meta.is_file() {
             return Err(Failure::Error(Error::new(
                 ErrorKind::InvalidMessage,
@@ -313,13 +307,30 @@ impl InputBudget {
         if meta.len() > self.left {
             return Err(self.too_large(flag, &shown, Some(meta.len())));
         }
+        let file = std::fs::File::open(path).map_err(|e| unreadable(&shown, e))?;
+        // A file that grows after the check is cut off at the limit and refused.
+        self.read_within(file, flag, &shown)
+    }
+
+    /// Reads at most what is left of the budget from `input`, refusing anything longer.
+    fn read_within(
+        &mut self,
+        input: impl Read,
+        flag: &str,
+        what: &str,
+    ) -> Result<Vec<u8>, Failure> {
         let mut buf = Vec::new();
-        // Read at most what was checked: a file that grows meanwhile is cut off and refused.
-        std::fs::File::open(path)
-            .and_then(|f| f.take(self.left.saturating_add(1)).read_to_end(&mut buf))
-            .map_err(|e| unreadable(shown.clone(), e))?;
+        input
+            .take(self.left.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(|e| {
+                Failure::Error(Error::new(
+                    ErrorKind::InvalidMessage,
+                    format!("{flag}: cannot read {what}: {e}"),
+                ))
+            })?;
         if buf.len() as u64 > self.left {
-            return Err(self.too_large(flag, &shown, None));
+            return Err(self.too_large(flag, what, None));
         }
         self.left -= buf.len() as u64;
         Ok(buf)
@@ -341,15 +352,6 @@ fn parse_size(raw: &str) -> Option<u64> {
         .ok()?
         .checked_mul(mult)
         .filter(|&n| n > 0)
-}
-
-/// An attachment from bytes read within the budget, named and typed after the file.
-fn attachment(path: &Path, bytes: Vec<u8>) -> Attachment {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "attachment".to_string());
-    Attachment::from_bytes(name, bytes)
 }
 
 fn read_text(bytes: Vec<u8>, path: &Path, flag: &str) -> Result<String, Failure> {

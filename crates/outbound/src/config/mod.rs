@@ -35,6 +35,7 @@ pub use settings::{Group, Origin, Setting, Settings, Value};
 
 use crate::layer::{
     DefaultSender, Failover, Rate, RateLimit, Retry, RetryPolicy, RoundRobin, Timed,
+    DEFAULT_COOLDOWN,
 };
 use crate::oauth::TokenCache;
 use crate::{Error, Transport};
@@ -230,22 +231,12 @@ impl Settings {
                         member.clone(),
                     )) as Arc<dyn Transport>);
                 }
-                let cooldown = self.seconds("cooldown", 86_400.0)?;
+                let cooldown = self
+                    .seconds("cooldown", 86_400.0)?
+                    .unwrap_or(DEFAULT_COOLDOWN);
                 match group {
-                    Group::Failover => {
-                        let mut f = Failover::new(members);
-                        if let Some(c) = cooldown {
-                            f = f.cooldown(c);
-                        }
-                        Arc::new(f)
-                    }
-                    Group::RoundRobin => {
-                        let mut r = RoundRobin::new(members);
-                        if let Some(c) = cooldown {
-                            r = r.cooldown(c);
-                        }
-                        Arc::new(r)
-                    }
+                    Group::Failover => Arc::new(Failover::new(members).cooldown(cooldown)),
+                    Group::RoundRobin => Arc::new(RoundRobin::new(members).cooldown(cooldown)),
                 }
             }
             None => {

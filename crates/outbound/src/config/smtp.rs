@@ -42,7 +42,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use secrecy::SecretString;
 
@@ -444,7 +443,7 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     if let Some(n) = settings.number::<u32>("max_messages", 1..=100_000)? {
         b = b.max_messages_per_connection(n);
     }
-    if let Some(idle) = seconds(settings, "idle_timeout", 86_400.0)? {
+    if let Some(idle) = settings.seconds("idle_timeout", 86_400.0)? {
         b = b.idle_timeout(idle);
     }
 
@@ -458,7 +457,7 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     {
         b = b.ca_file(PathBuf::from(path));
     }
-    if let Some(limit) = seconds(settings, "timeout", 3600.0)? {
+    if let Some(limit) = settings.seconds("timeout", 3600.0)? {
         b = b.timeout(limit);
     }
     if let Some(size) = settings.number::<usize>("pool_size", 1..=100)? {
@@ -472,10 +471,6 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
         b = b.local_hostname(name);
     }
     Ok(b)
-}
-
-fn seconds(settings: &Settings, key: &str, max: f64) -> Result<Option<Duration>, Error> {
-    settings.seconds(key, max)
 }
 
 /// `NAME=value` for messages: `SMTP_AUTH_TYPE=oauth2`, ``MAILER_DSN query `auth=oauth2` ``,
@@ -640,7 +635,9 @@ fn requested_token_source(
     settings: &Settings,
     scope: Option<String>,
 ) -> Result<Box<dyn TokenSource>, Error> {
-    let timeout = seconds(settings, "timeout", 3600.0)?.unwrap_or(oauth::DEFAULT_TIMEOUT);
+    let timeout = settings
+        .seconds("timeout", 3600.0)?
+        .unwrap_or(oauth::DEFAULT_TIMEOUT);
     let nonempty = |key: &str| nonempty(settings, key);
     let provider = provider(settings)?;
     let context = oauth_context(settings, provider);
@@ -829,6 +826,7 @@ pub(crate) fn build(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+    use std::time::Duration;
 
     use super::*;
     use crate::ErrorKind;

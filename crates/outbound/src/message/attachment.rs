@@ -55,11 +55,24 @@ impl Attachment {
             path: path.to_path_buf(),
             source,
         })?;
+        Ok(Attachment::named_after(path, content))
+    }
+
+    /// Content read elsewhere (within a size limit, say), named and typed after the file it
+    /// came from, as [`from_path`](Self::from_path) names it.
+    ///
+    /// ```
+    /// use outbound::Attachment;
+    /// let a = Attachment::named_after("reports/q3.csv", b"a,b\n".to_vec());
+    /// assert_eq!((a.filename(), a.content_type()), ("q3.csv", "text/csv"));
+    /// ```
+    pub fn named_after(path: impl AsRef<Path>, content: impl Into<Arc<[u8]>>) -> Self {
         let filename = path
+            .as_ref()
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "attachment".to_string());
-        Ok(Attachment::from_bytes(filename, content))
+        Attachment::from_bytes(filename, content)
     }
 
     /// Overrides the guessed content type (e.g. `image/svg+xml`).

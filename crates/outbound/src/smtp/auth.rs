@@ -429,7 +429,6 @@ pub(crate) async fn authenticate(
     match exchange(conn, mechanism, responses).await {
         Ok(()) => Ok(mechanism),
         Err(err) => {
-            let err = err.map_server_text(|t| conn.redact(t));
             let permanent = permanent_refusal(&err);
             let token_rejected = oauth && err.kind() == ErrorKind::Auth && permanent.is_none();
             let err = match permanent {

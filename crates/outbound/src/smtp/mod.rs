@@ -424,8 +424,7 @@ impl SmtpTransportBuilder {
     pub fn build(self) -> Result<SmtpTransport, Error> {
         let host = self.host.trim().to_string();
         if host.is_empty() {
-            return Err(Error::about_setting(
-                ErrorKind::Config,
+            return Err(Error::config_for(
                 "host",
                 "`host` is empty; expected the SMTP server's host name or IP address",
             ));
@@ -434,8 +433,7 @@ impl SmtpTransportBuilder {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
         {
-            return Err(Error::about_setting(
-                ErrorKind::Config,
+            return Err(Error::config_for(
                 "host",
                 format!(
                     "`host` is `{host}`, which is not a host name; expected e.g. smtp.example.com"
@@ -482,8 +480,7 @@ impl SmtpTransportBuilder {
             .filter(|n| !n.is_empty());
         if let Some(name) = configured {
             if !ehlo::is_valid_configured(name) {
-                return Err(Error::about_setting(
-                    ErrorKind::Config,
+                return Err(Error::config_for(
                     "local_hostname",
                     format!(
                         "`local_hostname` is `{name}`, which is not a valid EHLO name; expected \

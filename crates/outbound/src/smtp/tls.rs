@@ -295,7 +295,10 @@ pub(crate) fn handshake_error(err: std::io::Error, host: &str, port: u16, implic
             format!("the certificate of {host}:{port} has been revoked")
         }
         Some(rustls::Error::InvalidCertificate(CertificateError::Other(other)))
-            if other.to_string().contains("CaUsedAsEndEntity") =>
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
         {
             format!(
                 "the certificate of {host}:{port} is a CA certificate (CA:TRUE) used as the \

@@ -220,9 +220,13 @@ impl Connection {
         let what = format!("waiting for the reply to {}", stage.what());
         let after_end_of_data = stage == Stage::DataEnd;
         match result {
-            Ok(Ok((reply, raw))) => {
+            Ok(Ok((mut reply, raw))) => {
                 tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {}",
                     self.redact(&reply.to_string()));
+                if reply.code >= 400 && !self.secrets.is_empty() {
+                    // A refusal may quote what AUTH sent; every error made from it is clean.
+                    reply.text = self.redact(&reply.text);
+                }
                 if reply.code == 421 {
                     // "Service not available, closing transmission channel".
                     self.broken = true;

@@ -163,16 +163,14 @@ impl Opening {
                    587 for STARTTLS";
         match self.conn.read_reply_within(Stage::Greeting, limit).await {
             Ok((reply, _)) => Ok(reply),
-            Err(_) if self.conn.received_tls_record() => Err(Error::about_setting(
-                ErrorKind::Config,
+            Err(_) if self.conn.received_tls_record() => Err(Error::config_for(
                 "tls",
                 format!(
                     "{}:{} answered in TLS where a plain-text 220 greeting belongs: {fix}",
                     params.host, params.port
                 ),
             )),
-            Err(e) if implicit_port && e.kind() == ErrorKind::Timeout => Err(Error::about_setting(
-                ErrorKind::Config,
+            Err(e) if implicit_port && e.kind() == ErrorKind::Timeout => Err(Error::config_for(
                 "tls",
                 format!(
                     "{}:{} sent no greeting within {} s ({} mode): {fix}",

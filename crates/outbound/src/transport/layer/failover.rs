@@ -70,10 +70,7 @@ impl Transport for Failover {
 
     /// The primary's preparation (its default sender).
     fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        match self.members.list().first() {
-            Some(primary) => primary.prepare(message),
-            None => Ok(message.prepare(None)?),
-        }
+        self.members.prepare(message)
     }
 
     /// Ok when at least one member works.
@@ -87,7 +84,7 @@ impl Transport for Failover {
 
     /// The first member's: it is the one that prepares, and usually the one that sends.
     fn size_limit(&self) -> Option<u64> {
-        self.members.list().first().and_then(|m| m.size_limit())
+        self.members.size_limit()
     }
 
     fn kind(&self) -> &'static str {

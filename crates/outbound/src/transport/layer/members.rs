@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::message::PreparedMessage;
-use crate::{Error, ErrorKind, Receipt, Transport};
+use crate::{Error, ErrorKind, Message, Receipt, Transport};
 
-/// How long a failed member is set aside by default.
-pub(crate) const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
+/// How long a failed member of [`Failover`](super::Failover) or
+/// [`RoundRobin`](super::RoundRobin) is set aside by default.
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The transports, in order, with when each may be used again.
 #[derive(Debug)]
@@ -150,6 +151,20 @@ impl Members {
         Err(last.unwrap_or_else(|| {
             Error::config(format!("{layer}() has no transports to send through"))
         }))
+    }
+
+    /// The first member's preparation (its default sender): one identity per message,
+    /// whichever member sends it.
+    pub(crate) fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+        match self.list.first() {
+            Some(first) => first.prepare(message),
+            None => Ok(message.prepare(None)?),
+        }
+    }
+
+    /// The first member's limit: it prepares, and usually sends.
+    pub(crate) fn size_limit(&self) -> Option<u64> {
+        self.list.first().and_then(|m| m.size_limit())
     }
 
     /// Ok when at least one member verifies; otherwise the first member's error.

@@ -35,6 +35,7 @@ mod timing;
 
 pub use default_sender::DefaultSender;
 pub use failover::Failover;
+pub use members::DEFAULT_COOLDOWN;
 pub use rate_limit::{Rate, RateLimit};
 pub use retry::{Retry, RetryPolicy};
 pub use round_robin::RoundRobin;

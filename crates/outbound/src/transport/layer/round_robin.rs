@@ -71,10 +71,7 @@ impl Transport for RoundRobin {
 
     /// The first member's preparation, whichever member sends: one identity per message.
     fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        match self.members.list().first() {
-            Some(first) => first.prepare(message),
-            None => Ok(message.prepare(None)?),
-        }
+        self.members.prepare(message)
     }
 
     async fn verify(&self) -> Result<(), Error> {
@@ -87,7 +84,7 @@ impl Transport for RoundRobin {
 
     /// The first member's: it is the one that prepares, and usually the one that sends.
     fn size_limit(&self) -> Option<u64> {
-        self.members.list().first().and_then(|m| m.size_limit())
+        self.members.size_limit()
     }
 
     fn kind(&self) -> &'static str {
