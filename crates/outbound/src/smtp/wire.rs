@@ -241,6 +241,8 @@ pub(crate) struct Counters {
     pub transactions: AtomicU64,
     pub reused_connections: AtomicU64,
     pub broken_connections_replaced: AtomicU64,
+    pub round_trips: AtomicU64,
+    pub pipelined_transactions: AtomicU64,
 }
 
 impl Counters {
@@ -252,6 +254,11 @@ impl Counters {
 
     pub(crate) fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The client waited for the server after writing: one turn of the conversation.
+    pub(crate) fn round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn wrote_commands(&self, n: u64) {
@@ -274,6 +281,8 @@ impl Counters {
             transactions: self.transactions.load(Ordering::Relaxed),
             reused_connections: self.reused_connections.load(Ordering::Relaxed),
             broken_connections_replaced: self.broken_connections_replaced.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            pipelined_transactions: self.pipelined_transactions.load(Ordering::Relaxed),
         }
     }
 }
@@ -315,6 +324,13 @@ pub struct WireStats {
     pub reused_connections: u64,
     /// Idle connections found broken on use and replaced without losing the message.
     pub broken_connections_replaced: u64,
+    /// Round trips: how often a connection waited for the server after writing (connection
+    /// set-up included). With pipelining across messages a reused connection costs one per
+    /// message; without it, two (the envelope, then the payload).
+    pub round_trips: u64,
+    /// Transactions whose MAIL, RCPT and DATA went out behind the previous message's final
+    /// `.` on the same connection (RFC 2920 section 3.1).
+    pub pipelined_transactions: u64,
 }
 
 impl WireStats {
@@ -333,7 +349,8 @@ impl fmt::Display for WireStats {
         write!(
             f,
             "{} connections opened (max {} open at once), {} transactions ({} on reused \
-             connections), {} commands in {} writes ({:.2} per write, max {})",
+             connections), {} commands in {} writes ({:.2} per write, max {}), {} round trips, \
+             {} transactions pipelined behind the previous one",
             self.connections_opened,
             self.max_open_connections,
             self.transactions,
@@ -341,7 +358,9 @@ impl fmt::Display for WireStats {
             self.commands,
             self.command_writes,
             self.commands_per_write(),
-            self.max_commands_per_write
+            self.max_commands_per_write,
+            self.round_trips,
+            self.pipelined_transactions
         )
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Connection {
     pub(super) tuning: Tuning,
     /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
     broken: bool,
+    /// Something was written since the last read from the socket: the next read that has to
+    /// wait for the server is a round trip.
+    awaiting_server: bool,
     /// What this connection sent in AUTH (the SASL responses, the password or token): a server
     /// that echoes it in a reply must not get it into a log or an error.
     secrets: Vec<secrecy::SecretString>,
@@ -70,6 +73,7 @@ impl Connection {
             local,
             tuning,
             broken: false,
+            awaiting_server: false,
             secrets: Vec::new(),
         }
     }
@@ -89,6 +93,10 @@ impl Connection {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub(super) fn is_broken(&self) -> bool {
@@ -164,11 +172,27 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes the final `.`: from the moment it may have left, the outcome can be unknown.
-    pub(super) async fn write_end_of_data(&mut self) -> Result<(), Error> {
+    /// Writes the final `.`, and in the same write the commands of the next transaction when
+    /// `next` has any (RFC 2920 section 3.1: a client may pipeline the next transaction's MAIL,
+    /// RCPT and DATA behind the end of data). From the moment this write may have left, the
+    /// outcome of the current message can be unknown: a failure is [`ErrorKind::Ambiguous`]
+    /// for it (the next transaction's commands carry no message, so it is safe to resend).
+    pub(super) async fn write_end_of_data(&mut self, next: &[Command<'_>]) -> Result<(), Error> {
         let limit = self.params.timeouts.data_end;
-        match self.write_all(wire::END_OF_DATA, limit).await {
-            Ok(()) => Ok(()),
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(wire::END_OF_DATA);
+        for c in next {
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {} (pipelined behind the end of data)", c.log_line());
+            c.write_to(&mut self.wbuf);
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let result = self.write_all(&buf, limit).await;
+        self.wbuf = buf;
+        match result {
+            Ok(()) => {
+                self.counters.wrote_commands(next.len() as u64);
+                Ok(())
+            }
             Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
         }
     }
@@ -185,6 +209,7 @@ impl Connection {
             Err(_) => Err(Failure::Timeout),
         };
         self.tuning.after_write();
+        self.awaiting_server = true;
         result
     }
 
@@ -247,6 +272,9 @@ impl Connection {
                 return Ok((reply, raw));
             }
             let io = self.io.as_mut().ok_or(Failure::Eof)?;
+            if std::mem::take(&mut self.awaiting_server) {
+                self.counters.round_trip();
+            }
             let n = io.read(&mut chunk).await.map_err(Failure::Io)?;
             if n == 0 {
                 return Err(Failure::Eof);
