@@ -11,7 +11,12 @@
 //!   on a new connection and delivered once;
 //! - one round trip per message on a busy reused connection, counted by the transport's
 //!   [`WireStats::round_trips`](outbound::smtp::WireStats) (every time a connection waited for
-//!   the server after writing), against about four in lockstep.
+//!   the server after writing), against four in lockstep; and one per message even when sent
+//!   one at a time, with `BDAT … LAST` (RFC 3030 CHUNKING, which Postfix offers).
+//!
+//! Postfix offers CHUNKING, so the Postfix tests run twice: with `BDAT` (the default) and with
+//! it turned off, to exercise DATA pipelined behind the previous final `.`. aiosmtpd does not
+//! offer CHUNKING: the fault server tests are DATA only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -20,13 +25,14 @@ use outbound::smtp::{Credentials, SmtpTransport, TlsMode};
 use outbound::{ErrorKind, Message, Receipt, ServerCode, Transport};
 use outbound_testkit::{unique, FaultServer, Maildir, TestEnv};
 
-fn postfix(env: &TestEnv) -> outbound::smtp::SmtpTransportBuilder {
+fn postfix(env: &TestEnv, chunking: bool) -> outbound::smtp::SmtpTransportBuilder {
     SmtpTransport::builder(env.host())
         .port(env.port_plain())
         .tls(TlsMode::None)
         .credentials(Credentials::password(env.user(), env.password()))
         .timeout(Duration::from_secs(20))
         .pool_size(1)
+        .chunking(chunking)
 }
 
 fn message(env: &TestEnv, to: &str, tag: &str) -> (Message, String) {
@@ -61,8 +67,14 @@ async fn three_at_once(
 
 #[tokio::test]
 async fn postfix_refuses_the_second_of_three_pipelined_transactions() {
+    for chunking in [false, true] {
+        second_of_three_refused_by_postfix(chunking).await;
+    }
+}
+
+async fn second_of_three_refused_by_postfix(chunking: bool) {
     let env = TestEnv::load();
-    let t = postfix(&env).build().unwrap();
+    let t = postfix(&env, chunking).build().unwrap();
     // A connection first, so the three go to it in order, pipelined behind each other.
     let (warm, warm_id) = message(&env, &format!("bob@{}", env.domain()), "warm");
     t.send(&warm).await.unwrap();
@@ -74,7 +86,7 @@ async fn postfix_refuses_the_second_of_three_pipelined_transactions() {
     let (m3, id3) = message(&env, &bob, "third");
     let [r1, r2, r3] = three_at_once(&t, &[m1, m2, m3]).await;
     let stats = t.stats();
-    println!("{stats}");
+    println!("chunking {chunking}: {stats}");
 
     let r1 = r1.unwrap();
     let r3 = r3.unwrap();
@@ -88,10 +100,16 @@ async fn postfix_refuses_the_second_of_three_pipelined_transactions() {
     // One connection throughout, and the commands really were pipelined behind a final `.`.
     assert_eq!(stats.connections_opened, 1, "{stats}");
     assert_eq!(stats.transactions - before.transactions, 2, "{stats}");
-    assert!(
-        stats.pipelined_transactions - before.pipelined_transactions >= 1,
-        "the second went out behind the first's end of data: {stats}"
-    );
+    if chunking {
+        // MAIL, RCPT, BDAT and the message in one write, one round trip each; the refused
+        // one also costs its RSET.
+        assert_eq!(stats.round_trips - before.round_trips, 4, "{stats}");
+    } else {
+        assert!(
+            stats.pipelined_transactions - before.pipelined_transactions >= 1,
+            "the second went out behind the first's end of data: {stats}"
+        );
+    }
 
     let mut maildir = Maildir::new(env.maildir());
     let files = maildir.wait_for(&[warm_id, id1.clone(), id3.clone()], Duration::from_secs(60));
@@ -107,7 +125,7 @@ async fn one_round_trip_per_message_on_a_busy_reused_connection() {
     let bob = format!("bob@{}", env.domain());
     let mut per_message = Vec::new();
     for pipelining in [true, false] {
-        let t = postfix(&env).pipelining(pipelining).build().unwrap();
+        let t = postfix(&env, false).pipelining(pipelining).build().unwrap();
         let (warm, _) = message(&env, &bob, "rt-warm");
         t.send(&warm).await.unwrap();
         let before = t.stats();
@@ -138,6 +156,27 @@ async fn one_round_trip_per_message_on_a_busy_reused_connection() {
         t.close().await;
     }
     assert!(per_message[0] * 3.0 < per_message[1], "{per_message:?}");
+
+    // BDAT: one round trip per message even one at a time (nothing queued to pipeline).
+    let t = postfix(&env, true).build().unwrap();
+    let (warm, _) = message(&env, &bob, "rt-bdat-warm");
+    t.send(&warm).await.unwrap();
+    let before = t.stats();
+    for i in 0..N {
+        let (m, _) = message(&env, &bob, &format!("rt-bdat-{i}"));
+        t.send(&m).await.unwrap();
+    }
+    let after = t.stats();
+    let trips = after.round_trips - before.round_trips;
+    println!("BDAT, one at a time: {trips} round trips for {N} messages; {after}");
+    assert_eq!(after.connections_opened, 1, "{after}");
+    assert_eq!(trips, N as u64, "one round trip per message: {after}");
+    assert_eq!(
+        after.commands - before.commands,
+        3 * N as u64,
+        "MAIL, RCPT, BDAT: {after}"
+    );
+    assert_eq!(after.command_writes - before.command_writes, N as u64, "{after}");
 }
 
 /// Every message sent at once on `t`.

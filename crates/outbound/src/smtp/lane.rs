@@ -209,6 +209,34 @@ pub(crate) async fn drive(
         started += 1;
         let last = started >= opts.max_messages;
 
+        if !written && s.chunks(job.size) {
+            // CHUNKING: the whole transaction in one write and one round trip.
+            let data = match job.message.bytes() {
+                Ok(data) => data,
+                Err(e) => {
+                    lane.done(job, Err(e.into()), reused, false);
+                    continue;
+                }
+            };
+            let result = s.transaction_bdat(job.outline(), data).await;
+            // `None`: too many recipients for one group; DATA below.
+            if let Some(result) = result.transpose() {
+                if !s.is_usable() {
+                    let replaceable =
+                        reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
+                    lane.done(job, result, reused, replaceable);
+                    break None;
+                }
+                if last {
+                    s.quit().await;
+                    lane.done(job, result, reused, false);
+                    break None;
+                }
+                lane.done(job, result, reused, false);
+                continue;
+            }
+        }
+
         if !written {
             let commands = match s.envelope_commands(job.outline()) {
                 Ok(c) => c,

@@ -155,6 +155,7 @@ impl fmt::Debug for SmtpTransport {
             .field("ehlo_name", &p.ehlo_name)
             .field("timeouts", &p.timeouts)
             .field("pipelining", &p.pipelining)
+            .field("chunking", &p.chunking)
             .field("pool_size", &opts.size)
             .field("max_messages_per_connection", &opts.max_messages)
             .field("idle_timeout", &opts.idle_timeout)
@@ -328,6 +329,7 @@ pub struct SmtpTransportBuilder {
     max_messages: u32,
     idle_timeout: Duration,
     pipelining: bool,
+    chunking: bool,
 }
 
 impl SmtpTransportBuilder {
@@ -347,6 +349,7 @@ impl SmtpTransportBuilder {
             max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
+            chunking: true,
         }
     }
 
@@ -432,9 +435,19 @@ impl SmtpTransportBuilder {
         self
     }
 
-    /// Whether to pipeline when the server offers PIPELINING (default true).
+    /// Whether to pipeline when the server offers PIPELINING (default true): MAIL, RCPT and
+    /// DATA in one write, and on a busy pooled connection the next message's commands right
+    /// behind the previous message's final `.`.
     pub fn pipelining(mut self, enabled: bool) -> Self {
         self.pipelining = enabled;
+        self
+    }
+
+    /// Whether to send messages of up to 1 MiB with `BDAT n LAST` (RFC 3030) when the server
+    /// offers CHUNKING and PIPELINING (default true): MAIL, RCPT, BDAT and the message go out
+    /// in one write, so each message costs one round trip even when sent one at a time.
+    pub fn chunking(mut self, enabled: bool) -> Self {
+        self.chunking = enabled;
         self
     }
 
@@ -549,6 +562,7 @@ impl SmtpTransportBuilder {
             ehlo_name,
             timeouts: self.timeouts,
             pipelining: self.pipelining,
+            chunking: self.chunking,
         };
         Ok(SmtpTransport {
             inner: Arc::new(Inner {

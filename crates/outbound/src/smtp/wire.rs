@@ -28,6 +28,8 @@ pub(crate) enum Command<'a> {
     Mail(MailFrom<'a>),
     Rcpt(&'a str),
     Data,
+    /// RFC 3030 `BDAT <size> LAST`: the whole message as one chunk, following at once.
+    BdatLast(usize),
     Rset,
     Quit,
 }
@@ -55,6 +57,7 @@ impl Command<'_> {
             Command::Mail(_) => "MAIL FROM",
             Command::Rcpt(_) => "RCPT TO",
             Command::Data => "DATA",
+            Command::BdatLast(_) => "BDAT",
             Command::Rset => "RSET",
             Command::Quit => "QUIT",
         }
@@ -93,6 +96,7 @@ impl Command<'_> {
             }
             Command::Rcpt(address) => push(out, &["RCPT TO:<", address, ">"]),
             Command::Data => push(out, &["DATA"]),
+            Command::BdatLast(size) => push(out, &["BDAT ", &size.to_string(), " LAST"]),
             Command::Rset => push(out, &["RSET"]),
             Command::Quit => push(out, &["QUIT"]),
         }
@@ -179,6 +183,8 @@ pub(crate) struct DataEncoder {
     at_line_start: bool,
     after_cr: bool,
     wrote_any: bool,
+    /// DATA needs dot-stuffing; a BDAT chunk is counted in bytes and must not have it.
+    stuff_dots: bool,
 }
 
 impl Default for DataEncoder {
@@ -187,8 +193,22 @@ impl Default for DataEncoder {
             at_line_start: true,
             after_cr: false,
             wrote_any: false,
+            stuff_dots: true,
         }
     }
+}
+
+/// The content of a `BDAT` chunk for `message`: lines end in CRLF (a bare CR or LF becomes
+/// CRLF, as for DATA, so no server sees a bare line ending), no dot-stuffing, and a final CRLF.
+pub(crate) fn encode_bdat(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut encoder = DataEncoder {
+        stuff_dots: false,
+        ..DataEncoder::default()
+    };
+    encoder.encode(message, &mut out);
+    encoder.finish(&mut out);
+    out
 }
 
 impl DataEncoder {
@@ -205,7 +225,7 @@ impl DataEncoder {
                     self.wrote_any = true;
                 }
                 _ => {
-                    if self.at_line_start && b == b'.' {
+                    if self.stuff_dots && self.at_line_start && b == b'.' {
                         out.push(b'.');
                     }
                     out.push(b);

@@ -146,6 +146,38 @@ impl Connection {
         }
     }
 
+    /// Writes `commands` and, in the same write, `chunk` (the content of the `BDAT` that ends
+    /// `commands`). A failure here means the chunk did not reach the server whole, so nothing
+    /// can have been delivered; once this returned, any failure is Ambiguous (see
+    /// [`read_reply_committed`](Self::read_reply_committed)).
+    pub(crate) async fn send_with_chunk(
+        &mut self,
+        commands: &[Command<'_>],
+        chunk: &[u8],
+    ) -> Result<(), Error> {
+        self.wbuf.clear();
+        for c in commands {
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {}", c.log_line());
+            c.write_to(&mut self.wbuf);
+        }
+        tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: <{} bytes of message>", chunk.len());
+        self.wbuf.extend_from_slice(chunk);
+        let limit = self.params.timeouts.data_end;
+        let buf = std::mem::take(&mut self.wbuf);
+        let result = self.write_all(&buf, limit).await;
+        self.wbuf = buf;
+        if self.wbuf.capacity() > 64 * 1024 {
+            self.wbuf = Vec::with_capacity(1024); // do not keep a large message's buffer
+        }
+        match result {
+            Ok(()) => {
+                self.counters.wrote_commands(commands.len() as u64);
+                Ok(())
+            }
+            Err(f) => Err(self.failure(f, "sending the message (BDAT)", limit, false)),
+        }
+    }
+
     /// Writes `message` dot-stuffed, a chunk at a time (no second copy of a large message),
     /// all within the end-of-data limit: a failure here is still before the end of DATA.
     pub(super) async fn write_message(&mut self, message: &[u8]) -> Result<(), Error> {
@@ -235,15 +267,31 @@ impl Connection {
         matches!(self.rbuf.first(), Some(0x15 | 0x16)) && self.rbuf.get(1) == Some(&0x03)
     }
 
+    /// Reads one reply to a command that went out after a complete message (a `BDAT … LAST`
+    /// chunk was written): whatever it answers, a failure to get it is Ambiguous.
+    pub(crate) async fn read_reply_committed(&mut self, stage: Stage) -> Result<Reply, Error> {
+        let limit = self.params.timeouts.data_end;
+        self.read_reply_inner(stage, limit, true).await.map(|(r, _)| r)
+    }
+
     /// Reads one reply within `limit` (instead of the phase's own).
     pub(super) async fn read_reply_within(
         &mut self,
         stage: Stage,
         limit: Duration,
     ) -> Result<(Reply, Vec<u8>), Error> {
+        self.read_reply_inner(stage, limit, stage == Stage::DataEnd)
+            .await
+    }
+
+    async fn read_reply_inner(
+        &mut self,
+        stage: Stage,
+        limit: Duration,
+        after_end_of_data: bool,
+    ) -> Result<(Reply, Vec<u8>), Error> {
         let result = tokio::time::timeout(limit, self.read_frame()).await;
         let what = format!("waiting for the reply to {}", stage.what());
-        let after_end_of_data = stage == Stage::DataEnd;
         match result {
             Ok(Ok((mut reply, raw))) => {
                 tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {}",

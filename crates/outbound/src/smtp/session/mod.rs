@@ -118,6 +118,8 @@ pub(crate) struct ConnectParams {
     pub timeouts: Timeouts,
     /// Whether to pipeline when the server offers PIPELINING.
     pub pipelining: bool,
+    /// Whether to send with `BDAT` when the server offers CHUNKING (and PIPELINING).
+    pub chunking: bool,
 }
 
 /// A ready session: between transactions, it may start one or be pooled. Only

@@ -107,3 +107,112 @@ impl Session {
         !self.conn.is_broken()
     }
 }
+
+/// Messages up to this size go with `BDAT` when the server offers CHUNKING: the chunk is
+/// encoded into memory first (its exact size comes first on the wire), which for a larger
+/// message would cost a second copy of it; DATA streams instead.
+const BDAT_MAX: usize = 1024 * 1024;
+
+impl Session {
+    /// Whether a message of `size` bytes goes with `BDAT` on this session.
+    pub(crate) fn chunks(&self, size: usize) -> bool {
+        self.caps.chunking
+            && self.caps.pipelining
+            && self.conn.params.chunking
+            && self.conn.params.pipelining
+            && size <= BDAT_MAX
+    }
+
+    /// One transaction with `BDAT n LAST` (RFC 3030): MAIL, every RCPT, `BDAT` and the message
+    /// in one write, then their replies in order, so it costs one round trip. From the moment
+    /// the write completed the server holds the whole message, so losing the connection while
+    /// waiting for any of these replies is Ambiguous. A refused transaction ends with RSET.
+    ///
+    /// `Ok(None)`: too many recipients for one pipelined group; use
+    /// [`transaction`](Session::transaction).
+    pub(crate) async fn transaction_bdat(
+        &mut self,
+        outline: Outline<'_>,
+        data: &[u8],
+    ) -> Result<Option<Delivery>, Error> {
+        use crate::smtp::reply::{self, Stage};
+        let envelope = outline.envelope;
+        let host = &self.conn.params.host;
+        let mail = preflight::mail_from(&self.caps, host, envelope, outline.size, outline.eight_bit)?;
+        if envelope.to.len() + 2 > PIPELINE_GROUP {
+            return Ok(None);
+        }
+        let chunk = crate::smtp::wire::encode_bdat(data);
+        let mut commands = Vec::with_capacity(envelope.to.len() + 2);
+        commands.push(Command::Mail(mail));
+        commands.extend(envelope.to.iter().map(|r| Command::Rcpt(r)));
+        commands.push(Command::BdatLast(chunk.len()));
+        self.conn.send_with_chunk(&commands, &chunk).await?;
+        drop(chunk);
+
+        let mut replies = Vec::with_capacity(commands.len());
+        for c in &commands {
+            let stage = match c {
+                Command::Mail(_) => Stage::Mail,
+                Command::Rcpt(_) => Stage::Rcpt,
+                _ => Stage::DataEnd,
+            };
+            let r = self.conn.read_reply_committed(stage).await?;
+            if r.code == 421 {
+                return Err(reply::error_for(
+                    &r,
+                    stage,
+                    format!("the server closed the session (421) in reply to {}", stage.what()),
+                ));
+            }
+            replies.push(r);
+        }
+        let mut replies = replies.into_iter();
+        let (Some(mail), Some(bdat)) = (replies.next(), replies.next_back()) else {
+            return Err(Error::new(
+                crate::ErrorKind::Network,
+                "internal: a pipelined reply is missing",
+            ));
+        };
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for (addr, r) in envelope.to.iter().zip(replies) {
+            if r.is_positive() {
+                accepted.push(addr.clone());
+            } else {
+                rejected.push(crate::RejectedRecipient {
+                    address: addr.clone(),
+                    code: r.code,
+                    enhanced: r.enhanced.clone(),
+                    text: r.one_line(),
+                });
+            }
+        }
+        self.last_used = std::time::Instant::now();
+        let refusal = if !mail.is_positive() {
+            reply::error_for(
+                &mail,
+                Stage::Mail,
+                format!("the server refused the sender <{}>", envelope.from),
+            )
+        } else if accepted.is_empty() {
+            super::transaction::all_refused(&rejected)
+        } else if !bdat.is_positive() {
+            reply::error_for(
+                &bdat,
+                Stage::DataEnd,
+                "the server rejected the message at the end of its data (BDAT)",
+            )
+        } else {
+            self.transactions += 1;
+            return Ok(Some(Delivery {
+                accepted,
+                rejected,
+                reply: bdat,
+            }));
+        };
+        // RFC 3030 leaves the state after a refused chunk to the server: start clean.
+        self.reset().await;
+        Err(refusal)
+    }
+}

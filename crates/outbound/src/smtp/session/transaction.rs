@@ -250,7 +250,7 @@ impl Session {
     }
 
     /// RSET; the connection stays usable when the server agrees, and is broken otherwise.
-    async fn reset(&mut self) {
+    pub(super) async fn reset(&mut self) {
         if self.conn.send(&[Command::Rset]).await.is_err() {
             return;
         }
@@ -285,7 +285,7 @@ fn missing_reply() -> Error {
 }
 
 /// The error when the server refused every recipient: Transient when every refusal was 4xx.
-fn all_refused(rejected: &[RejectedRecipient]) -> Error {
+pub(super) fn all_refused(rejected: &[RejectedRecipient]) -> Error {
     let kind = if rejected.iter().all(|r| (400..500).contains(&r.code)) {
         ErrorKind::Transient
     } else if rejected
