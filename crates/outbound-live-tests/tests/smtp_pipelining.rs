@@ -14,9 +14,9 @@
 //!   the server after writing), against four in lockstep; and one per message even when sent
 //!   one at a time, with `BDAT … LAST` (RFC 3030 CHUNKING, which Postfix offers).
 //!
-//! Postfix offers CHUNKING, so the Postfix tests run twice: with `BDAT` (the default) and with
-//! it turned off, to exercise DATA pipelined behind the previous final `.`. aiosmtpd does not
-//! offer CHUNKING: the fault server tests are DATA only.
+//! Postfix offers CHUNKING, so the Postfix tests run twice: with DATA pipelined behind the
+//! previous final `.` (the default) and with `BDAT` (`chunking(true)`). aiosmtpd does not offer
+//! CHUNKING: the fault server tests are DATA only.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;

@@ -349,7 +349,7 @@ impl SmtpTransportBuilder {
             max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
-            chunking: true,
+            chunking: false,
         }
     }
 
@@ -444,8 +444,15 @@ impl SmtpTransportBuilder {
     }
 
     /// Whether to send messages of up to 1 MiB with `BDAT n LAST` (RFC 3030) when the server
-    /// offers CHUNKING and PIPELINING (default true): MAIL, RCPT, BDAT and the message go out
-    /// in one write, so each message costs one round trip even when sent one at a time.
+    /// offers CHUNKING and PIPELINING (default false): MAIL, RCPT, BDAT and the message go out
+    /// in one write, so each message costs one round trip even when sent one at a time
+    /// (without it, a busy pooled connection already costs one round trip per message, by
+    /// pipelining; a single caller sending one message at a time pays two).
+    ///
+    /// Why it is off by default: once the write is out the server holds the whole message, so
+    /// a pooled connection that died silently while idle (a NAT or firewall dropped it) makes
+    /// that message [`ErrorKind::Ambiguous`] instead of being resent on a new connection; and
+    /// the message goes out even when every recipient is then refused.
     pub fn chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
         self

@@ -533,4 +533,11 @@ mod tests {
         assert!((s.commands_per_write() - 2.0).abs() < f64::EPSILON);
         assert!(s.to_string().contains("2.00 per write"));
     }
+
+    #[test]
+    fn bdat_chunks_have_crlf_line_ends_and_no_dot_stuffing() {
+        assert_eq!(encode_bdat(b".a\n..b\rc"), b".a\r\n..b\r\nc\r\n");
+        assert_eq!(encode_bdat(b"x\r\n.\r\n"), b"x\r\n.\r\n");
+        assert_eq!(line(&Command::BdatLast(42)), b"BDAT 42 LAST\r\n");
+    }
 }
