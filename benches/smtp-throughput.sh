@@ -305,7 +305,7 @@ if want sink; then
     M+=("$sc|Outbound, pool 1, concurrency 64|100 msgs/connection|$B $S --pool 1 --concurrency 64 --count $N")
     M+=("$sc|Outbound, pool 1, no pipelining|100 msgs/connection|$B $S --pool 1 --concurrency 1 --no-pipelining --count $N")
     M+=("$sc|lettre, pool 1, concurrency 1||$LETTRE --port $SINK_PORT --pool 1 --concurrency 1 --count $N")
-    M+=("$sc|lettre, pool 1, concurrency 64||$LETTRE --port $SINK_PORT --pool 1 --concurrency 64 --count $N")
+    M+=("$sc|lettre, pool 1, concurrency 64|a connection per concurrent send: lettre's pool caps idle connections only|$LETTRE --port $SINK_PORT --pool 1 --concurrency 64 --count $N")
     run_group "$sc" "$SINK_RUNS"
     sc="smtp-sink, reused connection, 4 sessions"
     M+=("$sc|smtp-source -d -s 4||smtp_source $N -d -s 4 127.0.0.1:$SINK_PORT")
@@ -313,7 +313,7 @@ if want sink; then
     M+=("$sc|Outbound, pool 4, concurrency 4||$B $S --pool 4 --concurrency 4 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 64||$B $S --pool 4 --concurrency 64 --count $N")
     M+=("$sc|lettre, pool 4, concurrency 4||$LETTRE --port $SINK_PORT --pool 4 --concurrency 4 --count $N")
-    M+=("$sc|lettre, pool 4, concurrency 64||$LETTRE --port $SINK_PORT --pool 4 --concurrency 64 --count $N")
+    M+=("$sc|lettre, pool 4, concurrency 64|a connection per concurrent send|$LETTRE --port $SINK_PORT --pool 4 --concurrency 64 --count $N")
     run_group "$sc" "$SINK_RUNS"
 fi
 
@@ -373,8 +373,9 @@ if want delay; then
     M+=("$sc|Outbound, pool 1, concurrency 1||$B $S --pool 1 --concurrency 1 --count $D")
     M+=("$sc|Outbound, pool 1, concurrency 64|one connection, pipelined across messages|$B $S --pool 1 --concurrency 64 --count $D")
     M+=("$sc|Outbound, pool 3, concurrency 64||$B $S --pool 3 --concurrency 64 --count $D")
-    M+=("$sc|lettre, pool 1, concurrency 64|one connection|$LETTRE --port $PROXY_PORT --pool 1 --concurrency 64 --count $D")
-    M+=("$sc|lettre, pool 3, concurrency 64||$LETTRE --port $PROXY_PORT --pool 3 --concurrency 64 --count $D")
+    M+=("$sc|lettre, pool 1, concurrency 1|one connection|$LETTRE --port $PROXY_PORT --pool 1 --concurrency 1 --count $DN")
+    M+=("$sc|lettre, pool 3, concurrency 3|three connections|$LETTRE --port $PROXY_PORT --pool 3 --concurrency 3 --count $DN")
+    M+=("$sc|lettre, pool 1, concurrency 64|a connection per concurrent send (lettre's pool caps idle connections only)|$LETTRE --port $PROXY_PORT --pool 1 --concurrency 64 --count $D")
     run_group "$sc"
 fi
 
@@ -458,11 +459,12 @@ RATIOS = [
     ("a/b reused, 1 session: Outbound / smtp-source", sink_re1, "Outbound, pool 1, concurrency 1", "smtp-source -d -s 1", ">= 1.0"),
     ("a/b reused, 1 connection, 64 callers: Outbound / smtp-source", sink_re1, "Outbound, pool 1, concurrency 64", "smtp-source -d -s 1", ">= 1.0"),
     ("a/b reused, 4 sessions: Outbound / smtp-source", sink_re4, "Outbound, pool 4, concurrency 4", "smtp-source -d -s 4", ">= 1.0"),
-    ("a/c reused, 1 connection: Outbound / lettre (64 callers each)", sink_re1, "Outbound, pool 1, concurrency 64", "lettre, pool 1, concurrency 64", ""),
-    ("a/c reused, 4 connections: Outbound / lettre (64 callers each)", sink_re4, "Outbound, pool 4, concurrency 64", "lettre, pool 4, concurrency 64", ""),
-    ("e per connection: Outbound / lettre (1 connection, 64 callers)", "smtp-sink via", "Outbound, pool 1, concurrency 64", "lettre, pool 1, concurrency 64", ">= 4"),
-    ("e per connection: Outbound / Dify-style smtplib", "smtp-sink via", "Outbound, pool 1, concurrency 64", "smtplib, new connection per message", ">= 8"),
-    ("e 3 connections: Outbound / lettre", "smtp-sink via", "Outbound, pool 3, concurrency 64", "lettre, pool 3, concurrency 64", ""),
+    ("a/c reused, 1 connection: Outbound / lettre, 1 caller each", sink_re1, "Outbound, pool 1, concurrency 1", "lettre, pool 1, concurrency 1", ""),
+    ("a/c reused, 4 connections: Outbound / lettre, 4 callers each", sink_re4, "Outbound, pool 4, concurrency 4", "lettre, pool 4, concurrency 4", ""),
+    ("e per connection: Outbound (1 conn, 64 callers) / lettre (1 conn)", "smtp-sink via", "Outbound, pool 1, concurrency 64", "lettre, pool 1, concurrency 1", ">= 4"),
+    ("e per connection: Outbound (1 conn, 64 callers) / Dify-style smtplib", "smtp-sink via", "Outbound, pool 1, concurrency 64", "smtplib, new connection per message", ">= 8"),
+    ("e 3 connections: Outbound / lettre", "smtp-sink via", "Outbound, pool 3, concurrency 64", "lettre, pool 3, concurrency 3", ""),
+    ("e 1 connection, 1 caller: Outbound / lettre", "smtp-sink via", "Outbound, pool 1, concurrency 1", "lettre, pool 1, concurrency 1", ""),
     ("f 587: Outbound pooled / Dify-style smtplib", "Postfix 587", "Outbound, pool 3, concurrency 64", "smtplib, new connection per message", ">= 5"),
 ]
 ratio_rows = []
