@@ -37,7 +37,9 @@ async fn main() {
     let host = arg(&args, "--host", "127.0.0.1");
     let port: u16 = arg(&args, "--port", "2525").parse().expect("--port");
     let count: usize = arg(&args, "--count", "1000").parse().expect("--count");
-    let concurrency: usize = arg(&args, "--concurrency", "1").parse().expect("--concurrency");
+    let concurrency: usize = arg(&args, "--concurrency", "1")
+        .parse()
+        .expect("--concurrency");
     let pool: u32 = arg(&args, "--pool", "1").parse().expect("--pool");
     let size: usize = arg(&args, "--size", "5120").parse().expect("--size");
     let from = arg(&args, "--from", "bench@example.test");
@@ -49,7 +51,9 @@ async fn main() {
             .pool_config(PoolConfig::new().max_size(pool))
             .build();
     let line = "lettre bench line of text, 64 bytes long, to fill the body....\n";
-    let body: Arc<str> = line.repeat(size / line.len() + 1)[..size].to_string().into();
+    let body: Arc<str> = line.repeat(size / line.len() + 1)[..size]
+        .to_string()
+        .into();
     let run = std::process::id();
     let next = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));

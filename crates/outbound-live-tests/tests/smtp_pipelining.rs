@@ -112,7 +112,10 @@ async fn second_of_three_refused_by_postfix(chunking: bool) {
     }
 
     let mut maildir = Maildir::new(env.maildir());
-    let files = maildir.wait_for(&[warm_id, id1.clone(), id3.clone()], Duration::from_secs(60));
+    let files = maildir.wait_for(
+        &[warm_id, id1.clone(), id3.clone()],
+        Duration::from_secs(60),
+    );
     assert_eq!(files[&id1].len(), 1, "first delivered once");
     assert_eq!(files[&id3].len(), 1, "third delivered once");
     assert!(maildir.files_for(&id2).is_empty(), "second not delivered");
@@ -143,14 +146,20 @@ async fn one_round_trip_per_message_on_a_busy_reused_connection() {
         if pipelining {
             // The first one's envelope, then one turn per message (its payload and the next
             // one's commands go out together; their replies come back together).
-            assert!(trips <= N as u64 + 2, "{trips} round trips for {N} messages");
+            assert!(
+                trips <= N as u64 + 2,
+                "{trips} round trips for {N} messages"
+            );
             assert!(
                 after.pipelined_transactions - before.pipelined_transactions >= N as u64 - 2,
                 "{after}"
             );
         } else {
             // MAIL, RCPT, DATA, the payload: four turns each.
-            assert!(trips >= 4 * N as u64, "{trips} round trips for {N} messages");
+            assert!(
+                trips >= 4 * N as u64,
+                "{trips} round trips for {N} messages"
+            );
             assert_eq!(after.pipelined_transactions, 0, "{after}");
         }
         t.close().await;
@@ -176,7 +185,11 @@ async fn one_round_trip_per_message_on_a_busy_reused_connection() {
         3 * N as u64,
         "MAIL, RCPT, BDAT: {after}"
     );
-    assert_eq!(after.command_writes - before.command_writes, N as u64, "{after}");
+    assert_eq!(
+        after.command_writes - before.command_writes,
+        N as u64,
+        "{after}"
+    );
 }
 
 /// Every message sent at once on `t`.
@@ -190,7 +203,8 @@ async fn futures_join_all(
         let m = m.clone();
         set.spawn(async move { (i, t.send(&m).await) });
     }
-    let mut out: Vec<Option<Result<Receipt, outbound::Error>>> = (0..msgs.len()).map(|_| None).collect();
+    let mut out: Vec<Option<Result<Receipt, outbound::Error>>> =
+        (0..msgs.len()).map(|_| None).collect();
     while let Some(r) = set.join_next().await {
         let (i, r) = r.unwrap();
         out[i] = Some(r);
@@ -269,7 +283,10 @@ async fn a_refused_second_transaction_gets_its_own_code_and_the_others_are_deliv
     println!("{stats}");
     let got = received(&server);
     assert_eq!(got.len(), 3, "{got:?}");
-    assert!(got.iter().all(|(conn, _)| *conn == 1), "one connection: {got:?}");
+    assert!(
+        got.iter().all(|(conn, _)| *conn == 1),
+        "one connection: {got:?}"
+    );
     // Whichever the server saw second is the one refused, with the server's own code.
     let second = tags
         .iter()
@@ -282,7 +299,9 @@ async fn a_refused_second_transaction_gets_its_own_code_and_the_others_are_deliv
             assert_eq!(smtp_code(err), (554, Some("5.7.1".into())), "{err}");
             assert!(err.to_string().contains("Message 2 refused"), "{err}");
         } else {
-            let receipt = r.as_ref().unwrap_or_else(|e| panic!("{} failed: {e}", tags[i]));
+            let receipt = r
+                .as_ref()
+                .unwrap_or_else(|e| panic!("{} failed: {e}", tags[i]));
             assert_eq!(receipt.attempts, 1);
         }
     }

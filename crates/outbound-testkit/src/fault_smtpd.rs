@@ -22,7 +22,8 @@ impl FaultServer {
     /// when the env file was written by another checkout), else the env file's.
     pub fn start(env: &TestEnv, mode: &str, extra: &[&str]) -> FaultServer {
         use std::io::{BufRead, BufReader};
-        let own = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/fault_smtpd.py");
+        let own =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testenv/fault_smtpd.py");
         let script = if own.exists() { own } else { env.fault_smtpd() };
         assert!(
             script.exists(),

@@ -300,7 +300,11 @@ pub(crate) async fn drive(
         };
 
         // The payload, and behind its final `.` the next queued message's commands.
-        let mut next = if last { None } else { lane.next_wanted(&mut jobs) };
+        let mut next = if last {
+            None
+        } else {
+            lane.next_wanted(&mut jobs)
+        };
         let mut next_written = false;
         let outcome = {
             let next_commands = match &next {

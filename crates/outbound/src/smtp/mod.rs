@@ -134,7 +134,6 @@ impl SmtpTransport {
         )
         .await
     }
-
 }
 
 /// How often one send may find its connection closing before it started (each time it goes

@@ -177,12 +177,7 @@ impl Pool {
 
     /// Puts `job` on lane `i`; a lane that reached its message cap leaves the list (it
     /// finishes what it has and closes).
-    fn give(
-        &self,
-        lanes: &mut Vec<LaneEntry>,
-        i: usize,
-        job: Job,
-    ) -> Result<(), Job> {
+    fn give(&self, lanes: &mut Vec<LaneEntry>, i: usize, job: Job) -> Result<(), Job> {
         let lane = &mut lanes[i];
         lane.load.fetch_add(1, Ordering::SeqCst);
         if let Err(mpsc::error::SendError(job)) = lane.jobs.send(job) {

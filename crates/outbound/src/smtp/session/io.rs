@@ -271,7 +271,9 @@ impl Connection {
     /// chunk was written): whatever it answers, a failure to get it is Ambiguous.
     pub(crate) async fn read_reply_committed(&mut self, stage: Stage) -> Result<Reply, Error> {
         let limit = self.params.timeouts.data_end;
-        self.read_reply_inner(stage, limit, true).await.map(|(r, _)| r)
+        self.read_reply_inner(stage, limit, true)
+            .await
+            .map(|(r, _)| r)
     }
 
     /// Reads one reply within `limit` (instead of the phase's own).

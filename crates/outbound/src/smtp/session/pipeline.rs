@@ -138,7 +138,8 @@ impl Session {
         use crate::smtp::reply::{self, Stage};
         let envelope = outline.envelope;
         let host = &self.conn.params.host;
-        let mail = preflight::mail_from(&self.caps, host, envelope, outline.size, outline.eight_bit)?;
+        let mail =
+            preflight::mail_from(&self.caps, host, envelope, outline.size, outline.eight_bit)?;
         if envelope.to.len() + 2 > PIPELINE_GROUP {
             return Ok(None);
         }
@@ -162,7 +163,10 @@ impl Session {
                 return Err(reply::error_for(
                     &r,
                     stage,
-                    format!("the server closed the session (421) in reply to {}", stage.what()),
+                    format!(
+                        "the server closed the session (421) in reply to {}",
+                        stage.what()
+                    ),
                 ));
             }
             replies.push(r);
