@@ -23,7 +23,7 @@ pub use address::Mailbox;
 pub use attachment::Attachment;
 pub use error::MessageError;
 pub use prepared::PreparedMessage;
-pub use rendered::RenderedMessage;
+pub use rendered::{Chunks, RenderedMessage};
 
 /// Headers Outbound writes itself; giving them as extra headers is refused, with the builder
 /// method to use instead.

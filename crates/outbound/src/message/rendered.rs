@@ -130,21 +130,19 @@ impl RenderedMessage {
     /// The bytes, in order, in chunks of at most about 78 KiB for attachments (text and headers
     /// come as they are): encoded as they are asked for, so a caller that writes each chunk
     /// before asking for the next never holds the encoded attachment whole.
-    pub fn chunks(&self) -> impl Iterator<Item = Cow<'_, [u8]>> + '_ {
-        self.segments
-            .iter()
-            .flat_map(|segment| -> Box<dyn Iterator<Item = Cow<'_, [u8]>> + '_> {
-                match segment {
-                    Segment::Bytes(b) => Box::new(std::iter::once(Cow::Borrowed(&b[..]))),
-                    Segment::Base64(raw) => {
-                        Box::new(raw.chunks(LINE_INPUT * CHUNK_LINES).map(|part| {
-                            let mut out = Vec::with_capacity(base64_len(part.len()));
-                            encode_lines(part, &mut out);
-                            Cow::Owned(out)
-                        }))
-                    }
-                }
-            })
+    pub fn chunks(&self) -> Chunks<'_> {
+        Chunks {
+            segments: &self.segments,
+            offset: 0,
+        }
+    }
+
+    /// Whether every byte is ASCII (no 8BITMIME needed): base64 parts always are.
+    pub fn is_ascii(&self) -> bool {
+        self.segments.iter().all(|s| match s {
+            Segment::Bytes(b) => b.is_ascii(),
+            Segment::Base64(_) => true,
+        })
     }
 
     /// Writes every byte to `w`, a chunk at a time.
@@ -171,6 +169,50 @@ impl std::fmt::Debug for RenderedMessage {
             .field("len", &self.len)
             .field("segments", &self.segments.len())
             .finish()
+    }
+}
+
+/// The iterator [`RenderedMessage::chunks`] returns.
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    segments: &'a [Segment],
+    /// How far into the first segment's raw bytes (base64 parts only).
+    offset: usize,
+}
+
+impl<'a> Iterator for Chunks<'a> {
+    type Item = Cow<'a, [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (first, rest) = self.segments.split_first()?;
+        match first {
+            Segment::Bytes(b) => {
+                self.segments = rest;
+                Some(Cow::Borrowed(&b[..]))
+            }
+            Segment::Base64(raw) => {
+                let end = (self.offset + LINE_INPUT * CHUNK_LINES).min(raw.len());
+                let part = &raw[self.offset..end];
+                let mut out = Vec::with_capacity(base64_len(part.len()));
+                encode_lines(part, &mut out);
+                if end == raw.len() {
+                    self.segments = rest;
+                    self.offset = 0;
+                } else {
+                    self.offset = end;
+                }
+                Some(Cow::Owned(out))
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Segment::Bytes(b) => write!(f, "Bytes({})", b.len()),
+            Segment::Base64(raw) => write!(f, "Base64({})", raw.len()),
+        }
     }
 }
 

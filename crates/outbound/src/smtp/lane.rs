@@ -211,14 +211,15 @@ pub(crate) async fn drive(
 
         if !written && s.chunks(job.size) {
             // CHUNKING: the whole transaction in one write and one round trip.
-            let data = match job.message.bytes() {
-                Ok(data) => data,
+            // A small message (BDAT_MAX), joined for the one chunk without keeping a copy.
+            let data = match job.message.rendered() {
+                Ok(data) => data.to_vec(),
                 Err(e) => {
                     lane.done(job, Err(e.into()), reused, false);
                     continue;
                 }
             };
-            let result = s.transaction_bdat(job.outline(), data).await;
+            let result = s.transaction_bdat(job.outline(), &data).await;
             // `None`: too many recipients for one group; DATA below.
             if let Some(result) = result.transpose() {
                 if !s.is_usable() {
@@ -250,7 +251,7 @@ pub(crate) async fn drive(
             let Some(commands) = commands else {
                 // Not pipelined (the server does not offer it, or too many recipients for one
                 // group): the whole transaction in one go.
-                let data = match job.message.bytes() {
+                let data = match job.message.rendered() {
                     Ok(data) => data,
                     Err(e) => {
                         lane.done(job, Err(e.into()), reused, false);
@@ -321,7 +322,7 @@ pub(crate) async fn drive(
                     None
                 }
             };
-            match job.message.bytes() {
+            match job.message.rendered() {
                 Ok(data) => {
                     let pipelined: &[_] = next_commands.as_deref().unwrap_or(&[]);
                     next_written = !pipelined.is_empty();

@@ -172,8 +172,8 @@ impl Transport for SmtpTransport {
     /// retried here.
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let message_id = message.message_id();
-        let body = message.bytes()?;
-        let (size, eight_bit) = (body.len(), !body.is_ascii());
+        let rendered = message.rendered()?;
+        let (size, eight_bit) = (rendered.len(), !rendered.is_ascii());
 
         let mut attempts = 0u32;
         let mut reroutes = 0u32;

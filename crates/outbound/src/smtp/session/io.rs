@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::socket::Tuning;
 use super::{secs, ConnectParams};
+use crate::message::RenderedMessage;
 use crate::smtp::reply::{self, Reply, ReplyError, Stage};
 use crate::smtp::wire::{self, Command, Counters};
 use crate::{Error, ErrorKind};
@@ -178,27 +179,29 @@ impl Connection {
         }
     }
 
-    /// Writes `message` dot-stuffed, a chunk at a time (no second copy of a large message),
-    /// all within the end-of-data limit: a failure here is still before the end of DATA.
-    pub(super) async fn write_message(&mut self, message: &[u8]) -> Result<(), Error> {
+    /// Writes `message` dot-stuffed, a chunk at a time, as its chunks are encoded (no second
+    /// copy of a large message, nor of its attachments), all within the end-of-data limit: a
+    /// failure here is still before the end of DATA.
+    pub(super) async fn write_message(&mut self, message: &RenderedMessage) -> Result<(), Error> {
         const CHUNK: usize = 256 * 1024;
         let limit = self.params.timeouts.data_end;
         let deadline = tokio::time::Instant::now() + limit;
         let mut encoder = wire::DataEncoder::default();
         let mut buf = Vec::with_capacity(CHUNK + CHUNK / 8);
-        let mut chunks = message.chunks(CHUNK).peekable();
-        loop {
-            buf.clear();
-            match chunks.next() {
-                Some(chunk) => encoder.encode(chunk, &mut buf),
-                None => break,
-            }
-            if chunks.peek().is_none() {
-                encoder.finish(&mut buf);
-            }
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if let Err(f) = self.write_all(&buf, left).await {
-                return Err(self.failure(f, "sending the message", limit, false));
+        let mut pieces = message.chunks().peekable();
+        while let Some(piece) = pieces.next() {
+            let last_piece = pieces.peek().is_none();
+            let mut parts = piece.chunks(CHUNK).peekable();
+            while let Some(part) = parts.next() {
+                buf.clear();
+                encoder.encode(part, &mut buf);
+                if last_piece && parts.peek().is_none() {
+                    encoder.finish(&mut buf);
+                }
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Err(f) = self.write_all(&buf, left).await {
+                    return Err(self.failure(f, "sending the message", limit, false));
+                }
             }
         }
         Ok(())

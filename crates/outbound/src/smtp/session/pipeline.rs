@@ -16,7 +16,7 @@
 use super::preflight;
 use super::transaction::{pair_replies, Accepted, Delivery, PIPELINE_GROUP};
 use super::Session;
-use crate::message::Envelope;
+use crate::message::{Envelope, RenderedMessage};
 use crate::smtp::wire::Command;
 use crate::Error;
 
@@ -83,7 +83,11 @@ impl Session {
     /// Writes the payload and the final `.`, with `next` (the next transaction's envelope
     /// commands, possibly none) in the same write as the `.`. A failure before the `.` went
     /// out is this message's Network/Timeout error; from the `.` on it is Ambiguous.
-    pub(crate) async fn payload(&mut self, data: &[u8], next: &[Command<'_>]) -> Result<(), Error> {
+    pub(crate) async fn payload(
+        &mut self,
+        data: &RenderedMessage,
+        next: &[Command<'_>],
+    ) -> Result<(), Error> {
         self.conn.write_message(data).await?;
         tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
         self.conn.write_end_of_data(next).await

@@ -114,7 +114,7 @@ async fn pipelines_envelope_and_reports_partial_rejection() {
     let env = envelope(&["b@example.com", "reject@example.com", "c@example.com"]);
     // The message as rendered; the transaction dot-stuffs it on the way out.
     let data = b"Subject: hi\r\n\r\n.dot\r\n".to_vec();
-    let client = s.transaction(&env, &data, 22, false);
+    let client = s.transaction(&env, body(&data), 22, false);
     let server = async {
         // All five commands arrive before any reply is sent: they were pipelined.
         script.expect("MAIL FROM:<a@example.com> SIZE=22").await;
@@ -151,7 +151,7 @@ async fn all_recipients_refused_sends_rset_not_data() {
     .await;
     let s = s.unwrap();
     let env = envelope(&["x@example.com", "y@example.com"]);
-    let client = s.transaction(&env, b"x\r\n", 3, false);
+    let client = s.transaction(&env, body(b"x\r\n"), 3, false);
     let server = async {
         script.expect("MAIL FROM").await;
         script.say("250 ok\r\n").await;
@@ -180,7 +180,7 @@ async fn next_transaction_reuses_without_rset_after_success() {
     let mut s = s.unwrap();
     for i in 0..2 {
         let env = envelope(&["b@example.com"]);
-        let client = s.transaction(&env, b"x\r\n", 3, false);
+        let client = s.transaction(&env, body(b"x\r\n"), 3, false);
         let server = async {
             script.expect("MAIL FROM").await;
             script.expect("RCPT TO").await;
@@ -206,7 +206,7 @@ async fn refuses_oversized_messages_before_mail_from() {
     let (s, script, _) = open(params(true, None, Duration::from_secs(5)), EHLO_PIPE).await;
     let s = s.unwrap();
     let (s, r) = s
-        .transaction(&envelope(&["b@example.com"]), b"x\r\n", 5000, false)
+        .transaction(&envelope(&["b@example.com"]), body(b"x\r\n"), 5000, false)
         .await;
     let err = r.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
@@ -232,7 +232,11 @@ async fn smtputf8_is_required_when_the_envelope_needs_it() {
         to: vec!["jörg@example.com".into()],
         smtputf8: true,
     };
-    let err = s.transaction(&env, b"x\r\n", 3, true).await.1.unwrap_err();
+    let err = s
+        .transaction(&env, body(b"x\r\n"), 3, true)
+        .await
+        .1
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(err.message().contains("jörg@example.com") && err.message().contains("SMTPUTF8"));
 }
@@ -248,7 +252,7 @@ async fn eight_bit_content_needs_8bitmime() {
     let (s, r) = s
         .transaction(
             &envelope(&["b@example.com"]),
-            "Grüße\r\n".as_bytes(),
+            body("Grüße\r\n".as_bytes()),
             8,
             true,
         )
@@ -273,7 +277,7 @@ async fn smtputf8_and_8bitmime_parameters_are_sent_when_offered() {
         to: vec!["jörg@example.com".into()],
         smtputf8: true,
     };
-    let client = s.transaction(&env, "Subject: ü\r\n".as_bytes(), 14, true);
+    let client = s.transaction(&env, body("Subject: ü\r\n".as_bytes()), 14, true);
     let server = async {
         script
             .expect("MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8")
@@ -293,7 +297,7 @@ async fn silence_after_the_final_dot_is_ambiguous() {
     let (s, mut script, _) = open(params(true, None, Duration::from_millis(300)), EHLO_PIPE).await;
     let s = s.unwrap();
     let env = envelope(&["b@example.com"]);
-    let client = s.transaction(&env, b"x\r\n", 3, false);
+    let client = s.transaction(&env, body(b"x\r\n"), 3, false);
     let server = async {
         script.expect("MAIL FROM").await;
         script.expect("RCPT TO").await;
@@ -316,7 +320,7 @@ async fn silence_before_data_is_a_timeout() {
     let (s, mut script, _) = open(params(true, None, Duration::from_millis(300)), EHLO_PIPE).await;
     let s = s.unwrap();
     let env = envelope(&["b@example.com"]);
-    let client = s.transaction(&env, b"x\r\n", 3, false);
+    let client = s.transaction(&env, body(b"x\r\n"), 3, false);
     let server = async {
         script.expect("MAIL FROM").await;
     };
@@ -882,4 +886,11 @@ async fn smtp_auth_disabled_for_the_tenant_costs_no_token_refresh() {
     assert!(err.message().contains("Set-CASMailbox"), "{err}");
     assert_eq!(source.invalidations(), 0, "the token was not the problem");
     assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 1);
+}
+
+/// A message given as its bytes (leaked: it outlives the test's futures, which borrow it).
+fn body(bytes: &[u8]) -> &'static crate::message::RenderedMessage {
+    Box::leak(Box::new(crate::message::RenderedMessage::from_bytes(
+        bytes.to_vec(),
+    )))
 }

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::{preflight, Session};
-use crate::message::Envelope;
+use crate::message::{Envelope, RenderedMessage};
 use crate::smtp::reply::{self, Reply, Stage};
 use crate::smtp::wire::{Command, MailFrom};
 use crate::{Error, ErrorKind, RejectedRecipient};
@@ -46,7 +46,7 @@ impl Session {
     pub(crate) async fn transaction(
         mut self,
         envelope: &Envelope,
-        data: &[u8],
+        data: &RenderedMessage,
         size: usize,
         eight_bit: bool,
     ) -> (Option<Session>, Result<Delivery, Error>) {
@@ -66,7 +66,7 @@ impl Session {
         &mut self,
         mail: MailFrom<'_>,
         envelope: &Envelope,
-        data: &[u8],
+        data: &RenderedMessage,
     ) -> Result<Delivery, Error> {
         let mail = Command::Mail(mail);
         let replies = if self.pipelines() {
