@@ -297,7 +297,7 @@ class SendGridServer:
                 except ValueError:
                     return self.reply(400, {"errors": [{"message": "invalid JSON", "field": None}]})
                 problems += check_sendgrid_mail(doc)
-                outer.requests.append({"headers": dict(self.headers), "body": doc})
+                outer.requests.append({"headers": {k.lower(): v for k, v in self.headers.items()}, "body": doc})
                 if problems:
                     outer.problems += problems
                     return self.reply(400, {"errors": [{"message": p, "field": None} for p in problems]})

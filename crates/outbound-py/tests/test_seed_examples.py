@@ -89,7 +89,7 @@ def test_basic_usage_via_the_mail_extension(testenv, maildir, tmp_path, monkeypa
     assert mail.is_inited()
     [data] = maildir.find(rcpt)
     assert header(data, "Subject") == "Test Email"
-    assert header(data, "From") == testenv.user
+    assert header(data, "From") == f"<{testenv.user}>"
     assert b"<h1>Hello World</h1>" in data
 
     # Dify's own call shape, mail.send(to, subject, html).
@@ -254,7 +254,7 @@ def test_sendgrid_example(testenv, sendgrid_server):
     assert sendgrid_server.problems == []
     [req] = sendgrid_server.requests
     body = req["body"]
-    assert req["headers"]["Authorization"] == f"Bearer {SENDGRID_KEY}"
+    assert req["headers"]["authorization"] == f"Bearer {SENDGRID_KEY}"
     assert body["personalizations"] == [{
         "to": [{"email": "ada@example.com"}, {"email": "bob@example.com", "name": "Bob"}],
         "cc": [{"email": "carol@example.com"}],
@@ -336,7 +336,7 @@ def test_custom_smtp_client_with_oauth_access_token(testenv, maildir, token_serv
 
     [data] = maildir.find(rcpt)
     assert header(data, "Subject") == "OAuth Test"
-    assert header(data, "From") == testenv["OUTBOUND_TEST_OAUTH_USER"]
+    assert header(data, "From") == f"<{testenv['OUTBOUND_TEST_OAUTH_USER']}>"
 
 
 def test_dify_smtp_client_spelling(testenv, maildir):
@@ -352,7 +352,7 @@ def test_dify_smtp_client_spelling(testenv, maildir):
     client.send({"from": f"Dify <{testenv.user}>", "to": rcpt, "subject": "Dify spelling",
                  "html": "<p>x</p>", "cc": [testenv.rcpt("dify-cc")]})
     [data] = maildir.find(rcpt)
-    assert header(data, "From") == f"Dify <{testenv.user}>"
+    assert header(data, "From") == f'"Dify" <{testenv.user}>'
 
 
 def test_testing_token_acquisition_script(testenv, token_server, capsys):
