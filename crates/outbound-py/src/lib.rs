@@ -7,7 +7,7 @@
 //!
 //! What a Python host needs is here: the GIL is released while a send waits on the network,
 //! one tokio runtime is shared and recreated after `fork()`, and `tracing` events reach
-//! Python's `logging` under the logger `outbound` (see [`logging`]).
+//! Python's `logging` under the logger `outbound` (see `src/logging.rs`).
 
 mod errors;
 mod logging;
