@@ -44,9 +44,19 @@ pub(crate) fn get() -> std::io::Result<Arc<Runtime>> {
     Ok(runtime)
 }
 
-/// Runs `future` to completion on the shared runtime, on the calling thread.
-pub(crate) fn block_on<F: Future>(future: F) -> std::io::Result<F::Output> {
-    Ok(get()?.block_on(future))
+/// Runs `future` to completion on the shared runtime's worker threads, where its I/O driver
+/// is, and blocks the calling thread until it is done (one wake-up at the end, instead of one
+/// per I/O event for a future polled on the calling thread).
+pub(crate) fn block_on<F>(future: F) -> std::io::Result<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = get()?;
+    let task = runtime.spawn(future);
+    runtime
+        .block_on(task)
+        .map_err(|e| std::io::Error::other(format!("the send task failed: {e}")))
 }
 
 /// The pid the current runtime was created in, 0 before first use.

@@ -216,3 +216,37 @@ def test_debug_logging_shows_the_smtp_dialogue_with_auth_redacted(testenv, caplo
         sender.send(MailMessage(to=testenv.rcpt("quiet-log"), subject="quiet", html="<p>x</p>",
                                 from_=testenv.user))
     assert not [r for r in caplog.records if r.name == "outbound.smtp.wire"]
+
+
+def token_requests_for(token_server, client_id):
+    import json
+    import urllib.request
+    with urllib.request.urlopen(f"{token_server}/stats", timeout=10) as r:
+        recent = json.load(r)["recent"]
+    return sum(1 for e in recent if e.get("client_id") == client_id)
+
+
+def test_oauth2_sender_keeps_its_token_cache_across_calls(testenv, maildir, token_server):
+    """Five sends over XOAUTH2 from one sender, and a second sender for the same app: one
+    token request in all (the library's process-wide, single-flight cache)."""
+    import uuid
+    client_id = f"outbound-py-cache-{uuid.uuid4().hex[:8]}"
+    config = {
+        "server": testenv.host, "port": testenv.submission, "use_tls": True,
+        "opportunistic_tls": True, "ca_file": testenv.ca_file,
+        "username": testenv["OUTBOUND_TEST_OAUTH_USER"], "auth_type": "oauth2",
+        "oauth2_provider": "microsoft", "client_id": client_id, "client_secret": "cache-secret",
+        "tenant_id": "contoso", "authority": token_server, "pool_size": 1,
+        "default_from": testenv["OUTBOUND_TEST_OAUTH_USER"],
+    }
+    sender = MailSenderFactory.create_sender("smtp", config)
+    rcpts = [testenv.rcpt("token-cache") for _ in range(5)]
+    for r in rcpts:
+        sender.send(MailMessage(to=r, subject="token cache", html="<p>x</p>"))
+    sender.close()  # the next send opens a new connection, which authenticates again
+    second = MailSenderFactory.create_sender("smtp", config)
+    last = testenv.rcpt("token-cache-2")
+    second.send(MailMessage(to=last, subject="token cache 2", html="<p>x</p>"))
+    for r in rcpts + [last]:
+        assert maildir.find(r), r
+    assert token_requests_for(token_server, client_id) == 1
