@@ -69,6 +69,41 @@ impl NativeTokenSource {
         })
     }
 
+    /// Redeems a Microsoft authorization code (the authorization-code flow's last step):
+    /// the token dict, with `refresh_token` when the provider issued one.
+    #[staticmethod]
+    #[pyo3(signature = (tenant, client_id, client_secret, code, redirect_uri, scope, authority=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn redeem_microsoft_code<'py>(
+        py: Python<'py>,
+        tenant: &str,
+        client_id: &str,
+        client_secret: Option<String>,
+        code: String,
+        redirect_uri: String,
+        scope: &str,
+        authority: Option<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        logging::refresh_level(py);
+        let mut builder = RefreshTokenGrant::microsoft(tenant, client_id).scope(scope);
+        if let Some(secret) = client_secret.filter(|s| !s.is_empty()) {
+            builder = builder.client_secret(SecretString::from(secret));
+        }
+        if let Some(authority) = authority.filter(|a| !a.trim().is_empty()) {
+            builder = builder.authority(authority);
+        }
+        let code = SecretString::from(code);
+        let (token, refresh) = py
+            .detach(move || {
+                runtime::block_on(async move { builder.redeem_code(&code, &redirect_uri).await })
+            })
+            .map_err(runtime_error)?
+            .map_err(to_py)?;
+        let d = token_dict(py, &Arc::new(token))?;
+        d.set_item("refresh_token", refresh.as_ref().map(|r| r.expose_secret()))?;
+        Ok(d)
+    }
+
     /// A current token (the cached one, or one new request however many callers ask), as the
     /// dict the seeds print: `access_token`, `token_type`, `expires_in` (seconds left), `scope`.
     fn get<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -351,8 +351,9 @@ def test_dify_smtp_client_spelling(testenv, maildir):
     rcpt = testenv.rcpt("dify-from")
     client.send({"from": f"Dify <{testenv.user}>", "to": rcpt, "subject": "Dify spelling",
                  "html": "<p>x</p>", "cc": [testenv.rcpt("dify-cc")]})
-    [data] = maildir.find(rcpt)
-    assert header(data, "From") == f'"Dify" <{testenv.user}>'
+    copies = maildir.find(rcpt, count=2)  # one for the To recipient, one for the Cc
+    assert len(copies) == 2
+    assert all(header(data, "From") == f'"Dify" <{testenv.user}>' for data in copies)
 
 
 def test_testing_token_acquisition_script(testenv, token_server, capsys):
@@ -407,3 +408,38 @@ def test_token_acquisition_failure_is_reported(testenv, capsys):
         assert "s3cr3t-closed-port" not in str(e) and "s3cr3t-closed-port" not in repr(e)
     else:
         raise AssertionError("a closed port gave a token")
+
+
+def test_authorization_code_helpers(testenv, token_server, maildir):
+    """The redirect URI's flow: the authorization URL, redeeming the code, refreshing the
+    token; the refreshed token then sends over XOAUTH2 (delegated, as the user)."""
+    from urllib.parse import parse_qs, urlparse
+
+    from outbound import SMTPClient
+    from outbound.oauth_email import MicrosoftEmailOAuth
+
+    oauth = MicrosoftEmailOAuth("outbound-py-authcode", "py-client-secret",
+                                redirect_uri="http://localhost:5001/console/api/oauth/callback",
+                                tenant_id="contoso", authority=token_server)
+    url = urlparse(oauth.get_authorization_url(state="xyz"))
+    assert f"{url.scheme}://{url.netloc}" == token_server
+    assert url.path == "/contoso/oauth2/v2.0/authorize"
+    q = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert q == {"client_id": "outbound-py-authcode", "response_type": "code",
+                 "redirect_uri": "http://localhost:5001/console/api/oauth/callback",
+                 "response_mode": "query", "state": "xyz",
+                 "scope": "https://outlook.office.com/SMTP.Send offline_access"}
+
+    first = oauth.exchange_code_for_token("code-from-the-redirect")
+    assert first["access_token"].startswith("eyJ") and first["refresh_token"]
+    assert first["token_type"].lower() == "bearer" and first["expires_in"] > 3000
+    refreshed = oauth.refresh_access_token(first["refresh_token"])
+    assert refreshed["access_token"].startswith("eyJ")
+    assert refreshed["expires_in"] > 3000
+
+    rcpt = testenv.rcpt("authcode")
+    SMTPClient(testenv.host, testenv.submission, testenv["OUTBOUND_TEST_OAUTH_USER"], "",
+               testenv["OUTBOUND_TEST_OAUTH_USER"], use_tls=True, opportunistic_tls=True,
+               oauth_access_token=refreshed["access_token"], auth_type="oauth2",
+               ca_file=testenv.ca_file).send({"to": rcpt, "subject": "delegated", "html": "<p>x</p>"})
+    assert maildir.find(rcpt)

@@ -47,6 +47,16 @@ class NativeTokenSource:
         scope: str,
         authority: Optional[str] = None,
     ) -> "NativeTokenSource": ...
+    @staticmethod
+    def redeem_microsoft_code(
+        tenant: str,
+        client_id: str,
+        client_secret: Optional[str],
+        code: str,
+        redirect_uri: str,
+        scope: str,
+        authority: Optional[str] = None,
+    ) -> Dict[str, Any]: ...
     def get(self) -> Dict[str, Any]: ...
     def invalidate(self) -> bool: ...
     def describe(self) -> str: ...

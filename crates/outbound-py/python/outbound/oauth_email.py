@@ -68,6 +68,22 @@ class MicrosoftEmailOAuth:
             query["state"] = state
         return f"{self.authority}/{self.tenant_id}/oauth2/v2.0/authorize?{urlencode(query)}"
 
+    def exchange_code_for_token(self, code: str, scope: str = DELEGATED_SMTP_SCOPE) -> Dict[str, Any]:
+        """Redeem the code the redirect brought back (authorization-code flow): the token dict
+        plus ``refresh_token`` when Microsoft issued one (scope ``offline_access``)."""
+        return dict(
+            run_blocking(
+                _native.NativeTokenSource.redeem_microsoft_code,
+                self.tenant_id,
+                self.client_id,
+                self._client_secret,
+                code,
+                self.redirect_uri,
+                scope,
+                self.authority,
+            )
+        )
+
     def refresh_access_token(self, refresh_token: str, scope: str = DELEGATED_SMTP_SCOPE) -> Dict[str, Any]:
         """A new access token from a refresh token (delegated account), same dict shape."""
         source = _native.NativeTokenSource.microsoft_refresh_token(
