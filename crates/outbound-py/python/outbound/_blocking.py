@@ -27,7 +27,8 @@ def _gevent_patched() -> bool:
 def run_blocking(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)``, in gevent's thread pool when gevent has patched the process."""
     if _gevent_patched():
-        import gevent
+        import gevent  # type: ignore[import-untyped]
 
-        return gevent.get_hub().threadpool.apply(fn, args, kwargs)
+        result: T = gevent.get_hub().threadpool.apply(fn, args, kwargs)
+        return result
     return fn(*args, **kwargs)

@@ -25,8 +25,8 @@ def _setting(value: Any) -> Optional[str]:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (os.PathLike,)):
-        return os.fspath(value)
+    if isinstance(value, os.PathLike):
+        return str(os.fspath(value))
     return str(value)
 
 
@@ -68,11 +68,14 @@ class MailSenderFactory:
         custom = cls._registry.get(kind)
         if custom is not None:
             return custom(dict(config))
-        settings = {k: _setting(v) for k, v in dict(config).items()}
-        settings = {k: v for k, v in settings.items() if v is not None}
+        settings: Dict[str, str] = {}
+        for key, value in dict(config).items():
+            text = _setting(value)
+            if text is not None:
+                settings[str(key)] = text
         dsn = settings.pop("dsn", None)
         if dsn is not None:
-            env = {}
+            env: Dict[str, str] = {}
             if "default_from" in settings:
                 env["MAIL_DEFAULT_SEND_FROM"] = settings.pop("default_from")
             if settings:
@@ -113,4 +116,4 @@ class MailSenderFactory:
         ``sender_class(config)``. It may replace a built-in kind."""
         if not callable(sender_class):
             raise TypeError("sender_class must be a class (or callable) taking the config dict")
-        cls._registry[mail_type.strip().lower()] = sender_class  # type: ignore[assignment]
+        cls._registry[mail_type.strip().lower()] = sender_class

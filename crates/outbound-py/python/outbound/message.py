@@ -63,7 +63,7 @@ class MailMessage:
         attachments: List[Any] = []
         for a in self.attachments or []:
             if isinstance(a, tuple):
-                name, content, content_type = (tuple(a) + (None,))[:3]
+                name, content, content_type = a[0], a[1], (a[2] if len(a) > 2 else None)
                 attachments.append((str(name), bytes(content), content_type))
             else:
                 attachments.append(os.fspath(a))
