@@ -45,12 +45,31 @@ def test_every_factory_sender_satisfies_the_protocol(testenv, tmp_path, resend_l
     assert [s.mail_type for s in senders] == ["smtp", "resend", "sendgrid", "file", "memory", "graph", "smtp"]
 
 
+def maillog_disconnects(testenv, offset):
+    """Postfix's submission `disconnect from ... <command counts>` lines since `offset`."""
+    import time
+    time.sleep(0.5)  # Postfix logs the disconnect just after the client's QUIT
+    with open(testenv["OUTBOUND_TEST_MAILLOG"], "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    return [l.split("disconnect from ", 1)[1] for l in text.splitlines()
+            if "postfix/submission/smtpd" in l and "disconnect from " in l]
+
+
 def test_test_connection_against_postfix(testenv, fault_server, caplog):
+    log = testenv["OUTBOUND_TEST_MAILLOG"]
     good = MailSenderFactory.create_sender("smtp", submission_config(testenv))
+    offset = os.path.getsize(log)
     assert good.test_connection() is True
+    # A session that logged in and quit, with no MAIL, RCPT or DATA (the log is shared with
+    # other suites, so ours is one of the lines).
+    assert any(l.endswith("ehlo=2 starttls=1 auth=1 quit=1 commands=5")
+               for l in maillog_disconnects(testenv, offset))
     bad = MailSenderFactory.create_sender("smtp", submission_config(testenv, password="wrong-pw-123"))
+    offset = os.path.getsize(log)
     with caplog.at_level(logging.WARNING, logger="outbound"):
         assert bad.test_connection() is False
+    assert any("auth=0/1" in l and "mail=" not in l for l in maillog_disconnects(testenv, offset))
     [record] = [r for r in caplog.records if "connection test failed" in r.getMessage()]
     assert "535" in record.getMessage() and "wrong-pw-123" not in record.getMessage()
     with pytest.raises(MailAuthError):
