@@ -87,6 +87,18 @@ def test_unreachable_port_is_a_connection_error():
     assert "refused" in str(e).lower()
 
 
+def test_exceptions_survive_pickling(testenv):
+    """Celery stores a failed task's exception by pickling it."""
+    import pickle
+    sender = submission(testenv, password="not-the-password")
+    with pytest.raises(MailAuthError) as info:
+        sender.verify()
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is MailAuthError and str(copy) == str(info.value)
+    assert (copy.kind, copy.retryable, copy.smtp_code, copy.enhanced_code, copy.server_text) == (
+        "auth", False, 535, "5.7.8", info.value.server_text)
+
+
 def test_untrusted_certificate_is_a_tls_connection_error(testenv):
     # No CA file: the test server's self-signed certificate is not trusted.
     sender = submission(testenv, ca_file=None)

@@ -59,6 +59,13 @@ class MailError(Exception):
         self.retry_after = retry_after
         self.setting = setting
 
+    _FIELDS = ("kind", "retryable", "detail", "smtp_code", "enhanced_code", "http_status",
+               "provider_code", "server_text", "retry_after", "setting")
+
+    def __reduce__(self) -> Any:
+        # Celery pickles a task's exception for its result backend: keep the attributes.
+        return (_rebuild, (type(self), self.message, {f: getattr(self, f) for f in self._FIELDS}))
+
     @property
     def code(self) -> Optional[int]:
         """The SMTP reply code or the HTTP status, whichever the server gave."""
@@ -129,6 +136,10 @@ _BY_KIND: Dict[str, Type[MailError]] = {
     "tls": MailConnectionError,
     "network": MailConnectionError,
 }
+
+
+def _rebuild(cls: Type[MailError], message: str, fields: Dict[str, Any]) -> MailError:
+    return cls(message, **fields)
 
 
 def _from_native(*, kind: str, message: str, **fields: Any) -> MailError:
