@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SMTP throughput: Outbound (crates/outbound/examples/smtp_blast.rs) side by side with
-# Postfix's smtp-source and Python smtplib used the way Dify uses it (benches/smtplib_peer.py).
+# Postfix's smtp-source, lettre 0.11 (benches/lettre-peer, async tokio, pooled) and Python
+# smtplib used the way Dify uses it (benches/smtplib_peer.py), in one run, interleaved, with a
+# table of ratios against the targets of issue 11 at the end.
 #
-#   benches/smtp-throughput.sh [options]
+#   benches/smtp-throughput.sh [options]        # the one command; see BENCHMARKS.md
 #
 # Scenarios (5 KB message bodies; every figure is the median of --runs runs, with min-max):
 #   sink   -> smtp-sink on 127.0.0.1:SINK_PORT (plain, no AUTH), started and stopped here:
@@ -11,16 +13,19 @@
 #   465    -> the testenv Postfix on 465: implicit TLS + AUTH PLAIN (alice)
 #   delay  -> smtp-sink through benches/delay_proxy.py (DELAY_MS each way, i.e. a round trip of
 #             2 x DELAY_MS plus loopback), to show what pipelining and the pool are worth
+#   oauth  -> 64 concurrent OAuth2 (XOAUTH2) sends to Postfix 587 with a cold token cache and a
+#             slow (300 ms) private token server: how many token requests they made (the live
+#             test smtp_oauth2_lifecycle::sixty_four_concurrent_sends..., built in debug)
 #
 # Options:
-#   --only LIST        comma-separated scenarios to run (default: sink,587,465,delay)
+#   --only LIST        comma-separated scenarios to run (default: sink,587,465,delay,oauth)
 #   --runs N           runs per measurement (default 3)
 #   --sink-runs N      runs per measurement in the smtp-sink scenarios, which are cheap and the
 #                      most sensitive to other load on the machine (default 5)
-#   --count-sink N     messages per run to smtp-sink (default 5000)
+#   --count-sink N     messages per run to smtp-sink (default 10000)
 #   --count-tls N      messages per run to Postfix 587/465 (default 200)
 #   --count-tls-new N  messages per run to Postfix 465 with a new connection each (default 60)
-#   --count-delay N    messages per run through the delay proxy, reused connections (default 100)
+#   --count-delay N    messages per run through the delay proxy, reused connections (default 200)
 #   --count-delay-new N  the same, new connection per message (default 30)
 #   --delay-ms MS      one-way delay added by the proxy (default 20)
 #   --sink-port P      smtp-sink's port (default 2525)
@@ -43,13 +48,13 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ONLY="sink,587,465,delay"
+ONLY="sink,587,465,delay,oauth"
 RUNS=3
 SINK_RUNS=5
-COUNT_SINK=5000
+COUNT_SINK=10000
 COUNT_TLS=200
 COUNT_TLS_NEW=60
-COUNT_DELAY=100
+COUNT_DELAY=200
 COUNT_DELAY_NEW=30
 DELAY_MS=20
 SINK_PORT=2525
@@ -89,6 +94,7 @@ fi
 
 PY=${PYTHON:-python3}
 BLAST=${BLAST_GIVEN:-$ROOT/target/release/examples/smtp_blast}
+LETTRE=$ROOT/benches/lettre-peer/target/release/lettre-peer
 PEER="$PY $ROOT/benches/smtplib_peer.py"
 WORK=$(mktemp -d /tmp/smtp-throughput.XXXXXX)
 RAW="$WORK/raw.tsv"      # scenario, peer, notes, run, rate, rss, extra, cpu us/msg, runs
@@ -137,6 +143,10 @@ if [ "$BUILD" = 1 ]; then
     (cd "$ROOT" && cargo build --quiet --release -p outbound --example smtp_blast)
 fi
 [ -x "$BLAST" ] || { say "missing $BLAST (run without --no-build)"; exit 1; }
+if [ "$BUILD" = 1 ] || [ ! -x "$LETTRE" ]; then
+    say "building benches/lettre-peer (lettre 0.11, --release; its own Cargo project)..."
+    cargo build --quiet --release --manifest-path "$ROOT/benches/lettre-peer/Cargo.toml"
+fi
 if ! command -v smtp-sink >/dev/null || ! command -v smtp-source >/dev/null; then
     say "smtp-sink/smtp-source not found (Debian package postfix)"
     exit 1
@@ -220,7 +230,7 @@ run_once() {
     cpu=$(field cpu_us_per_msg "$line")
     extra=""
     if [ "$(field peer "$line")" = outbound ]; then
-        extra="conns=$(field connections "$line") cmds/write=$(field cmds_per_write "$line")"
+        extra="conns=$(field connections "$line") cmds/write=$(field cmds_per_write "$line") round trips/msg=$(field round_trips_per_msg "$line")"
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$scenario" "$peer" "$notes" "$run" "$rate" \
         "$rss" "$extra" "$cpu" "$GROUP_RUNS" >>"$RAW"
@@ -276,6 +286,7 @@ want delay && NEED_SINK=1
 S="--port $SINK_PORT --tls none"
 SP="--port $SINK_PORT"
 N=$COUNT_SINK
+NL=$((COUNT_SINK / 10)) # lettre with one send per connection is ~40 ms a message here
 
 if want sink; then
     sc="smtp-sink, new connection per message, 1 session"
@@ -294,12 +305,16 @@ if want sink; then
     M+=("$sc|Outbound, pool 1, concurrency 1|100 msgs/connection|$B $S --pool 1 --concurrency 1 --count $N")
     M+=("$sc|Outbound, pool 1, concurrency 64|100 msgs/connection|$B $S --pool 1 --concurrency 64 --count $N")
     M+=("$sc|Outbound, pool 1, no pipelining|100 msgs/connection|$B $S --pool 1 --concurrency 1 --no-pipelining --count $N")
+    M+=("$sc|lettre, pool 1, concurrency 1|$NL msgs/run (about 22 msg/s here: 10,000 would take 8 minutes a run)|$LETTRE --port $SINK_PORT --pool 1 --concurrency 1 --count $NL")
+    M+=("$sc|lettre, pool 1, concurrency 64|a connection per concurrent send: lettre's pool caps idle connections only|$LETTRE --port $SINK_PORT --pool 1 --concurrency 64 --count $N")
     run_group "$sc" "$SINK_RUNS"
     sc="smtp-sink, reused connection, 4 sessions"
     M+=("$sc|smtp-source -d -s 4||smtp_source $N -d -s 4 127.0.0.1:$SINK_PORT")
     M+=("$sc|smtplib, 4 threads||$PEER $SP --mode reuse --threads 4 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 4||$B $S --pool 4 --concurrency 4 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 64||$B $S --pool 4 --concurrency 64 --count $N")
+    M+=("$sc|lettre, pool 4, concurrency 4|$NL msgs/run|$LETTRE --port $SINK_PORT --pool 4 --concurrency 4 --count $NL")
+    M+=("$sc|lettre, pool 4, concurrency 64|a connection per concurrent send|$LETTRE --port $SINK_PORT --pool 4 --concurrency 64 --count $N")
     run_group "$sc" "$SINK_RUNS"
 fi
 
@@ -357,8 +372,28 @@ if want delay; then
     M+=("$sc|Outbound, new connection per message|$DN msgs/run|$B $S --new-connection --pool 1 --concurrency 1 --count $DN")
     M+=("$sc|Outbound, pool 1, no pipelining||$B $S --pool 1 --concurrency 1 --no-pipelining --count $D")
     M+=("$sc|Outbound, pool 1, concurrency 1||$B $S --pool 1 --concurrency 1 --count $D")
+    M+=("$sc|Outbound, pool 1, concurrency 64|one connection, pipelined across messages|$B $S --pool 1 --concurrency 64 --count $D")
     M+=("$sc|Outbound, pool 3, concurrency 64||$B $S --pool 3 --concurrency 64 --count $D")
+    M+=("$sc|lettre, pool 1, concurrency 1|one connection|$LETTRE --port $PROXY_PORT --pool 1 --concurrency 1 --count $DN")
+    M+=("$sc|lettre, pool 3, concurrency 3|three connections|$LETTRE --port $PROXY_PORT --pool 3 --concurrency 3 --count $DN")
+    M+=("$sc|lettre, pool 1, concurrency 64|a connection per concurrent send (lettre's pool caps idle connections only)|$LETTRE --port $PROXY_PORT --pool 1 --concurrency 64 --count $D")
     run_group "$sc"
+fi
+
+if want oauth; then
+    if postfix_up; then
+        say "== oauth: 64 concurrent OAuth2 sends with a cold token cache (building the live test)..."
+        (cd "$ROOT" && cargo test --quiet -p outbound-live-tests --test smtp_oauth2_lifecycle --no-run) >&2
+        out=$(cd "$ROOT" && cargo test --quiet -p outbound-live-tests --test smtp_oauth2_lifecycle \
+            sixty_four_concurrent_sends_with_a_cold_cache_make_one_token_request -- --nocapture 2>&1) || {
+            printf '%s\n' "$out" >&2; say "FAILED: the 64-concurrent OAuth2 test"; exit 1; }
+        n=$(sed -n 's/.*cold cache: .* s, \([0-9]*\) token request.*/\1/p' <<<"$out" | tail -n1)
+        say "  64 sends: ${n:-?} token request(s)"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "OAuth2, 64 concurrent sends, cold cache" \
+            "Outbound, token requests (not msg/s)" "token server answers in 300 ms" 1 "${n:-0}" "" "" "" 1 >>"$RAW"
+    else
+        say "== oauth skipped: the test servers are not up ($TESTENV_ENV)"
+    fi
 fi
 
 # ---------------------------------------------------------------- the table
@@ -410,6 +445,44 @@ for t in table:
     else:
         prev = cells[0]
     print(" | ".join(c.ljust(w[i]) for i, c in enumerate(cells)))
+# Ratios against the targets of issue 11: (label, scenario prefix, numerator peer, denominator
+# peer, target). Medians; "-" when a side was not measured in this run.
+def med(scenario_prefix, peer):
+    for (s, p), r in rows.items():
+        if s.startswith(scenario_prefix) and p == peer:
+            return statistics.median(r["rates"])
+    return None
+sink_new1, sink_new4 = "smtp-sink, new connection per message, 1", "smtp-sink, new connection per message, 4"
+sink_re1, sink_re4 = "smtp-sink, reused connection, 1", "smtp-sink, reused connection, 4"
+RATIOS = [
+    ("a/b new conn, 1 session: Outbound / smtp-source", sink_new1, "Outbound, pool 1, concurrency 1", "smtp-source -s 1", ">= 1.0"),
+    ("a/b new conn, 4 sessions: Outbound / smtp-source", sink_new4, "Outbound, pool 4, concurrency 4", "smtp-source -s 4", ">= 1.0"),
+    ("a/b reused, 1 session: Outbound / smtp-source", sink_re1, "Outbound, pool 1, concurrency 1", "smtp-source -d -s 1", ">= 1.0"),
+    ("a/b reused, 1 connection, 64 callers: Outbound / smtp-source", sink_re1, "Outbound, pool 1, concurrency 64", "smtp-source -d -s 1", ">= 1.0"),
+    ("a/b reused, 4 sessions: Outbound / smtp-source", sink_re4, "Outbound, pool 4, concurrency 4", "smtp-source -d -s 4", ">= 1.0"),
+    ("a/c reused, 1 connection: Outbound / lettre, 1 caller each", sink_re1, "Outbound, pool 1, concurrency 1", "lettre, pool 1, concurrency 1", ""),
+    ("a/c reused, 4 connections: Outbound / lettre, 4 callers each", sink_re4, "Outbound, pool 4, concurrency 4", "lettre, pool 4, concurrency 4", ""),
+    ("e per connection: Outbound (1 conn, 64 callers) / lettre (1 conn)", "smtp-sink via", "Outbound, pool 1, concurrency 64", "lettre, pool 1, concurrency 1", ">= 4"),
+    ("e per connection: Outbound (1 conn, 64 callers) / Dify-style smtplib", "smtp-sink via", "Outbound, pool 1, concurrency 64", "smtplib, new connection per message", ">= 8"),
+    ("e 3 connections: Outbound / lettre", "smtp-sink via", "Outbound, pool 3, concurrency 64", "lettre, pool 3, concurrency 3", ""),
+    ("e 1 connection, 1 caller: Outbound / lettre", "smtp-sink via", "Outbound, pool 1, concurrency 1", "lettre, pool 1, concurrency 1", ""),
+    ("f 587: Outbound pooled / Dify-style smtplib", "Postfix 587", "Outbound, pool 3, concurrency 64", "smtplib, new connection per message", ">= 5"),
+]
+ratio_rows = []
+for label, sc, num, den, target in RATIOS:
+    a, b = med(sc, num), med(sc, den)
+    ratio = "%.2fx" % (a / b) if a and b else "-"
+    ratio_rows.append((label, ratio, target))
+tok = med("OAuth2, 64 concurrent", "Outbound, token requests (not msg/s)")
+if tok is not None:
+    ratio_rows.append(("g token requests for 64 concurrent OAuth2 sends", "%d" % tok, "exactly 1"))
+head2 = ("ratio", "measured", "target")
+w2 = [max(len(x[i]) for x in ratio_rows + [head2]) for i in range(3)]
+print()
+print(" | ".join(h.ljust(w2[i]) for i, h in enumerate(head2)))
+print("-+-".join("-" * x for x in w2))
+for r in ratio_rows:
+    print(" | ".join(c.ljust(w2[i]) for i, c in enumerate(r)))
 if md:
     with open(md, "w") as f:
         f.write("| scenario | peer | messages/s median (min-max) | notes |\n|---|---|---|---|\n")
@@ -421,4 +494,7 @@ if md:
             else:
                 prev = cells[0]
             f.write("| " + " | ".join(cells) + " |\n")
+        f.write("\n| ratio | measured | target |\n|---|---|---|\n")
+        for r in ratio_rows:
+            f.write("| " + " | ".join(r) + " |\n")
 EOF

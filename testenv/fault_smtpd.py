@@ -35,6 +35,10 @@ Modes (one small handler class each; add a mode by adding a class to MODES):
   tempfail-data     the final "." gets 451 4.3.0 Try again later
   echo-auth         every AUTH PLAIN/LOGIN fails with a 535 that quotes what the client sent,
                     base64 and decoded (a server that leaks credentials into its replies)
+  reject-second-data  the second message this server receives (counted over all connections)
+                    gets "554 5.7.1 Message 2 refused" at its final "."; the others 250
+  drop-after-second-data  the second message's final "." is not answered: the connection is
+                    closed at once (whatever the client pipelined behind it is discarded)
 """
 import argparse
 import asyncio
@@ -132,6 +136,36 @@ class DropAfterData(Accept):
         await asyncio.Event().wait()
 
 
+class NthData(Accept):
+    """Counts messages over the whole server (every connection), numbered from 1."""
+
+    nth = 2
+
+    def __init__(self):
+        self.seen = 0
+
+    async def after_data(self, server):
+        self.seen += 1
+        if self.seen == self.nth:
+            return await self.on_nth(server)
+        return "250 2.0.0 OK queued"
+
+    async def on_nth(self, server):
+        raise NotImplementedError
+
+
+class RejectSecondData(NthData):
+    async def on_nth(self, server):
+        return f"554 5.7.1 Message {self.nth} refused"
+
+
+class DropAfterSecondData(NthData):
+    async def on_nth(self, server):
+        server.log.write(server.conn_id, "drop")
+        server.transport.close()
+        await asyncio.Event().wait()
+
+
 class RejectRcpt(Accept):
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower().startswith("reject"):
@@ -214,6 +248,8 @@ MODES = {
     "reject-rcpt": RejectRcpt,
     "auth-fail": AuthFail,
     "tempfail-data": TempfailData,
+    "reject-second-data": RejectSecondData,
+    "drop-after-second-data": DropAfterSecondData,
 }
 
 # --------------------------------------------------------------------------- protocol plumbing

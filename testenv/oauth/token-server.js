@@ -31,7 +31,8 @@
 //   GET  /health                      {"ok":true,"issuer":...}
 //   GET  /stats                       {"token_requests":N,"by_path":{...},"by_grant":{...},"recent":[...]}
 //   POST /stats/reset
-//   GET  /config, POST /config        {"lifetime":S,"email":"...","delay_ms":MS,"rotate_refresh_tokens":bool}
+//   GET  /config, POST /config        {"lifetime":S,"email":"...","delay_ms":MS,"rotate_refresh_tokens":bool,
+//                                      "advertised_lifetime":S|null (expires_in, when it must differ from exp)}
 //   GET  /faults, POST /faults        {"mode":"none"|"500"|"status"|"malformed"|"no_token"|"html"|"stall"|"error",
 //                                      "status":N, "error":"...", "error_description":"...",
 //                                      "error_codes":[...], "body":{...}|"...", "times":N}
@@ -117,6 +118,10 @@ const config = {
   email: opts.email,
   delay_ms: opts.delayMs,
   rotate_refresh_tokens: opts.rotateRefreshTokens,
+  // What `expires_in` claims, when it should differ from the token's real `exp` (null: the
+  // same). A token that dies before its advertised lifetime is what a revoked or clock-skewed
+  // token looks like to a client.
+  advertised_lifetime: null,
 };
 const NO_FAULT = Object.freeze({ mode: 'none' });
 let fault = NO_FAULT;
@@ -163,8 +168,9 @@ service.on('beforeTokenSigning', (token, req) => {
 
 service.on('beforeResponse', (response, req) => {
   if (response.statusCode !== 200 || typeof response.body !== 'object') return;
-  response.body.expires_in = config.lifetime;
-  response.body.ext_expires_in = config.lifetime;
+  const advertised = config.advertised_lifetime ?? config.lifetime;
+  response.body.expires_in = advertised;
+  response.body.ext_expires_in = advertised;
   // The mock answers `scope: "dummy"` to user grants that named no scope; say nothing instead.
   if (response.body.scope === undefined || req.body?.scope === undefined) delete response.body.scope;
   const grant = req.body?.grant_type;
@@ -208,6 +214,11 @@ app.post('/config', (req, res) => {
   if (b.delay_ms !== undefined) {
     if (!Number.isInteger(b.delay_ms) || b.delay_ms < 0) return res.status(400).json({ error: 'delay_ms must be an integer >= 0' });
     config.delay_ms = b.delay_ms;
+  }
+  if (b.advertised_lifetime !== undefined) {
+    const a = b.advertised_lifetime;
+    if (a !== null && (!Number.isInteger(a) || a < 1)) return res.status(400).json({ error: 'advertised_lifetime must be null or an integer >= 1' });
+    config.advertised_lifetime = a;
   }
   if (b.email !== undefined) config.email = String(b.email);
   if (b.rotate_refresh_tokens !== undefined) config.rotate_refresh_tokens = Boolean(b.rotate_refresh_tokens);

@@ -1155,3 +1155,111 @@ fn send_to_resend_that_answers_500_then_200_retries_once_with_the_same_key() {
         requests[1].headers["idempotency-key"]
     );
 }
+
+/// A used-up quota is permanent: retrying now cannot help, so the one refusal is the outcome
+/// (exit 69), with the provider's reason, and no second request goes out despite `--retries`.
+#[test]
+fn a_used_up_quota_is_permanent_and_not_retried() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(ResponseTemplate::new(429).set_body_string(
+                r#"{"statusCode":429,"name":"daily_quota_exceeded","message":"You have reached your daily email sending quota."}"#,
+            ))
+            .mount(&server)
+            .await;
+        server
+    });
+    let sb = Sandbox::new();
+    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
+    let r = run(sb.cmd().args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Hi",
+        "--text",
+        "hello",
+        "--retries",
+        "3",
+        "--json",
+    ]));
+    assert_eq!(r.code, 69, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["status"], "failed", "{v}");
+    assert_eq!(v["error"]["kind"], "permanent", "{v}");
+    assert_eq!(v["resend_safe"], false, "{v}");
+    assert!(r.all().contains("daily_quota_exceeded"), "{}", r.all());
+    let requests = rt.block_on(server.received_requests()).unwrap();
+    assert_eq!(requests.len(), 1, "a quota refusal is never retried");
+}
+
+/// The first request times out (the server answers after the client gave up); the request
+/// carried an Idempotency-Key, so the retry is safe and carries the same key and body.
+#[test]
+fn a_resend_timeout_is_retried_with_the_same_idempotency_key() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_string(r#"{"id":"em_late"}"#)
+                    .set_delay(std::time::Duration::from_secs(4)),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/emails"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_second"}"#))
+            .with_priority(2)
+            .mount(&server)
+            .await;
+        server
+    });
+    let sb = Sandbox::new();
+    let dsn = format!(
+        "resend://re_test_key@default?api_url={}&timeout=1",
+        server.uri()
+    );
+    let r = run(sb.cmd().args([
+        "send",
+        "--dsn",
+        &dsn,
+        "--from",
+        "app@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Hi",
+        "--text",
+        "hello",
+        "--retries",
+        "2",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(v["provider_id"], "em_second", "{v}");
+    assert_eq!(v["attempts"], 2, "{v}");
+    let requests = rt.block_on(server.received_requests()).unwrap();
+    assert_eq!(requests.len(), 2, "the timed-out request and its retry");
+    assert_eq!(
+        requests[0].headers["idempotency-key"], requests[1].headers["idempotency-key"],
+        "the same key: Resend delivers at most one of them"
+    );
+    assert_eq!(requests[0].body, requests[1].body, "the same request body");
+}

@@ -23,8 +23,10 @@ struct Script {
     drop_at_data_once: bool,
     /// Offer STARTTLS, accept it with 220, then answer the TLS handshake with garbage.
     broken_starttls: bool,
-    /// Never answer MAIL FROM (a stalled command).
-    stall_at_mail: bool,
+    /// Never answer at this step (a stalled phase): "greeting", a command's first word
+    /// ("EHLO", "MAIL", "RCPT", "DATA"), or "." for the end of data. A message stalled at "."
+    /// counts as accepted: the server may have queued it before it went quiet.
+    stall_at: Option<&'static str>,
 }
 
 const OK: Script = Script {
@@ -34,7 +36,7 @@ const OK: Script = Script {
     data_end: "250 2.0.0 Ok: queued as ABC123",
     drop_at_data_once: false,
     broken_starttls: false,
-    stall_at_mail: false,
+    stall_at: None,
 };
 
 struct Server {
@@ -59,6 +61,11 @@ async fn serve(script: Script) -> Server {
             tokio::spawn(async move {
                 let (r, mut w) = tcp.into_split();
                 let mut lines = BufReader::new(r).lines();
+                let stall = || tokio::time::sleep(std::time::Duration::from_secs(30));
+                if script.stall_at == Some("greeting") {
+                    stall().await;
+                    return;
+                }
                 if !say(&mut w, script.greeting).await || !script.greeting.starts_with("220") {
                     // A refusing greeting: wait for QUIT (or the close), answer it, done.
                     if let Ok(Some(_)) = lines.next_line().await {
@@ -71,6 +78,11 @@ async fn serve(script: Script) -> Server {
                 let mut rcpt_ok = false;
                 while let Ok(Some(line)) = lines.next_line().await {
                     if in_data {
+                        if line == "." && script.stall_at == Some(".") {
+                            a.fetch_add(1, Ordering::SeqCst);
+                            stall().await;
+                            return;
+                        }
                         if line == "." {
                             in_data = false;
                             if script.data_end.starts_with('2') {
@@ -81,6 +93,13 @@ async fn serve(script: Script) -> Server {
                         continue;
                     }
                     let upper = line.to_ascii_uppercase();
+                    if let Some(word) = script.stall_at.filter(|w| upper.starts_with(w)) {
+                        if word == "MAIL" {
+                            m.fetch_add(1, Ordering::SeqCst);
+                        }
+                        stall().await;
+                        return;
+                    }
                     let reply = if upper.starts_with("EHLO") && script.broken_starttls {
                         "250-scripted.test\r\n250-STARTTLS\r\n250 AUTH PLAIN"
                     } else if upper.starts_with("EHLO") {
@@ -92,10 +111,6 @@ async fn serve(script: Script) -> Server {
                     } else if upper.starts_with("AUTH") {
                         a.fetch_add(1000, Ordering::SeqCst); // credentials in clear: must never happen
                         "535 no"
-                    } else if upper.starts_with("MAIL") && script.stall_at_mail {
-                        m.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-                        return;
                     } else if upper.starts_with("MAIL") {
                         m.fetch_add(1, Ordering::SeqCst);
                         rcpt_ok = false;
@@ -284,9 +299,35 @@ async fn every_outcome_is_exact() {
             copies: 0,
         },
         Case {
-            name: "a stalled command",
+            name: "a stalled greeting",
             script: Script {
-                stall_at_mail: true,
+                stall_at: Some("greeting"),
+                ..OK
+            },
+            status: "failed",
+            kind: Some("timeout"),
+            exit: 75,
+            connections: 3,
+            mails: 0,
+            copies: 0,
+        },
+        Case {
+            name: "a stalled EHLO",
+            script: Script {
+                stall_at: Some("EHLO"),
+                ..OK
+            },
+            status: "failed",
+            kind: Some("timeout"),
+            exit: 75,
+            connections: 3,
+            mails: 0,
+            copies: 0,
+        },
+        Case {
+            name: "a stalled MAIL",
+            script: Script {
+                stall_at: Some("MAIL"),
                 ..OK
             },
             status: "failed",
@@ -295,6 +336,45 @@ async fn every_outcome_is_exact() {
             connections: 3,
             mails: 3,
             copies: 0,
+        },
+        Case {
+            name: "a stalled RCPT",
+            script: Script {
+                stall_at: Some("RCPT"),
+                ..OK
+            },
+            status: "failed",
+            kind: Some("timeout"),
+            exit: 75,
+            connections: 3,
+            mails: 3,
+            copies: 0,
+        },
+        Case {
+            name: "a stalled DATA",
+            script: Script {
+                stall_at: Some("DATA"),
+                ..OK
+            },
+            status: "failed",
+            kind: Some("timeout"),
+            exit: 75,
+            connections: 3,
+            mails: 3,
+            copies: 0,
+        },
+        Case {
+            name: "stalled after the final dot",
+            script: Script {
+                stall_at: Some("."),
+                ..OK
+            },
+            status: "ambiguous",
+            kind: Some("ambiguous"),
+            exit: 75,
+            connections: 1,
+            mails: 1,
+            copies: 1,
         },
         Case {
             name: "dropped before DATA, then fine",
@@ -325,7 +405,7 @@ async fn every_outcome_is_exact() {
             assert_eq!(json["error"]["kind"], kind, "{name}: {json}");
             assert_eq!(
                 json["resend_safe"],
-                kind == "transient" || kind == "timeout",
+                kind == "transient" || kind == "timeout" || kind == "network",
                 "{name}: {json}"
             );
         } else {
@@ -347,6 +427,33 @@ async fn every_outcome_is_exact() {
             "{name}: copies"
         );
     }
+}
+
+/// Nothing listens on the port: refused at once on every attempt, a network error that is
+/// safe to resend, nothing delivered.
+#[tokio::test]
+async fn connection_refused_is_a_network_failure_safe_to_resend() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }; // dropped: the port is closed now
+    let nobody = Server {
+        port,
+        connections: Arc::default(),
+        mails: Arc::default(),
+        accepted: Arc::default(),
+    };
+    let started = std::time::Instant::now();
+    let (code, json) = send(&nobody, 2, "none").await;
+    assert_eq!(code, 75, "{json}");
+    assert_eq!(json["status"], "failed", "{json}");
+    assert_eq!(json["error"]["kind"], "network", "{json}");
+    assert_eq!(json["resend_safe"], true, "{json}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "refusals are not waited out like timeouts: {:?}",
+        started.elapsed()
+    );
 }
 
 async fn say(w: &mut tokio::net::tcp::OwnedWriteHalf, text: &str) -> bool {

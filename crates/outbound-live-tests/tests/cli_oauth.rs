@@ -410,3 +410,84 @@ async fn send_exits_77_with_the_servers_json_when_the_token_stays_rejected() {
         "per run: the first token and one fresh one"
     );
 }
+
+/// The token endpoint answers 500 once, then recovers. `outbound send` reports nothing but
+/// success: the 500 is temporary, the Retry layer tries again, the second attempt gets a token
+/// and delivers. One copy, two attempts, two token requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_rides_out_a_token_endpoint_500_and_delivers_once() {
+    let env = TestEnv::load();
+    let server = TokenServer::start_trusted(3600);
+    server.fault(json!({"mode": "500", "times": 1})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v = smtp_oauth2(&env, &server, &[]);
+    let r = outbound(
+        &dir,
+        &v,
+        &[
+            "-vvv",
+            "send",
+            "--to",
+            "bob@example.test",
+            "--text",
+            "x",
+            "--retries",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.all());
+    r.assert_no_secrets("send after a token endpoint 500");
+    let j = r.json();
+    assert_eq!(j["status"], "sent", "{j}");
+    let id = j["message_id"].as_str().unwrap().to_string();
+    assert_eq!(j["attempts"], 2, "one failed attempt, one delivered: {j}");
+    assert_eq!(server.token_requests().await, 2);
+    let mut maildir = Maildir::new(env.maildir());
+    maildir.wait_for(std::slice::from_ref(&id), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(maildir.files_for(&id).len(), 1, "exactly one copy");
+}
+
+/// The token endpoint stays down: every attempt fails before anything reached the mail
+/// server, so the outcome is a temporary failure that is safe to resend (exit 75), after
+/// exactly 1 + retries token requests, and nothing was delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_reports_a_token_endpoint_that_stays_down_as_temporary_and_safe_to_resend() {
+    let env = TestEnv::load();
+    let server = TokenServer::start_trusted(3600);
+    server.fault(json!({"mode": "500", "times": 100})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let v = smtp_oauth2(&env, &server, &[]);
+    let tag = unique("cli-oauth2-down");
+    let r = outbound(
+        &dir,
+        &v,
+        &[
+            "send",
+            "--to",
+            "bob@example.test",
+            "--text",
+            "x",
+            "--header",
+            &format!("X-Test-Id: {tag}"),
+            "--retries",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 75, "{}", r.all());
+    r.assert_no_secrets("send with the token endpoint down");
+    let j = r.json();
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(j["error"]["kind"], "transient", "{j}");
+    assert_eq!(j["resend_safe"], true, "{j}");
+    assert_eq!(server.token_requests().await, 3, "one per attempt");
+    std::thread::sleep(Duration::from_millis(500));
+    let delivered = Maildir::new(env.maildir())
+        .files()
+        .into_iter()
+        .filter(|f| std::fs::read_to_string(f).is_ok_and(|text| text.contains(&tag)))
+        .count();
+    assert_eq!(delivered, 0, "nothing was delivered");
+}

@@ -393,3 +393,57 @@ async fn a_token_that_stays_rejected_is_an_auth_error_with_the_servers_json() {
     }
     assert!(!shown.contains(CLIENT_SECRET));
 }
+
+/// A token that dies mid-run: the token server advertises an hour (`expires_in` 3600) but
+/// every token really expires after 2 s, as a revoked or clock-skewed token does. The first
+/// message goes out with the first token; after it has expired, the next message's new
+/// connection is refused by Dovecot, the transport fetches one fresh token and delivers. Each
+/// message arrives exactly once, in one attempt each, and no send fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_expires_mid_run_is_replaced_and_nothing_is_lost() {
+    let env = TestEnv::load();
+    let server = TokenServer::start_trusted(2);
+    server.configure(json!({"advertised_lifetime": 3600})).await;
+    let log = Maillog::start(env.maillog());
+    // One message per connection, so every send logs in again with the cached token.
+    let transport = outbound::create_transport(
+        "smtp",
+        seed_map(
+            &env,
+            &server,
+            &[
+                ("port", &env.port_submission().to_string()),
+                ("opportunistic_tls", "true"),
+                ("max_messages", "1"),
+            ],
+        ),
+    )
+    .unwrap();
+
+    let (first, first_id) = message(&env, "oauth2-dies-mid-run-1");
+    let r1 = transport.send(&first).await.unwrap();
+    assert_eq!(r1.attempts, 1);
+    assert_eq!(server.token_requests().await, 1);
+    tokio::time::sleep(Duration::from_millis(3000)).await; // the cached token is now dead
+
+    let (second, second_id) = message(&env, "oauth2-dies-mid-run-2");
+    let r2 = transport
+        .send(&second)
+        .await
+        .unwrap_or_else(|e| panic!("the dead token is replaced, the send succeeds: {e}"));
+    assert_eq!(r2.attempts, 1, "the token is replaced inside the attempt");
+    // The cache believed the first token good for an hour: only Dovecot's refusal of the
+    // dead token can have caused the second request.
+    assert_eq!(server.token_requests().await, 2, "exactly one fresh token");
+
+    let mut maildir = Maildir::new(env.maildir());
+    maildir.wait_for(
+        &[first_id.clone(), second_id.clone()],
+        Duration::from_secs(30),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // room for a duplicate to show
+    for id in [&first_id, &second_id] {
+        assert_eq!(maildir.files_for(id).len(), 1, "{id} arrived exactly once");
+    }
+    assert_sasl(&log, &r2.provider_id.unwrap(), "XOAUTH2", &env.user());
+}

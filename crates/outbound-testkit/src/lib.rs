@@ -8,6 +8,7 @@
 //! - [`fault_smtpd`]: `testenv/fault_smtpd.py`, the aiosmtpd fault-injection server.
 //! - [`proxy`]: an in-process TCP proxy that breaks the connections it carries.
 //! - [`configured()`]: a transport built from Dify's variables given as pairs.
+//! - [`trace`]: the whole run's library events at TRACE into files, for the secrets scan.
 //! - [`oauth`]: a private instance of the OAuth2 token server `testenv/oauth/token-server.js`,
 //!   and Microsoft-shaped error bodies.
 //!
@@ -27,6 +28,7 @@ pub mod maillog;
 pub mod oauth;
 pub mod proxy;
 pub mod testenv;
+pub mod trace;
 
 pub use configured::configured;
 pub use fault_smtpd::FaultServer;

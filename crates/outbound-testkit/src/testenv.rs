@@ -44,6 +44,7 @@ impl TestEnv {
 
     /// Loads the environment file only (for tests that start their own fault server).
     pub fn load_file() -> TestEnv {
+        crate::trace::trace_to_file();
         let path = Self::state_dir().join("env");
         let text = std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{NOT_RUNNING} ({} unreadable: {e})", path.display()));

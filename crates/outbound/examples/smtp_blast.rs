@@ -286,11 +286,13 @@ async fn main() -> ExitCode {
     println!(
         "RESULT peer=outbound messages={sent} failed={failed} elapsed_s={secs:.4} rate={rate:.1} \
          cpu_us_per_msg={cpu_us} peak_rss_kib={rss} msg_bytes={rendered} connections={} reused={} \
-         cmds_per_write={:.2} max_open={}",
+         cmds_per_write={:.2} max_open={} round_trips_per_msg={:.2} pipelined={}",
         stats.connections_opened,
         stats.reused_connections,
         stats.commands_per_write(),
-        stats.max_open_connections
+        stats.max_open_connections,
+        stats.round_trips as f64 / sent.max(1) as f64,
+        stats.pipelined_transactions
     );
     if failed > 0 {
         ExitCode::from(1)

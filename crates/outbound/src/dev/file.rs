@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::message::PreparedMessage;
+use crate::message::{PreparedMessage, RenderedMessage};
 use crate::{Error, ErrorKind, Receipt, Transport};
 
 /// Writes each message as `<dir>/<date>-<id>.eml`.
@@ -77,7 +77,7 @@ fn file_stem(message_id: &str, date: std::time::SystemTime) -> String {
     format!("{secs}-{id}")
 }
 
-fn write_atomically(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf, Error> {
+fn write_atomically(dir: &Path, stem: &str, message: &RenderedMessage) -> Result<PathBuf, Error> {
     use std::io::Write;
     std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create directory", dir, e))?;
     let mut tmp = tempfile::Builder::new()
@@ -85,8 +85,15 @@ fn write_atomically(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf, Err
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| io_error("cannot create a file in", dir, e))?;
-    tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+    // A chunk at a time: a large attachment is encoded as it is written, never held whole.
+    let mut out = std::io::BufWriter::new(tmp.as_file_mut());
+    message
+        .write_to(&mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| io_error("cannot write into", dir, e))?;
+    drop(out);
+    tmp.as_file()
+        .sync_all()
         .map_err(|e| io_error("cannot write into", dir, e))?;
     let mut n = 0u32;
     loop {
@@ -111,14 +118,14 @@ fn write_atomically(dir: &Path, stem: &str, bytes: &[u8]) -> Result<PathBuf, Err
 impl Transport for FileTransport {
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let message_id = message.message_id();
-        message.bytes()?;
+        message.rendered()?;
         let stem = file_stem(message_id, message.message().date());
         let dir = self.dir.clone();
         let owned = message.clone();
         let path = tokio::task::spawn_blocking(move || {
             // Rendered above, so this cannot fail; the blocking thread borrows the bytes.
-            let bytes = owned.bytes()?;
-            write_atomically(&dir, &stem, bytes)
+            let rendered = owned.rendered()?;
+            write_atomically(&dir, &stem, rendered)
         })
         .await
         .map_err(|e| Error::new(ErrorKind::Transient, format!("file writer stopped: {e}")))??;

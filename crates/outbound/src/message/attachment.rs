@@ -75,6 +75,11 @@ impl Attachment {
         Attachment::from_bytes(filename, content)
     }
 
+    /// The content, shared (no copy): rendering keeps it as it is and encodes it as it is sent.
+    pub(crate) fn shared_content(&self) -> Arc<[u8]> {
+        self.content.clone()
+    }
+
     /// Overrides the guessed content type (e.g. `image/svg+xml`).
     pub fn with_content_type(mut self, content_type: impl Into<String>) -> Self {
         self.content_type = content_type.into();

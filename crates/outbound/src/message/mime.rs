@@ -28,6 +28,8 @@ use mail_builder::headers::text::Text;
 use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder as MimeBuilder;
 
+use super::rendered::RenderedMessage;
+
 use super::text::{html_to_text, normalize_newlines};
 use super::{Mailbox, Message, MessageError};
 
@@ -42,7 +44,7 @@ fn address_list(list: &[Mailbox]) -> Address<'static> {
 pub(crate) fn render<'m>(
     msg: &'m Message,
     default_from: Option<&Mailbox>,
-) -> Result<Vec<u8>, MessageError> {
+) -> Result<RenderedMessage, MessageError> {
     let from = msg.sender(default_from)?;
     let message_id = msg.message_id(default_from)?;
     let secs = msg
@@ -85,23 +87,43 @@ pub(crate) fn render<'m>(
         .as_deref()
         .map(|h| normalize_newlines(h).into_owned());
 
-    let inline: Vec<MimePart<'m>> = msg
-        .attachments
-        .iter()
-        .filter_map(|a| {
-            a.content_id().map(|cid| {
-                MimePart::new(part_type(a), a.content())
-                    .inline()
-                    .cid(cid.to_string())
-            })
-        })
-        .collect();
-    let attached: Vec<MimePart<'m>> = msg
-        .attachments
-        .iter()
-        .filter(|a| !a.is_inline())
-        .map(|a| MimePart::new(part_type(a), a.content()).attachment(a.filename().to_string()))
-        .collect();
+    // Parts mail-builder would base64-encode get a marker instead, replaced afterwards by the
+    // attachment's own bytes, encoded as they are sent (see `rendered.rs` for why). The
+    // marker holds a random nonce and NULs, which nothing else in a rendered message can.
+    let nonce = marker_nonce();
+    let mut markers: Vec<Vec<u8>> = Vec::new();
+    let mut contents: Vec<std::sync::Arc<[u8]>> = Vec::new();
+    let mut part = |a: &'m super::Attachment| -> (MimePart<'m>, bool) {
+        let content_type = part_type(a);
+        if content_type.is_text() {
+            return (MimePart::new(content_type, a.content()), false);
+        }
+        let marker = format!("\0outbound-part-{nonce}-{}\0", markers.len()).into_bytes();
+        let part = MimePart::new(content_type, marker.clone());
+        markers.push(marker);
+        contents.push(a.shared_content());
+        (part, true)
+    };
+    let mut inline: Vec<MimePart<'m>> = Vec::new();
+    let mut attached: Vec<MimePart<'m>> = Vec::new();
+    for a in &msg.attachments {
+        let (p, marked) = part(a);
+        let p = match a.content_id() {
+            Some(cid) => p.inline().cid(cid.to_string()),
+            None => p.attachment(a.filename().to_string()),
+        };
+        // Last, as mail-builder writes it last for the parts it encodes itself.
+        let p = if marked {
+            p.transfer_encoding("base64")
+        } else {
+            p
+        };
+        if a.content_id().is_some() {
+            inline.push(p);
+        } else {
+            attached.push(p);
+        }
+    }
 
     // "=_" cannot occur in quoted-printable or base64 output (RFC 2045 section 6.7), and the
     // Message-ID's unique part keeps it out of any 7-bit text in practice.
@@ -143,12 +165,31 @@ pub(crate) fn render<'m>(
         multipart("mixed", parts)
     };
 
-    builder
+    let written = builder
         .body(root)
         .write_to_vec()
         .map_err(|e| MessageError::InvalidRaw {
             reason: format!("rendering failed: {e}"),
-        })
+        })?;
+    RenderedMessage::with_base64_parts(written, &markers, contents).ok_or_else(|| {
+        MessageError::InvalidRaw {
+            reason: "rendering failed: an attachment's place in the message was lost".into(),
+        }
+    })
+}
+
+/// 128 random bits in hex (or, should the system's random source fail, the time: the marker
+/// then still cannot occur in the message, which holds no NUL where markers go).
+fn marker_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = nanos.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The Content-Type of an attachment's part. A `text/*` type without parameters says its

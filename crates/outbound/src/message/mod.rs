@@ -12,6 +12,7 @@ mod error;
 mod mime;
 mod prepared;
 mod raw;
+mod rendered;
 mod text;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ pub use address::Mailbox;
 pub use attachment::Attachment;
 pub use error::MessageError;
 pub use prepared::PreparedMessage;
+pub use rendered::RenderedMessage;
 
 /// Headers Outbound writes itself; giving them as extra headers is refused, with the builder
 /// method to use instead.
@@ -237,8 +239,18 @@ impl Message {
     /// # Ok::<(), outbound::MessageError>(())
     /// ```
     pub fn render(&self, default_from: Option<&Mailbox>) -> Result<Vec<u8>, MessageError> {
+        Ok(self.render_segments(default_from)?.to_vec())
+    }
+
+    /// Renders as [`RenderedMessage`] segments: attachments are not copied, but encoded as the
+    /// segments are read.
+    pub(crate) fn render_segments(
+        &self,
+        default_from: Option<&Mailbox>,
+    ) -> Result<RenderedMessage, MessageError> {
         match &self.raw {
-            Some(raw) => raw::finish(raw, &self.message_id(default_from)?, self.date),
+            Some(raw) => raw::finish(raw, &self.message_id(default_from)?, self.date)
+                .map(RenderedMessage::from_bytes),
             None => mime::render(self, default_from),
         }
     }

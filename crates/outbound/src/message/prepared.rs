@@ -10,7 +10,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use super::{Envelope, Mailbox, Message, MessageError};
+use super::{Envelope, Mailbox, Message, MessageError, RenderedMessage};
 
 /// A [`Message`] with its sender decided, its envelope and Message-ID computed, and its
 /// RFC 5322 bytes rendered at most once. Cheap to clone (clones share everything).
@@ -37,7 +37,8 @@ struct Inner {
     sender: Mailbox,
     envelope: Envelope,
     message_id: String,
-    // A Vec, not an Arc<[u8]>: converting would copy the whole rendered message once more.
+    rendered: OnceLock<RenderedMessage>,
+    // Only for callers that need one contiguous buffer: senders stream `rendered` instead.
     bytes: OnceLock<Vec<u8>>,
 }
 
@@ -57,6 +58,7 @@ impl Message {
                 sender,
                 envelope,
                 message_id,
+                rendered: OnceLock::new(),
                 bytes: OnceLock::new(),
             }),
         })
@@ -87,13 +89,30 @@ impl PreparedMessage {
     /// The RFC 5322 bytes (CRLF line endings, no line over 998 octets), rendered on the first
     /// call. Rendering is deterministic (MIME boundaries derive from the Message-ID), and the
     /// first result is kept, so every attempt sends byte-identical data.
+    ///
+    /// This is one contiguous copy of the whole message, attachments encoded; a sender should
+    /// stream [`rendered`](Self::rendered) instead, which never holds that copy.
     pub fn bytes(&self) -> Result<&[u8], MessageError> {
         if let Some(bytes) = self.inner.bytes.get() {
             return Ok(bytes);
         }
-        let rendered = self.inner.message.render(Some(&self.inner.sender))?;
+        let bytes = self.rendered()?.to_vec();
+        Ok(self.inner.bytes.get_or_init(|| bytes))
+    }
+
+    /// The rendered message as segments, on the first call: headers and text as bytes,
+    /// attachments as their own shared bytes, base64-encoded only as
+    /// [`RenderedMessage::chunks`] reads them. The same bytes as [`bytes`](Self::bytes).
+    pub fn rendered(&self) -> Result<&RenderedMessage, MessageError> {
+        if let Some(rendered) = self.inner.rendered.get() {
+            return Ok(rendered);
+        }
+        let rendered = self
+            .inner
+            .message
+            .render_segments(Some(&self.inner.sender))?;
         // Two callers may race to render; both produced the same bytes and the first is kept.
-        Ok(self.inner.bytes.get_or_init(|| rendered))
+        Ok(self.inner.rendered.get_or_init(|| rendered))
     }
 }
 
@@ -102,7 +121,7 @@ impl fmt::Debug for PreparedMessage {
         f.debug_struct("PreparedMessage")
             .field("message_id", &self.inner.message_id)
             .field("envelope", &self.inner.envelope)
-            .field("rendered", &self.inner.bytes.get().map(|b| b.len()))
+            .field("rendered", &self.inner.rendered.get().map(|r| r.len()))
             .finish()
     }
 }

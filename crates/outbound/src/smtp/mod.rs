@@ -43,6 +43,7 @@
 
 mod auth;
 mod ehlo;
+mod lane;
 mod pinning;
 mod pool;
 mod reply;
@@ -64,7 +65,8 @@ pub use session::Timeouts;
 pub use tls::TlsMode;
 pub use wire::WireStats;
 
-use pool::{Pool, PoolOptions, Slot};
+use lane::{Job, Outcome};
+use pool::{Assignment, Pool, PoolOptions};
 use session::{ConnectParams, Session};
 use wire::Counters;
 
@@ -132,14 +134,11 @@ impl SmtpTransport {
         )
         .await
     }
-
-    async fn checkout(&self, slot: &Slot) -> Result<(Session, bool), Error> {
-        match self.inner.pool.take_idle(slot).await {
-            Some(s) => Ok((s, true)),
-            None => Ok((self.open().await?, false)),
-        }
-    }
 }
+
+/// How often one send may find its connection closing before it started (each time it goes
+/// to another connection, which is not an attempt) before giving up.
+const MAX_REROUTES: u32 = 8;
 
 impl fmt::Debug for SmtpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -155,6 +154,7 @@ impl fmt::Debug for SmtpTransport {
             .field("ehlo_name", &p.ehlo_name)
             .field("timeouts", &p.timeouts)
             .field("pipelining", &p.pipelining)
+            .field("chunking", &p.chunking)
             .field("pool_size", &opts.size)
             .field("max_messages_per_connection", &opts.max_messages)
             .field("idle_timeout", &opts.idle_timeout)
@@ -164,34 +164,55 @@ impl fmt::Debug for SmtpTransport {
 
 #[async_trait]
 impl Transport for SmtpTransport {
-    /// Sends over a pooled connection. An idle connection that turns out to be broken before
-    /// the end of DATA is replaced once, transparently (the message is not lost and cannot be
+    /// Sends over a pooled connection, queued behind other sends on it when every connection
+    /// is busy and the cap is reached (then its commands are pipelined behind the previous
+    /// message's final `.`). An idle connection that turns out to be broken before the end of
+    /// DATA is replaced once, transparently (the message is not lost and cannot be
     /// duplicated); a failure after the end of DATA is [`ErrorKind::Ambiguous`] and is never
     /// retried here.
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
-        let envelope = message.envelope();
         let message_id = message.message_id();
         let body = message.bytes()?;
-        let eight_bit = !body.is_ascii();
+        let (size, eight_bit) = (body.len(), !body.is_ascii());
 
-        let slot = self.inner.pool.slot().await?;
         let mut attempts = 0u32;
+        let mut reroutes = 0u32;
         loop {
-            attempts += 1;
-            let (session, reused) = self.checkout(&slot).await?;
-            let conn = session.id();
-            let (session, result) = session
-                .transaction(envelope, body, body.len(), eight_bit)
-                .await;
-            let healthy = session.is_some();
-            if let Some(session) = session {
-                self.inner.pool.give_back(session, &slot).await;
+            let (job, outcome) = Job::new(message.clone(), size, eight_bit);
+            if let Assignment::Open(slot, job) = self.inner.pool.assign(job).await {
+                let session = self.open().await?;
+                self.inner.pool.start_lane(session, slot, job);
             }
-            match result {
+            let done = match outcome.await {
+                Ok(Outcome::Done(done)) => done,
+                Ok(Outcome::NotStarted) => {
+                    reroutes += 1;
+                    if reroutes > MAX_REROUTES {
+                        return Err(Error::new(
+                            ErrorKind::Network,
+                            format!(
+                                "connections to {} kept closing before the message could be                                  sent; nothing was sent",
+                                self.inner.params.host
+                            ),
+                        ));
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    // The connection's task ended without an answer: its runtime shut down.
+                    return Err(Error::new(
+                        ErrorKind::Ambiguous,
+                        "the SMTP connection's task stopped while the message was being sent                          (the async runtime shut down?): it may have been delivered; it was                          not retried",
+                    ));
+                }
+            };
+            attempts += 1;
+            let conn = done.conn;
+            match done.result {
                 Ok(delivery) => {
                     let counters = &self.inner.counters;
                     counters.transactions.fetch_add(1, Ordering::Relaxed);
-                    if reused {
+                    if done.reused {
                         counters.reused_connections.fetch_add(1, Ordering::Relaxed);
                     }
                     let mut receipt = Receipt::new("smtp", message_id, delivery.accepted)
@@ -210,11 +231,10 @@ impl Transport for SmtpTransport {
                     );
                     return Ok(receipt);
                 }
-                Err(err)
-                    if reused && !healthy && attempts == 1 && err.kind() == ErrorKind::Network =>
-                {
-                    // The pooled connection died while idle (server timeout, restart) and it
-                    // showed only now, before the end of DATA: nothing was delivered.
+                Err(err) if done.replaceable && attempts == 1 => {
+                    // The pooled connection died (while idle, or under the message pipelined
+                    // before this one) and it showed only now, before this message's end of
+                    // DATA: nothing was delivered.
                     self.inner
                         .counters
                         .broken_connections_replaced
@@ -222,7 +242,7 @@ impl Transport for SmtpTransport {
                     tracing::info!(
                         conn,
                         error = %err,
-                        "a pooled connection was broken; sending on a new connection"
+                        "a pooled connection was broken; sending on another connection"
                     );
                     continue;
                 }
@@ -237,9 +257,8 @@ impl Transport for SmtpTransport {
     /// Connects, sets up TLS, says EHLO, authenticates when credentials are configured, and
     /// says QUIT. Sends nothing. Always uses a new connection (and counts against the cap).
     async fn verify(&self) -> Result<(), Error> {
-        let slot = self.inner.pool.slot().await?;
-        // A new connection while idle ones exist would exceed the cap: close one first.
-        self.inner.pool.retire_one_idle(&slot).await;
+        // A new connection while idle ones exist would exceed the cap: one is closed first.
+        let slot = self.inner.pool.exclusive_slot().await;
         let session = self.open().await?;
         tracing::debug!(conn = session.id(), "verified; closing");
         session.quit().await;
@@ -247,10 +266,10 @@ impl Transport for SmtpTransport {
         Ok(())
     }
 
-    /// Closes every idle pooled connection politely (QUIT). The transport stays usable: later
-    /// sends open new connections.
+    /// Closes every pooled connection politely (QUIT), after the messages queued on them.
+    /// The transport stays usable: later sends open new connections.
     async fn close(&self) {
-        self.inner.pool.close_idle().await;
+        self.inner.pool.close_all().await;
     }
 
     fn kind(&self) -> &'static str {
@@ -309,6 +328,7 @@ pub struct SmtpTransportBuilder {
     max_messages: u32,
     idle_timeout: Duration,
     pipelining: bool,
+    chunking: bool,
 }
 
 impl SmtpTransportBuilder {
@@ -328,6 +348,7 @@ impl SmtpTransportBuilder {
             max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
+            chunking: false,
         }
     }
 
@@ -413,9 +434,26 @@ impl SmtpTransportBuilder {
         self
     }
 
-    /// Whether to pipeline when the server offers PIPELINING (default true).
+    /// Whether to pipeline when the server offers PIPELINING (default true): MAIL, RCPT and
+    /// DATA in one write, and on a busy pooled connection the next message's commands right
+    /// behind the previous message's final `.`.
     pub fn pipelining(mut self, enabled: bool) -> Self {
         self.pipelining = enabled;
+        self
+    }
+
+    /// Whether to send messages of up to 1 MiB with `BDAT n LAST` (RFC 3030) when the server
+    /// offers CHUNKING and PIPELINING (default false): MAIL, RCPT, BDAT and the message go out
+    /// in one write, so each message costs one round trip even when sent one at a time
+    /// (without it, a busy pooled connection already costs one round trip per message, by
+    /// pipelining; a single caller sending one message at a time pays two).
+    ///
+    /// Why it is off by default: once the write is out the server holds the whole message, so
+    /// a pooled connection that died silently while idle (a NAT or firewall dropped it) makes
+    /// that message [`ErrorKind::Ambiguous`] instead of being resent on a new connection; and
+    /// the message goes out even when every recipient is then refused.
+    pub fn chunking(mut self, enabled: bool) -> Self {
+        self.chunking = enabled;
         self
     }
 
@@ -530,6 +568,7 @@ impl SmtpTransportBuilder {
             ehlo_name,
             timeouts: self.timeouts,
             pipelining: self.pipelining,
+            chunking: self.chunking,
         };
         Ok(SmtpTransport {
             inner: Arc::new(Inner {

@@ -5,27 +5,27 @@
 //! `432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded`; an idle pooled connection
 //! counts just like a busy one.
 //!
-//! How the cap holds: a [`Slot`] (a semaphore permit, `size` of them) is needed to use a
-//! connection. A slot holder takes an idle connection when there is one and opens a new one
-//! only when the idle list is empty. Every open connection is either idle or held by exactly one
-//! slot holder, and a holder opens a connection only when none is idle, i.e. when every open
-//! connection belongs to another holder — so at most `size` are ever open. Retiring a
-//! connection (QUIT) happens while its slot is still held, and the idle reaper takes a slot for
-//! each connection it closes, so closing never overlaps with a replacement being opened.
+//! How the cap holds: every open connection holds a [`Slot`] from [`ConnectionSlots`] (`size`
+//! of them) from before it is opened until after it is closed. A live connection is a *lane*
+//! (`smtp::lane`): a task that owns the session and runs the messages queued on it, in order,
+//! pipelining the next one's commands behind the previous one's final `.`. A send goes to an
+//! idle lane if there is one, else opens a new connection if a slot is free, else queues on
+//! the least busy lane — so concurrent sends share connections instead of waiting for one, and
+//! the gain of pipelining reaches every caller without a new method.
 //!
-//! Idle connections are checked without a round trip before use ([`Session::probe_idle`]: the
-//! server closed it, or said `421` before closing). A connection is retired after
-//! `max_messages` transactions and closed after `idle_timeout` unused. A connection that failed
-//! is never returned.
+//! A lane takes at most `max_messages` messages (then it leaves the list, finishes them and
+//! says QUIT), closes itself after `idle_timeout` without work, and probes an idle connection
+//! without a round trip before using it ([`Session::probe_idle`]). A connection that failed is
+//! never reused.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
+use super::lane::{self, Job, Outcome};
 use super::session::Session;
-use crate::{Error, ErrorKind};
 
 /// Pool limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,16 +38,71 @@ pub(crate) struct PoolOptions {
     pub idle_timeout: Duration,
 }
 
-/// The right to use (or open) one connection.
+/// Where the right to keep a connection open comes from: the one place to change to make the
+/// cap span several processes (leases in a shared store instead of a local semaphore).
+pub(crate) struct ConnectionSlots {
+    free: Arc<Semaphore>,
+    /// Woken whenever a slot is given back.
+    released: Arc<Notify>,
+}
+
+/// The right to keep one connection open; given back when dropped.
 pub(crate) struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    released: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The permit goes back before the waiters wake, so they find it.
+        drop(self.permit.take());
+        self.released.notify_waiters();
+    }
+}
+
+impl ConnectionSlots {
+    fn new(size: usize, released: Arc<Notify>) -> Self {
+        ConnectionSlots {
+            free: Arc::new(Semaphore::new(size.max(1))),
+            released,
+        }
+    }
+
+    /// A slot, if one is free now.
+    fn try_acquire(&self) -> Option<Slot> {
+        let permit = self.free.clone().try_acquire_owned().ok()?;
+        Some(Slot {
+            permit: Some(permit),
+            released: self.released.clone(),
+        })
+    }
+}
+
+/// A live connection as the pool sees it.
+struct LaneEntry {
+    id: u64,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Messages queued or running on it.
+    load: Arc<AtomicUsize>,
+    /// Messages given to it so far (at most `max_messages`).
+    given: u32,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+/// Where a send goes.
+pub(crate) enum Assignment {
+    /// Queued on a live connection; its outcome comes on the job's channel.
+    Queued,
+    /// No connection could take it: open one with this slot and [`Pool::start_lane`].
+    Open(Slot, Job),
 }
 
 pub(crate) struct Pool {
-    slots: Arc<Semaphore>,
-    idle: Mutex<Vec<Session>>,
+    slots: ConnectionSlots,
+    lanes: Mutex<Vec<LaneEntry>>,
+    /// Woken when a slot is given back or a lane starts.
+    changed: Arc<Notify>,
     opts: PoolOptions,
-    reaper: AtomicBool,
     next_id: AtomicU64,
 }
 
@@ -57,18 +112,19 @@ impl std::fmt::Debug for Pool {
             .field("size", &self.opts.size)
             .field("max_messages", &self.opts.max_messages)
             .field("idle_timeout", &self.opts.idle_timeout)
-            .field("idle", &self.idle().len())
+            .field("connections", &self.lanes().len())
             .finish()
     }
 }
 
 impl Pool {
     pub(crate) fn new(opts: PoolOptions) -> Self {
+        let changed = Arc::new(Notify::new());
         Pool {
-            slots: Arc::new(Semaphore::new(opts.size.max(1))),
-            idle: Mutex::new(Vec::new()),
+            slots: ConnectionSlots::new(opts.size, changed.clone()),
+            lanes: Mutex::new(Vec::new()),
+            changed,
             opts,
-            reaper: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
         }
     }
@@ -77,9 +133,9 @@ impl Pool {
         self.opts
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Session>> {
+    fn lanes(&self) -> MutexGuard<'_, Vec<LaneEntry>> {
         // A panic while holding the lock cannot leave the Vec inconsistent.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A number for the next connection (used in logs).
@@ -87,115 +143,122 @@ impl Pool {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Waits for a slot (there are `size`).
-    pub(crate) async fn slot(self: &Arc<Self>) -> Result<Slot, Error> {
-        self.start_reaper();
-        // The semaphore is never closed, so this does not fail in practice.
-        let permit = self.slots.clone().acquire_owned().await.map_err(|_| {
-            Error::new(ErrorKind::Network, "the SMTP connection pool was shut down")
-        })?;
-        Ok(Slot { _permit: permit })
-    }
-
-    /// An idle connection that still looks usable, if any (most recently used first). Stale
-    /// ones are closed on the way; the caller holds `_slot` while that happens.
-    pub(crate) async fn take_idle(&self, _slot: &Slot) -> Option<Session> {
+    /// Queues `job` on an idle connection, else asks the caller to open one (a slot is free),
+    /// else queues it on the least busy connection; waits when there is none and no slot.
+    pub(crate) async fn assign(&self, mut job: Job) -> Assignment {
         loop {
-            let candidate = self.idle().pop()?;
-            let mut session = candidate;
-            if session.last_used.elapsed() >= self.opts.idle_timeout {
-                tracing::debug!(
-                    conn = session.id(),
-                    "closing a connection idle for too long"
-                );
-                session.quit().await;
-                continue;
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut lanes = self.lanes();
+                let best = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst));
+                let target = match best {
+                    Some(i) if lanes[i].load.load(Ordering::SeqCst) == 0 => Some(i),
+                    _ => match self.slots.try_acquire() {
+                        Some(slot) => return Assignment::Open(slot, job),
+                        None => best,
+                    },
+                };
+                if let Some(i) = target {
+                    match self.give(&mut lanes, i, job) {
+                        Ok(()) => return Assignment::Queued,
+                        // That lane's driver is gone (it was closing): try again.
+                        Err(back) => {
+                            job = back;
+                            continue;
+                        }
+                    }
+                }
             }
-            if session.probe_idle() {
-                return Some(session);
-            }
-            // Broken: dropped here (its socket closes), the message is not affected.
+            changed.await;
         }
     }
 
-    /// Closes one idle connection, if there is one, so the caller (holding `_slot`) may open a
-    /// fresh connection without exceeding the cap even though idle ones exist. Used by
-    /// `verify()`, which must authenticate on a new connection.
-    pub(crate) async fn retire_one_idle(&self, _slot: &Slot) {
-        let oldest = {
-            let mut idle = self.idle();
-            (!idle.is_empty()).then(|| idle.remove(0))
+    /// Puts `job` on lane `i`; a lane that reached its message cap leaves the list (it
+    /// finishes what it has and closes).
+    fn give(&self, lanes: &mut Vec<LaneEntry>, i: usize, job: Job) -> Result<(), Job> {
+        let lane = &mut lanes[i];
+        lane.load.fetch_add(1, Ordering::SeqCst);
+        if let Err(mpsc::error::SendError(job)) = lane.jobs.send(job) {
+            lane.load.fetch_sub(1, Ordering::SeqCst);
+            lanes.remove(i);
+            return Err(job);
+        }
+        lane.given += 1;
+        if lane.given >= self.opts.max_messages {
+            lanes.remove(i);
+        }
+        Ok(())
+    }
+
+    /// Starts a lane on `session` (opened with `slot`), with `job` as its first message.
+    pub(crate) fn start_lane(self: &Arc<Self>, session: Session, slot: Slot, job: Job) {
+        let (tx, jobs) = mpsc::unbounded_channel();
+        let load = Arc::new(AtomicUsize::new(0));
+        let id = session.id();
+        let driver = tokio::spawn(lane::drive(
+            session,
+            slot,
+            jobs,
+            load.clone(),
+            Arc::downgrade(self),
+            self.opts,
+        ));
+        let entry = LaneEntry {
+            id,
+            jobs: tx,
+            load,
+            given: 0,
+            driver,
         };
-        if let Some(session) = oldest {
-            session.quit().await;
+        let mut lanes = self.lanes();
+        lanes.push(entry);
+        let last = lanes.len() - 1;
+        if let Err(job) = self.give(&mut lanes, last, job) {
+            // The driver ended before its first message (its runtime is shutting down).
+            job.answer(Outcome::NotStarted);
         }
+        drop(lanes);
+        self.changed.notify_waiters();
     }
 
-    /// Gives a connection back after use: kept while under its message cap, closed politely
-    /// when it reached the cap (a connection that failed never comes back: the transaction
-    /// drops it). Called while the slot is still held.
-    pub(crate) async fn give_back(&self, session: Session, _slot: &Slot) {
-        if session.transactions >= self.opts.max_messages {
-            tracing::debug!(
-                conn = session.id(),
-                transactions = session.transactions,
-                "connection reached its message cap; closing it"
-            );
-            session.quit().await;
-            return;
-        }
-        self.idle().push(session);
+    /// Takes lane `id` out of the list: no more messages go to it.
+    pub(crate) fn retire(&self, id: u64) {
+        self.lanes().retain(|l| l.id != id);
     }
 
-    /// Closes every idle connection (QUIT). Connections in use are closed when given back only
-    /// if they fail or reach their cap; this is for shutdown.
-    pub(crate) async fn close_idle(&self) {
-        let sessions: Vec<Session> = std::mem::take(&mut *self.idle());
-        for s in sessions {
-            s.quit().await;
-        }
-    }
-
-    /// Starts (once) a background task that closes connections left idle past
-    /// `idle_timeout`, so a quiet application does not keep sockets open forever. It holds only
-    /// a weak reference and ends with the pool.
-    fn start_reaper(self: &Arc<Self>) {
-        if self.reaper.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            self.reaper.store(false, Ordering::Release);
-            return;
-        };
-        let weak: Weak<Pool> = Arc::downgrade(self);
-        let period = (self.opts.idle_timeout / 2).max(Duration::from_millis(100));
-        handle.spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                let Some(pool) = weak.upgrade() else { return };
-                pool.reap().await;
-            }
-        });
-    }
-
-    async fn reap(&self) {
-        let now = Instant::now();
+    /// A slot for a connection that must be new (verify): when every slot is held, an idle
+    /// connection is closed to free one.
+    pub(crate) async fn exclusive_slot(&self) -> Slot {
         loop {
-            // Take a slot so closing never overlaps a replacement being opened.
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                return;
-            };
-            let expired = {
-                let mut idle = self.idle();
-                let pos = idle
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(slot) = self.slots.try_acquire() {
+                return slot;
+            }
+            let idle = {
+                let mut lanes = self.lanes();
+                let pos = lanes
                     .iter()
-                    .position(|s| now.duration_since(s.last_used) >= self.opts.idle_timeout);
-                pos.map(|p| idle.remove(p))
+                    .position(|l| l.load.load(Ordering::SeqCst) == 0);
+                pos.map(|p| lanes.remove(p))
             };
-            let Some(session) = expired else { return };
-            tracing::debug!(conn = session.id(), "closing an idle connection");
-            session.quit().await;
-            drop(permit);
+            // Dropping its sender ends the lane (QUIT), which gives its slot back.
+            drop(idle);
+            changed.await;
+        }
+    }
+
+    /// Ends every connection: each finishes what is queued on it and says QUIT. Returns when
+    /// they are closed. Later sends open new connections.
+    pub(crate) async fn close_all(&self) {
+        let lanes: Vec<LaneEntry> = std::mem::take(&mut *self.lanes());
+        for lane in lanes {
+            let LaneEntry { jobs, driver, .. } = lane;
+            drop(jobs);
+            let _ = driver.await;
         }
     }
 }

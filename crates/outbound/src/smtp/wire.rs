@@ -28,6 +28,8 @@ pub(crate) enum Command<'a> {
     Mail(MailFrom<'a>),
     Rcpt(&'a str),
     Data,
+    /// RFC 3030 `BDAT <size> LAST`: the whole message as one chunk, following at once.
+    BdatLast(usize),
     Rset,
     Quit,
 }
@@ -55,6 +57,7 @@ impl Command<'_> {
             Command::Mail(_) => "MAIL FROM",
             Command::Rcpt(_) => "RCPT TO",
             Command::Data => "DATA",
+            Command::BdatLast(_) => "BDAT",
             Command::Rset => "RSET",
             Command::Quit => "QUIT",
         }
@@ -93,6 +96,7 @@ impl Command<'_> {
             }
             Command::Rcpt(address) => push(out, &["RCPT TO:<", address, ">"]),
             Command::Data => push(out, &["DATA"]),
+            Command::BdatLast(size) => push(out, &["BDAT ", &size.to_string(), " LAST"]),
             Command::Rset => push(out, &["RSET"]),
             Command::Quit => push(out, &["QUIT"]),
         }
@@ -179,6 +183,8 @@ pub(crate) struct DataEncoder {
     at_line_start: bool,
     after_cr: bool,
     wrote_any: bool,
+    /// DATA needs dot-stuffing; a BDAT chunk is counted in bytes and must not have it.
+    stuff_dots: bool,
 }
 
 impl Default for DataEncoder {
@@ -187,8 +193,22 @@ impl Default for DataEncoder {
             at_line_start: true,
             after_cr: false,
             wrote_any: false,
+            stuff_dots: true,
         }
     }
+}
+
+/// The content of a `BDAT` chunk for `message`: lines end in CRLF (a bare CR or LF becomes
+/// CRLF, as for DATA, so no server sees a bare line ending), no dot-stuffing, and a final CRLF.
+pub(crate) fn encode_bdat(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+    let mut encoder = DataEncoder {
+        stuff_dots: false,
+        ..DataEncoder::default()
+    };
+    encoder.encode(message, &mut out);
+    encoder.finish(&mut out);
+    out
 }
 
 impl DataEncoder {
@@ -205,7 +225,7 @@ impl DataEncoder {
                     self.wrote_any = true;
                 }
                 _ => {
-                    if self.at_line_start && b == b'.' {
+                    if self.stuff_dots && self.at_line_start && b == b'.' {
                         out.push(b'.');
                     }
                     out.push(b);
@@ -241,6 +261,8 @@ pub(crate) struct Counters {
     pub transactions: AtomicU64,
     pub reused_connections: AtomicU64,
     pub broken_connections_replaced: AtomicU64,
+    pub round_trips: AtomicU64,
+    pub pipelined_transactions: AtomicU64,
 }
 
 impl Counters {
@@ -252,6 +274,11 @@ impl Counters {
 
     pub(crate) fn connection_closed(&self) {
         self.open_connections.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The client waited for the server after writing: one turn of the conversation.
+    pub(crate) fn round_trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn wrote_commands(&self, n: u64) {
@@ -274,6 +301,8 @@ impl Counters {
             transactions: self.transactions.load(Ordering::Relaxed),
             reused_connections: self.reused_connections.load(Ordering::Relaxed),
             broken_connections_replaced: self.broken_connections_replaced.load(Ordering::Relaxed),
+            round_trips: self.round_trips.load(Ordering::Relaxed),
+            pipelined_transactions: self.pipelined_transactions.load(Ordering::Relaxed),
         }
     }
 }
@@ -315,6 +344,13 @@ pub struct WireStats {
     pub reused_connections: u64,
     /// Idle connections found broken on use and replaced without losing the message.
     pub broken_connections_replaced: u64,
+    /// Round trips: how often a connection waited for the server after writing (connection
+    /// set-up included). With pipelining across messages a reused connection costs one per
+    /// message; without it, two (the envelope, then the payload).
+    pub round_trips: u64,
+    /// Transactions whose MAIL, RCPT and DATA went out behind the previous message's final
+    /// `.` on the same connection (RFC 2920 section 3.1).
+    pub pipelined_transactions: u64,
 }
 
 impl WireStats {
@@ -333,7 +369,8 @@ impl fmt::Display for WireStats {
         write!(
             f,
             "{} connections opened (max {} open at once), {} transactions ({} on reused \
-             connections), {} commands in {} writes ({:.2} per write, max {})",
+             connections), {} commands in {} writes ({:.2} per write, max {}), {} round trips, \
+             {} transactions pipelined behind the previous one",
             self.connections_opened,
             self.max_open_connections,
             self.transactions,
@@ -341,7 +378,9 @@ impl fmt::Display for WireStats {
             self.commands,
             self.command_writes,
             self.commands_per_write(),
-            self.max_commands_per_write
+            self.max_commands_per_write,
+            self.round_trips,
+            self.pipelined_transactions
         )
     }
 }
@@ -493,5 +532,12 @@ mod tests {
         assert_eq!(s.max_open_connections, 2);
         assert!((s.commands_per_write() - 2.0).abs() < f64::EPSILON);
         assert!(s.to_string().contains("2.00 per write"));
+    }
+
+    #[test]
+    fn bdat_chunks_have_crlf_line_ends_and_no_dot_stuffing() {
+        assert_eq!(encode_bdat(b".a\n..b\rc"), b".a\r\n..b\r\nc\r\n");
+        assert_eq!(encode_bdat(b"x\r\n.\r\n"), b"x\r\n.\r\n");
+        assert_eq!(line(&Command::BdatLast(42)), b"BDAT 42 LAST\r\n");
     }
 }

@@ -11,6 +11,8 @@ pub(crate) struct Capabilities {
     /// EHLO succeeded (false after a HELO fallback: no extensions).
     pub esmtp: bool,
     pub pipelining: bool,
+    /// RFC 3030 CHUNKING: `BDAT n LAST` carries the message without waiting for a 354.
+    pub chunking: bool,
     pub starttls: bool,
     /// SIZE was advertised (RFC 1870), with its limit when one was given (0 = none).
     pub size: Option<usize>,
@@ -55,6 +57,7 @@ impl Capabilities {
             Ok(parsed) => {
                 let has = |bit| parsed.has_capability(bit);
                 caps.pipelining = has(smtp_proto::EXT_PIPELINING);
+                caps.chunking = has(smtp_proto::EXT_CHUNKING);
                 caps.starttls = has(smtp_proto::EXT_START_TLS);
                 caps.size = has(smtp_proto::EXT_SIZE).then_some(parsed.size);
                 caps.eight_bit_mime = has(smtp_proto::EXT_8BIT_MIME);
@@ -68,6 +71,7 @@ impl Capabilities {
                     let mut words = line.split_whitespace();
                     match words.next().unwrap_or_default() {
                         "PIPELINING" => caps.pipelining = true,
+                        "CHUNKING" => caps.chunking = true,
                         "STARTTLS" => caps.starttls = true,
                         "8BITMIME" => caps.eight_bit_mime = true,
                         "SMTPUTF8" => caps.smtputf8 = true,
@@ -121,6 +125,7 @@ mod tests {
         let r = reply::parse_reply(raw.as_bytes()).unwrap();
         let c = Capabilities::from_ehlo(raw.as_bytes(), &r, false);
         assert!(c.pipelining && c.starttls && c.eight_bit_mime && c.smtputf8 && c.has_auth);
+        assert!(c.chunking);
         assert_eq!(c.size, Some(10_240_000));
         assert_eq!(c.auth_names, ["PLAIN", "LOGIN"]);
         assert_ne!(c.auth & smtp_proto::AUTH_PLAIN, 0);

@@ -31,6 +31,9 @@ pub(crate) struct Connection {
     pub(super) tuning: Tuning,
     /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
     broken: bool,
+    /// Something was written since the last read from the socket: the next read that has to
+    /// wait for the server is a round trip.
+    awaiting_server: bool,
     /// What this connection sent in AUTH (the SASL responses, the password or token): a server
     /// that echoes it in a reply must not get it into a log or an error.
     secrets: Vec<secrecy::SecretString>,
@@ -70,6 +73,7 @@ impl Connection {
             local,
             tuning,
             broken: false,
+            awaiting_server: false,
             secrets: Vec::new(),
         }
     }
@@ -89,6 +93,10 @@ impl Connection {
 
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     pub(super) fn is_broken(&self) -> bool {
@@ -138,6 +146,38 @@ impl Connection {
         }
     }
 
+    /// Writes `commands` and, in the same write, `chunk` (the content of the `BDAT` that ends
+    /// `commands`). A failure here means the chunk did not reach the server whole, so nothing
+    /// can have been delivered; once this returned, any failure is Ambiguous (see
+    /// [`read_reply_committed`](Self::read_reply_committed)).
+    pub(crate) async fn send_with_chunk(
+        &mut self,
+        commands: &[Command<'_>],
+        chunk: &[u8],
+    ) -> Result<(), Error> {
+        self.wbuf.clear();
+        for c in commands {
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {}", c.log_line());
+            c.write_to(&mut self.wbuf);
+        }
+        tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: <{} bytes of message>", chunk.len());
+        self.wbuf.extend_from_slice(chunk);
+        let limit = self.params.timeouts.data_end;
+        let buf = std::mem::take(&mut self.wbuf);
+        let result = self.write_all(&buf, limit).await;
+        self.wbuf = buf;
+        if self.wbuf.capacity() > 64 * 1024 {
+            self.wbuf = Vec::with_capacity(1024); // do not keep a large message's buffer
+        }
+        match result {
+            Ok(()) => {
+                self.counters.wrote_commands(commands.len() as u64);
+                Ok(())
+            }
+            Err(f) => Err(self.failure(f, "sending the message (BDAT)", limit, false)),
+        }
+    }
+
     /// Writes `message` dot-stuffed, a chunk at a time (no second copy of a large message),
     /// all within the end-of-data limit: a failure here is still before the end of DATA.
     pub(super) async fn write_message(&mut self, message: &[u8]) -> Result<(), Error> {
@@ -164,11 +204,27 @@ impl Connection {
         Ok(())
     }
 
-    /// Writes the final `.`: from the moment it may have left, the outcome can be unknown.
-    pub(super) async fn write_end_of_data(&mut self) -> Result<(), Error> {
+    /// Writes the final `.`, and in the same write the commands of the next transaction when
+    /// `next` has any (RFC 2920 section 3.1: a client may pipeline the next transaction's MAIL,
+    /// RCPT and DATA behind the end of data). From the moment this write may have left, the
+    /// outcome of the current message can be unknown: a failure is [`ErrorKind::Ambiguous`]
+    /// for it (the next transaction's commands carry no message, so it is safe to resend).
+    pub(super) async fn write_end_of_data(&mut self, next: &[Command<'_>]) -> Result<(), Error> {
         let limit = self.params.timeouts.data_end;
-        match self.write_all(wire::END_OF_DATA, limit).await {
-            Ok(()) => Ok(()),
+        self.wbuf.clear();
+        self.wbuf.extend_from_slice(wire::END_OF_DATA);
+        for c in next {
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {} (pipelined behind the end of data)", c.log_line());
+            c.write_to(&mut self.wbuf);
+        }
+        let buf = std::mem::take(&mut self.wbuf);
+        let result = self.write_all(&buf, limit).await;
+        self.wbuf = buf;
+        match result {
+            Ok(()) => {
+                self.counters.wrote_commands(next.len() as u64);
+                Ok(())
+            }
             Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
         }
     }
@@ -185,6 +241,7 @@ impl Connection {
             Err(_) => Err(Failure::Timeout),
         };
         self.tuning.after_write();
+        self.awaiting_server = true;
         result
     }
 
@@ -210,15 +267,33 @@ impl Connection {
         matches!(self.rbuf.first(), Some(0x15 | 0x16)) && self.rbuf.get(1) == Some(&0x03)
     }
 
+    /// Reads one reply to a command that went out after a complete message (a `BDAT … LAST`
+    /// chunk was written): whatever it answers, a failure to get it is Ambiguous.
+    pub(crate) async fn read_reply_committed(&mut self, stage: Stage) -> Result<Reply, Error> {
+        let limit = self.params.timeouts.data_end;
+        self.read_reply_inner(stage, limit, true)
+            .await
+            .map(|(r, _)| r)
+    }
+
     /// Reads one reply within `limit` (instead of the phase's own).
     pub(super) async fn read_reply_within(
         &mut self,
         stage: Stage,
         limit: Duration,
     ) -> Result<(Reply, Vec<u8>), Error> {
+        self.read_reply_inner(stage, limit, stage == Stage::DataEnd)
+            .await
+    }
+
+    async fn read_reply_inner(
+        &mut self,
+        stage: Stage,
+        limit: Duration,
+        after_end_of_data: bool,
+    ) -> Result<(Reply, Vec<u8>), Error> {
         let result = tokio::time::timeout(limit, self.read_frame()).await;
         let what = format!("waiting for the reply to {}", stage.what());
-        let after_end_of_data = stage == Stage::DataEnd;
         match result {
             Ok(Ok((mut reply, raw))) => {
                 tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {}",
@@ -247,6 +322,9 @@ impl Connection {
                 return Ok((reply, raw));
             }
             let io = self.io.as_mut().ok_or(Failure::Eof)?;
+            if std::mem::take(&mut self.awaiting_server) {
+                self.counters.round_trip();
+            }
             let n = io.read(&mut chunk).await.map_err(Failure::Io)?;
             if n == 0 {
                 return Err(Failure::Eof);

@@ -24,7 +24,8 @@
 //! command's reply, and the end of DATA (writing the payload and waiting for the final reply).
 //!
 //! The files: `opening` (connect to ready), `capabilities` (the EHLO reply), `preflight` (what
-//! is checked before MAIL FROM), `transaction` (MAIL, RCPT, DATA, RSET), `io` (replies and
+//! is checked before MAIL FROM), `transaction` (MAIL, RCPT, DATA, RSET), `pipeline` (the same
+//! transaction in steps, so the next one's commands can follow the final `.`), `io` (replies and
 //! writes within their time limits, and what a failure means in each phase), `socket` (TCP
 //! options).
 //!
@@ -33,6 +34,7 @@
 mod capabilities;
 mod io;
 mod opening;
+mod pipeline;
 mod preflight;
 mod socket;
 mod transaction;
@@ -51,6 +53,8 @@ use super::tls::TlsMode;
 pub(crate) use capabilities::mechanism_bit;
 pub(crate) use capabilities::Capabilities;
 pub(crate) use io::Connection;
+pub(crate) use pipeline::Outline;
+pub(crate) use transaction::Delivery;
 
 /// How long each phase of a session may take.
 ///
@@ -114,6 +118,8 @@ pub(crate) struct ConnectParams {
     pub timeouts: Timeouts,
     /// Whether to pipeline when the server offers PIPELINING.
     pub pipelining: bool,
+    /// Whether to send with `BDAT` when the server offers CHUNKING (and PIPELINING).
+    pub chunking: bool,
 }
 
 /// A ready session: between transactions, it may start one or be pooled. Only

@@ -29,6 +29,7 @@ fn params(
         ehlo_name: Some("client.example".into()),
         timeouts: Timeouts::all(timeout),
         pipelining,
+        chunking: true,
     })
 }
 

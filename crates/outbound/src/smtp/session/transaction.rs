@@ -18,8 +18,15 @@ pub(crate) struct Delivery {
     pub reply: Reply,
 }
 
+/// The recipients the server accepted (and refused) before the payload went out.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    accepted: Vec<String>,
+    rejected: Vec<RejectedRecipient>,
+}
+
 /// The replies of one transaction's envelope phase.
-struct EnvelopeReplies {
+pub(super) struct EnvelopeReplies {
     mail: Reply,
     rcpts: Vec<(String, Reply)>,
     /// `None` when DATA was not sent (lockstep, after every recipient was refused).
@@ -28,7 +35,7 @@ struct EnvelopeReplies {
 
 /// How many commands one pipelined write carries at most; larger groups are split so the
 /// server's replies never fill the socket buffers while we are still writing.
-const PIPELINE_GROUP: usize = 100;
+pub(super) const PIPELINE_GROUP: usize = 100;
 
 impl Session {
     /// Runs one mail transaction. `data` is the dot-stuffed payload (without the final `.`);
@@ -62,12 +69,31 @@ impl Session {
         data: &[u8],
     ) -> Result<Delivery, Error> {
         let mail = Command::Mail(mail);
-        let replies = if self.caps.pipelining && self.conn.params.pipelining {
+        let replies = if self.pipelines() {
             self.envelope_pipelined(mail, &envelope.to).await?
         } else {
             self.envelope_lockstep(mail, &envelope.to).await?
         };
+        let accepted = self.settle_envelope(replies, envelope).await?;
+        self.conn.write_message(data).await?;
+        tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
+        self.conn.write_end_of_data(&[]).await?;
+        self.final_reply(accepted).await
+    }
 
+    /// Whether this session pipelines (the server offers PIPELINING and it is not turned off).
+    pub(crate) fn pipelines(&self) -> bool {
+        self.caps.pipelining && self.conn.params.pipelining
+    }
+
+    /// Decides from the envelope's replies whether the payload may follow (the server said 354
+    /// and accepted a recipient). When not, the transaction is ended (RSET) and its error
+    /// returned; the session stays usable unless that failed.
+    pub(super) async fn settle_envelope(
+        &mut self,
+        replies: EnvelopeReplies,
+        envelope: &Envelope,
+    ) -> Result<Accepted, Error> {
         if !replies.mail.is_positive() {
             self.abort(replies.data.as_ref()).await;
             return Err(reply::error_for(
@@ -106,17 +132,19 @@ impl Session {
                 "the server refused DATA",
             ));
         }
+        Ok(Accepted { accepted, rejected })
+    }
 
-        self.conn.write_message(data).await?;
-        tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
-        self.conn.write_end_of_data().await?;
+    /// Reads the reply to the final `.` (a failure here is Ambiguous) and counts the
+    /// transaction.
+    pub(super) async fn final_reply(&mut self, accepted: Accepted) -> Result<Delivery, Error> {
         let final_reply = self.conn.read_reply(Stage::DataEnd).await?;
         self.transactions += 1;
         self.last_used = Instant::now();
         if final_reply.is_positive() {
             Ok(Delivery {
-                accepted,
-                rejected,
+                accepted: accepted.accepted,
+                rejected: accepted.rejected,
                 reply: final_reply,
             })
         } else {
@@ -126,6 +154,36 @@ impl Session {
                 "the server rejected the message at the end of DATA",
             ))
         }
+    }
+
+    /// The replies to one pipelined group of commands, in order. A `421` ends the reading:
+    /// the server is closing the channel, and its 421 is the answer, not the lost connection
+    /// the replies still awaited would report (RFC 2920 section 3.2).
+    pub(super) async fn read_group(
+        &mut self,
+        group: &[Command<'_>],
+        replies: &mut Vec<Reply>,
+    ) -> Result<(), Error> {
+        for c in group {
+            let stage = match c {
+                Command::Mail(_) => Stage::Mail,
+                Command::Rcpt(_) => Stage::Rcpt,
+                _ => Stage::Data,
+            };
+            let reply = self.conn.read_reply(stage).await?;
+            if reply.code == 421 {
+                return Err(reply::error_for(
+                    &reply,
+                    stage,
+                    format!(
+                        "the server closed the session (421) in reply to {}",
+                        stage.what()
+                    ),
+                ));
+            }
+            replies.push(reply);
+        }
+        Ok(())
     }
 
     /// MAIL, every RCPT and DATA in one write (RFC 2920), then their replies in order.
@@ -141,36 +199,9 @@ impl Session {
         let mut replies = Vec::with_capacity(commands.len());
         for group in commands.chunks(PIPELINE_GROUP) {
             self.conn.send(group).await?;
-            for c in group {
-                let stage = match c {
-                    Command::Mail(_) => Stage::Mail,
-                    Command::Rcpt(_) => Stage::Rcpt,
-                    _ => Stage::Data,
-                };
-                let reply = self.conn.read_reply(stage).await?;
-                if reply.code == 421 {
-                    // The server is closing the channel: its 421 is the answer, not the lost
-                    // connection the replies still awaited would report (RFC 2920 section 3.2).
-                    return Err(reply::error_for(
-                        &reply,
-                        stage,
-                        format!(
-                            "the server closed the session (421) in reply to {}",
-                            stage.what()
-                        ),
-                    ));
-                }
-                replies.push(reply);
-            }
+            self.read_group(group, &mut replies).await?;
         }
-        let mut replies = replies.into_iter();
-        let mail = replies.next().ok_or_else(missing_reply)?;
-        let rcpts = recipients
-            .iter()
-            .map(|r| Ok((r.clone(), replies.next().ok_or_else(missing_reply)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let data = replies.next();
-        Ok(EnvelopeReplies { mail, rcpts, data })
+        pair_replies(replies, recipients)
     }
 
     /// One command per round trip, stopping early when the sender or every recipient is
@@ -210,7 +241,7 @@ impl Session {
             return;
         }
         if data_reply.is_some_and(|r| r.code == 354)
-            && (self.conn.write_end_of_data().await.is_err()
+            && (self.conn.write_end_of_data(&[]).await.is_err()
                 || self.conn.read_reply(Stage::DataEnd).await.is_err())
         {
             return;
@@ -219,7 +250,7 @@ impl Session {
     }
 
     /// RSET; the connection stays usable when the server agrees, and is broken otherwise.
-    async fn reset(&mut self) {
+    pub(super) async fn reset(&mut self) {
         if self.conn.send(&[Command::Rset]).await.is_err() {
             return;
         }
@@ -234,12 +265,27 @@ impl Session {
     }
 }
 
+/// Pairs the replies of MAIL, each RCPT and DATA with what they answered.
+pub(super) fn pair_replies(
+    replies: Vec<Reply>,
+    recipients: &[String],
+) -> Result<EnvelopeReplies, Error> {
+    let mut replies = replies.into_iter();
+    let mail = replies.next().ok_or_else(missing_reply)?;
+    let rcpts = recipients
+        .iter()
+        .map(|r| Ok((r.clone(), replies.next().ok_or_else(missing_reply)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    let data = replies.next();
+    Ok(EnvelopeReplies { mail, rcpts, data })
+}
+
 fn missing_reply() -> Error {
     Error::new(ErrorKind::Network, "internal: a pipelined reply is missing")
 }
 
 /// The error when the server refused every recipient: Transient when every refusal was 4xx.
-fn all_refused(rejected: &[RejectedRecipient]) -> Error {
+pub(super) fn all_refused(rejected: &[RejectedRecipient]) -> Error {
     let kind = if rejected.iter().all(|r| (400..500).contains(&r.code)) {
         ErrorKind::Transient
     } else if rejected

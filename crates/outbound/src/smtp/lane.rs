@@ -1,0 +1,396 @@
+//! One pooled connection's driver: a task that owns the session and runs the messages queued
+//! on it in order. When the server offers PIPELINING, the next queued message's MAIL, RCPT
+//! and DATA go out in the same write as the previous message's final `.` (RFC 2920 section
+//! 3.1), so a busy connection costs one round trip per message instead of two.
+//!
+//! Each reply is read by the step of the transaction it answers (`session::pipeline`), and
+//! each message gets its own [`Outcome`]:
+//! - a refusal (MAIL, every RCPT, DATA, or the final reply) is that message's error; the
+//!   connection stays usable (RSET when the transaction was left open);
+//! - a connection lost after a message's final `.` was written is Ambiguous for that message
+//!   only; a message whose commands were pipelined behind it had no data sent, so it is
+//!   answered as safe to resend (`replaceable`), and messages still queued are handed back
+//!   ([`Outcome::NotStarted`]) to go to another connection.
+//!
+//! A message whose caller has gone away (its future was dropped) before it started is skipped.
+//! A message that started is finished even then: stopping midway would only make it
+//! ambiguous.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::pool::{Pool, PoolOptions, Slot};
+use super::session::{Delivery, Outline, Session};
+use crate::message::PreparedMessage;
+use crate::{Error, ErrorKind};
+
+/// One message to send on a connection.
+pub(crate) struct Job {
+    message: PreparedMessage,
+    size: usize,
+    eight_bit: bool,
+    outcome: oneshot::Sender<Outcome>,
+}
+
+impl Job {
+    /// A job for `message` (`size` bytes, `eight_bit` when it has 8-bit bytes) and the
+    /// channel its outcome comes on.
+    pub(crate) fn new(
+        message: PreparedMessage,
+        size: usize,
+        eight_bit: bool,
+    ) -> (Job, oneshot::Receiver<Outcome>) {
+        let (tx, rx) = oneshot::channel();
+        let job = Job {
+            message,
+            size,
+            eight_bit,
+            outcome: tx,
+        };
+        (job, rx)
+    }
+
+    /// Sends the outcome (the caller may have gone away; then nobody needs it).
+    pub(crate) fn answer(self, outcome: Outcome) {
+        let _ = self.outcome.send(outcome);
+    }
+
+    fn wanted(&self) -> bool {
+        !self.outcome.is_closed()
+    }
+
+    fn outline(&self) -> Outline<'_> {
+        Outline {
+            envelope: self.message.envelope(),
+            size: self.size,
+            eight_bit: self.eight_bit,
+        }
+    }
+}
+
+/// What became of a job.
+pub(crate) enum Outcome {
+    /// It ran on the connection.
+    Done(Done),
+    /// The connection closed before the job started: nothing was sent; send it elsewhere (not
+    /// an attempt).
+    NotStarted,
+}
+
+/// A job that ran.
+pub(crate) struct Done {
+    pub result: Result<Delivery, Error>,
+    /// The connection's number (for logs).
+    pub conn: u64,
+    /// The connection had carried a transaction before this one.
+    pub reused: bool,
+    /// Nothing of the message was delivered and the failure was the connection's, not the
+    /// message's: it may be sent once more on another connection.
+    pub replaceable: bool,
+}
+
+/// The driver's view of its lane.
+struct Lane {
+    conn: u64,
+    load: Arc<AtomicUsize>,
+    pool: Weak<Pool>,
+}
+
+impl Lane {
+    fn answer(&self, job: Job, outcome: Outcome) {
+        self.load.fetch_sub(1, Ordering::SeqCst);
+        job.answer(outcome);
+    }
+
+    fn done(&self, job: Job, result: Result<Delivery, Error>, reused: bool, replaceable: bool) {
+        let outcome = Outcome::Done(Done {
+            result,
+            conn: self.conn,
+            reused,
+            replaceable,
+        });
+        self.answer(job, outcome);
+    }
+
+    /// A failure of the connection before any of the message's data went out.
+    fn failed_before_data(&self, job: Job, err: Error, reused: bool) {
+        let replaceable = reused && err.kind() == ErrorKind::Network;
+        self.done(job, Err(err), reused, replaceable);
+    }
+
+    /// The next queued job whose caller still waits, if one is queued now.
+    fn next_wanted(&self, jobs: &mut mpsc::UnboundedReceiver<Job>) -> Option<Job> {
+        while let Ok(job) = jobs.try_recv() {
+            if job.wanted() {
+                return Some(job);
+            }
+            self.load.fetch_sub(1, Ordering::SeqCst);
+        }
+        None
+    }
+
+    fn retire(&self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.retire(self.conn);
+        }
+    }
+}
+
+/// The error of a message whose commands were pipelined behind another message's final `.`
+/// when the connection was lost: none of its data was sent.
+fn lost_before_data() -> Error {
+    Error::new(
+        ErrorKind::Network,
+        "the connection was lost before this message's data was sent (its commands were \
+         pipelined behind another message's); nothing of it was delivered",
+    )
+}
+
+/// A queued job: whether its envelope commands already went out behind the previous `.`.
+struct Queued {
+    job: Job,
+    written: bool,
+}
+
+/// Runs the jobs sent on `jobs` over `session` until the pool lets go of the lane (message
+/// cap, `close`, pool dropped), the connection is idle for `opts.idle_timeout`, or it fails.
+/// Then says QUIT when the connection is still usable, hands back jobs not started, and gives
+/// the slot back.
+pub(crate) async fn drive(
+    session: Session,
+    slot: Slot,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    load: Arc<AtomicUsize>,
+    pool: Weak<Pool>,
+    opts: PoolOptions,
+) {
+    let lane = Lane {
+        conn: session.id(),
+        load,
+        pool,
+    };
+    let conn = lane.conn;
+    let mut started: u32 = 0;
+    let mut carried: Option<Queued> = None;
+    let mut s = session;
+    let end: Option<Session> = loop {
+        // The transaction to run now: one whose commands went out behind the previous `.`,
+        // or the next job (after checking that the idle connection still looks usable).
+        let Queued { job, written } = match carried.take() {
+            Some(q) => q,
+            None => {
+                let job = match tokio::time::timeout(opts.idle_timeout, jobs.recv()).await {
+                    Ok(Some(job)) => job,
+                    Ok(None) => break Some(s),
+                    Err(_) => {
+                        tracing::debug!(conn, "closing a connection idle for too long");
+                        // No more jobs come; run any that came meanwhile, then close.
+                        lane.retire();
+                        continue;
+                    }
+                };
+                if !job.wanted() {
+                    lane.load.fetch_sub(1, Ordering::SeqCst);
+                    continue;
+                }
+                if started > 0 && !s.probe_idle() {
+                    lane.answer(job, Outcome::NotStarted);
+                    break None;
+                }
+                Queued {
+                    job,
+                    written: false,
+                }
+            }
+        };
+        let reused = started > 0;
+        started += 1;
+        let last = started >= opts.max_messages;
+
+        if !written && s.chunks(job.size) {
+            // CHUNKING: the whole transaction in one write and one round trip.
+            let data = match job.message.bytes() {
+                Ok(data) => data,
+                Err(e) => {
+                    lane.done(job, Err(e.into()), reused, false);
+                    continue;
+                }
+            };
+            let result = s.transaction_bdat(job.outline(), data).await;
+            // `None`: too many recipients for one group; DATA below.
+            if let Some(result) = result.transpose() {
+                if !s.is_usable() {
+                    let replaceable =
+                        reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
+                    lane.done(job, result, reused, replaceable);
+                    break None;
+                }
+                if last {
+                    s.quit().await;
+                    lane.done(job, result, reused, false);
+                    break None;
+                }
+                lane.done(job, result, reused, false);
+                continue;
+            }
+        }
+
+        if !written {
+            let commands = match s.envelope_commands(job.outline()) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Refused before anything was sent (too large, needs an extension).
+                    started -= 1;
+                    lane.done(job, Err(e), reused, false);
+                    continue;
+                }
+            };
+            let Some(commands) = commands else {
+                // Not pipelined (the server does not offer it, or too many recipients for one
+                // group): the whole transaction in one go.
+                let data = match job.message.bytes() {
+                    Ok(data) => data,
+                    Err(e) => {
+                        lane.done(job, Err(e.into()), reused, false);
+                        continue;
+                    }
+                };
+                let o = job.outline();
+                let (back, result) = s.transaction(o.envelope, data, o.size, o.eight_bit).await;
+                let Some(back) = back else {
+                    let replaceable =
+                        reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
+                    lane.done(job, result, reused, replaceable);
+                    break None;
+                };
+                s = back;
+                if last {
+                    s.quit().await;
+                    lane.done(job, result, reused, false);
+                    break None;
+                }
+                lane.done(job, result, reused, false);
+                continue;
+            };
+            let sent = s.begin(&commands).await;
+            drop(commands);
+            if let Err(e) = sent {
+                lane.failed_before_data(job, e, reused);
+                break None;
+            }
+        }
+
+        // The envelope's replies: MAIL, each RCPT, DATA.
+        let accepted = match s.envelope(job.outline().envelope).await {
+            Ok(a) => a,
+            Err(e) => {
+                let usable = s.is_usable();
+                if usable {
+                    lane.done(job, Err(e), reused, false);
+                    if last {
+                        break Some(s);
+                    }
+                    continue;
+                }
+                lane.failed_before_data(job, e, reused);
+                break None;
+            }
+        };
+
+        // The payload, and behind its final `.` the next queued message's commands.
+        let mut next = if last {
+            None
+        } else {
+            lane.next_wanted(&mut jobs)
+        };
+        let mut next_written = false;
+        let outcome = {
+            let next_commands = match &next {
+                Some(n) => s.envelope_commands(n.outline()),
+                None => Ok(None),
+            };
+            let next_commands = match next_commands {
+                Ok(c) => c,
+                Err(e) => {
+                    // That message cannot go to this server at all: its own error, now.
+                    if let Some(n) = next.take() {
+                        lane.done(n, Err(e), true, false);
+                    }
+                    None
+                }
+            };
+            match job.message.bytes() {
+                Ok(data) => {
+                    let pipelined: &[_] = next_commands.as_deref().unwrap_or(&[]);
+                    next_written = !pipelined.is_empty();
+                    Ok(s.payload(data, pipelined).await)
+                }
+                Err(e) => Err(Error::from(e)),
+            }
+        };
+        let written = match outcome {
+            Ok(w) => w,
+            Err(e) => {
+                // Unreachable in practice (the caller rendered the bytes before queueing),
+                // but the session is mid-transaction now: it cannot be reused.
+                lane.done(job, Err(e), reused, false);
+                if let Some(n) = next {
+                    lane.answer(n, Outcome::NotStarted);
+                }
+                break None;
+            }
+        };
+        if let Err(e) = written {
+            // Before the `.`: this message's connection failure; from the `.` on: Ambiguous.
+            lane.failed_before_data(job, e, reused);
+            if let Some(n) = next {
+                if next_written {
+                    lane.done(n, Err(lost_before_data()), true, true);
+                } else {
+                    lane.answer(n, Outcome::NotStarted);
+                }
+            }
+            break None;
+        }
+        if next_written {
+            s.note_pipelined();
+        }
+
+        let result = s.end_of_data(accepted).await;
+        if !s.is_usable() {
+            lane.done(job, result, reused, false);
+            if let Some(n) = next {
+                if next_written {
+                    lane.done(n, Err(lost_before_data()), true, true);
+                } else {
+                    lane.answer(n, Outcome::NotStarted);
+                }
+            }
+            break None;
+        }
+        if last {
+            // Closed before the caller hears back, so the cap on open connections is exact
+            // from the caller's point of view.
+            s.quit().await;
+            lane.done(job, result, reused, false);
+            break None;
+        }
+        lane.done(job, result, reused, false);
+        carried = next.map(|job| Queued {
+            job,
+            written: next_written,
+        });
+    };
+
+    lane.retire();
+    jobs.close();
+    while let Ok(job) = jobs.try_recv() {
+        lane.answer(job, Outcome::NotStarted);
+    }
+    if let Some(s) = end {
+        s.quit().await;
+    }
+    drop(slot);
+}

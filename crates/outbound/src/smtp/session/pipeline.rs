@@ -1,0 +1,222 @@
+//! A transaction in steps, so that a connection's driver (`smtp::lane`) can write the next
+//! transaction's MAIL, RCPT and DATA right behind this one's final `.` (RFC 2920 section 3.1)
+//! and read every reply in order:
+//!
+//! ```text
+//! write  MAIL RCPT… DATA                      (begin; only for the first one on a quiet connection)
+//! read   250 250… 354                          (envelope)
+//! write  payload "." MAIL' RCPT'… DATA'        (payload, with the next transaction's commands)
+//! read   250 (this one) 250 250… 354 (next)    (final_reply, then the next one's envelope)
+//! ```
+//!
+//! so a busy reused connection costs one round trip per message instead of two. Each reply is
+//! read by the step of the transaction it answers, so a failure is never given to another
+//! transaction; a connection lost after a final `.` is Ambiguous for that message only.
+
+use super::preflight;
+use super::transaction::{pair_replies, Accepted, Delivery, PIPELINE_GROUP};
+use super::Session;
+use crate::message::Envelope;
+use crate::smtp::wire::Command;
+use crate::Error;
+
+/// What one transaction sends and needs: its envelope, payload size and 8-bit flag.
+#[derive(Clone, Copy)]
+pub(crate) struct Outline<'a> {
+    pub envelope: &'a Envelope,
+    pub size: usize,
+    pub eight_bit: bool,
+}
+
+impl Session {
+    /// MAIL FROM, every RCPT TO and DATA for `outline`, checked against the server's
+    /// capabilities first. `Ok(None)` when the transaction cannot go out as one pipelined
+    /// group (no PIPELINING, or too many recipients): run it with
+    /// [`transaction`](Session::transaction) instead. An error here sent nothing.
+    pub(crate) fn envelope_commands<'a>(
+        &self,
+        outline: Outline<'a>,
+    ) -> Result<Option<Vec<Command<'a>>>, Error> {
+        let host = &self.conn.params.host;
+        let mail = preflight::mail_from(
+            &self.caps,
+            host,
+            outline.envelope,
+            outline.size,
+            outline.eight_bit,
+        )?;
+        if !self.pipelines() || outline.envelope.to.len() + 2 > PIPELINE_GROUP {
+            return Ok(None);
+        }
+        let mut commands = Vec::with_capacity(outline.envelope.to.len() + 2);
+        commands.push(Command::Mail(mail));
+        commands.extend(outline.envelope.to.iter().map(|r| Command::Rcpt(r)));
+        commands.push(Command::Data);
+        Ok(Some(commands))
+    }
+
+    /// Writes a transaction's envelope commands on a quiet connection.
+    pub(crate) async fn begin(&mut self, commands: &[Command<'_>]) -> Result<(), Error> {
+        self.conn.send(commands).await
+    }
+
+    /// Reads the replies to a transaction's envelope (written by [`begin`](Self::begin) or
+    /// behind the previous end of data) and decides whether its payload may follow. A refusal
+    /// ends the transaction (RSET) and is this transaction's error.
+    pub(crate) async fn envelope(&mut self, envelope: &Envelope) -> Result<Accepted, Error> {
+        let mut replies = Vec::with_capacity(envelope.to.len() + 2);
+        // Only the kinds of the commands matter for reading (which stage each reply answers).
+        let mut shape = Vec::with_capacity(envelope.to.len() + 2);
+        shape.push(Command::Mail(crate::smtp::wire::MailFrom {
+            address: "",
+            size: None,
+            eight_bit: false,
+            smtputf8: false,
+        }));
+        shape.extend(envelope.to.iter().map(|r| Command::Rcpt(r)));
+        shape.push(Command::Data);
+        self.read_group(&shape, &mut replies).await?;
+        let replies = pair_replies(replies, &envelope.to)?;
+        self.settle_envelope(replies, envelope).await
+    }
+
+    /// Writes the payload and the final `.`, with `next` (the next transaction's envelope
+    /// commands, possibly none) in the same write as the `.`. A failure before the `.` went
+    /// out is this message's Network/Timeout error; from the `.` on it is Ambiguous.
+    pub(crate) async fn payload(&mut self, data: &[u8], next: &[Command<'_>]) -> Result<(), Error> {
+        self.conn.write_message(data).await?;
+        tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
+        self.conn.write_end_of_data(next).await
+    }
+
+    /// Reads the reply to the final `.` (see [`payload`](Self::payload)).
+    pub(crate) async fn end_of_data(&mut self, accepted: Accepted) -> Result<Delivery, Error> {
+        self.final_reply(accepted).await
+    }
+
+    /// Counts a transaction whose commands went out behind the previous `.`.
+    pub(crate) fn note_pipelined(&self) {
+        self.conn
+            .counters()
+            .pipelined_transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the connection can carry another command.
+    pub(crate) fn is_usable(&self) -> bool {
+        !self.conn.is_broken()
+    }
+}
+
+/// Messages up to this size go with `BDAT` when the server offers CHUNKING: the chunk is
+/// encoded into memory first (its exact size comes first on the wire), which for a larger
+/// message would cost a second copy of it; DATA streams instead.
+const BDAT_MAX: usize = 1024 * 1024;
+
+impl Session {
+    /// Whether a message of `size` bytes goes with `BDAT` on this session.
+    pub(crate) fn chunks(&self, size: usize) -> bool {
+        self.caps.chunking
+            && self.caps.pipelining
+            && self.conn.params.chunking
+            && self.conn.params.pipelining
+            && size <= BDAT_MAX
+    }
+
+    /// One transaction with `BDAT n LAST` (RFC 3030): MAIL, every RCPT, `BDAT` and the message
+    /// in one write, then their replies in order, so it costs one round trip. From the moment
+    /// the write completed the server holds the whole message, so losing the connection while
+    /// waiting for any of these replies is Ambiguous. A refused transaction ends with RSET.
+    ///
+    /// `Ok(None)`: too many recipients for one pipelined group; use
+    /// [`transaction`](Session::transaction).
+    pub(crate) async fn transaction_bdat(
+        &mut self,
+        outline: Outline<'_>,
+        data: &[u8],
+    ) -> Result<Option<Delivery>, Error> {
+        use crate::smtp::reply::{self, Stage};
+        let envelope = outline.envelope;
+        let host = &self.conn.params.host;
+        let mail =
+            preflight::mail_from(&self.caps, host, envelope, outline.size, outline.eight_bit)?;
+        if envelope.to.len() + 2 > PIPELINE_GROUP {
+            return Ok(None);
+        }
+        let chunk = crate::smtp::wire::encode_bdat(data);
+        let mut commands = Vec::with_capacity(envelope.to.len() + 2);
+        commands.push(Command::Mail(mail));
+        commands.extend(envelope.to.iter().map(|r| Command::Rcpt(r)));
+        commands.push(Command::BdatLast(chunk.len()));
+        self.conn.send_with_chunk(&commands, &chunk).await?;
+        drop(chunk);
+
+        let mut replies = Vec::with_capacity(commands.len());
+        for c in &commands {
+            let stage = match c {
+                Command::Mail(_) => Stage::Mail,
+                Command::Rcpt(_) => Stage::Rcpt,
+                _ => Stage::DataEnd,
+            };
+            let r = self.conn.read_reply_committed(stage).await?;
+            if r.code == 421 {
+                return Err(reply::error_for(
+                    &r,
+                    stage,
+                    format!(
+                        "the server closed the session (421) in reply to {}",
+                        stage.what()
+                    ),
+                ));
+            }
+            replies.push(r);
+        }
+        let mut replies = replies.into_iter();
+        let (Some(mail), Some(bdat)) = (replies.next(), replies.next_back()) else {
+            return Err(Error::new(
+                crate::ErrorKind::Network,
+                "internal: a pipelined reply is missing",
+            ));
+        };
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for (addr, r) in envelope.to.iter().zip(replies) {
+            if r.is_positive() {
+                accepted.push(addr.clone());
+            } else {
+                rejected.push(crate::RejectedRecipient {
+                    address: addr.clone(),
+                    code: r.code,
+                    enhanced: r.enhanced.clone(),
+                    text: r.one_line(),
+                });
+            }
+        }
+        self.last_used = std::time::Instant::now();
+        let refusal = if !mail.is_positive() {
+            reply::error_for(
+                &mail,
+                Stage::Mail,
+                format!("the server refused the sender <{}>", envelope.from),
+            )
+        } else if accepted.is_empty() {
+            super::transaction::all_refused(&rejected)
+        } else if !bdat.is_positive() {
+            reply::error_for(
+                &bdat,
+                Stage::DataEnd,
+                "the server rejected the message at the end of its data (BDAT)",
+            )
+        } else {
+            self.transactions += 1;
+            return Ok(Some(Delivery {
+                accepted,
+                rejected,
+                reply: bdat,
+            }));
+        };
+        // RFC 3030 leaves the state after a refused chunk to the server: start clean.
+        self.reset().await;
+        Err(refusal)
+    }
+}
