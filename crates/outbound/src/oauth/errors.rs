@@ -43,6 +43,8 @@ pub(crate) enum Provider {
 pub(crate) enum Grant {
     ClientCredentials,
     RefreshToken,
+    /// Redeeming an authorization code (the authorization-code flow's last step).
+    AuthorizationCode,
 }
 
 /// What the error messages may mention about the request (nothing secret).
@@ -216,6 +218,11 @@ fn classify(status: u16, parsed: Option<&ProviderError>, ctx: &Context) -> (Erro
                      and the app's configuration at the provider",
                     who(ctx)
                 ),
+                Grant::AuthorizationCode => format!(
+                    "{} is not allowed the authorization_code grant{aad}: check the client id \
+                     and the app's configuration at the provider",
+                    who(ctx)
+                ),
             },
         ),
         "invalid_grant" => (
@@ -227,6 +234,10 @@ fn classify(status: u16, parsed: Option<&ProviderError>, ctx: &Context) -> (Erro
                 Grant::ClientCredentials => format!(
                     "the token endpoint {url} refused the grant for {}{aad}",
                     who(ctx)
+                ),
+                Grant::AuthorizationCode => format!(
+                    "the authorization code was refused (expired, already used, or issued for \
+                     another redirect URI or client){aad}: ask the user to sign in again"
                 ),
             },
         ),
@@ -303,6 +314,7 @@ fn grant_name(grant: Grant) -> &'static str {
     match grant {
         Grant::ClientCredentials => "client_credentials",
         Grant::RefreshToken => "refresh_token",
+        Grant::AuthorizationCode => "authorization_code",
     }
 }
 
@@ -313,7 +325,7 @@ fn scope_hint(ctx: &Context) -> &'static str {
              https://outlook.office365.com/.default for SMTP, \
              https://graph.microsoft.com/.default for Graph"
         }
-        (Provider::Microsoft, Grant::RefreshToken) => {
+        (Provider::Microsoft, Grant::RefreshToken | Grant::AuthorizationCode) => {
             "delegated SMTP needs `https://outlook.office.com/SMTP.Send offline_access`"
         }
         (Provider::Google, _) => "Gmail SMTP needs the scope `https://mail.google.com/`",

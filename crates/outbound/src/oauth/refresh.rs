@@ -203,6 +203,77 @@ impl RefreshTokenGrantBuilder {
         self
     }
 
+    /// Redeems an authorization code, the last step of the OAuth2 authorization-code flow
+    /// (RFC 6749 section 4.1.3), at this builder's token endpoint with its client id, client
+    /// secret and scope; `redirect_uri` must be the one the code was issued for. Returns the
+    /// first access token and the refresh token the provider issued, if it issued one (give
+    /// it to [`refresh_token`](Self::refresh_token) to keep the account's tokens fresh). The
+    /// code and the tokens never appear in errors or logs.
+    ///
+    /// ```no_run
+    /// use outbound::oauth::RefreshTokenGrant;
+    /// use secrecy::SecretString;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), outbound::Error> {
+    /// let builder = RefreshTokenGrant::microsoft("contoso.onmicrosoft.com", "app-id")
+    ///     .client_secret(SecretString::from("app-secret"))
+    ///     .scope("https://outlook.office.com/SMTP.Send offline_access");
+    /// let code = SecretString::from("code-from-the-redirect");
+    /// let (token, refresh) = builder.redeem_code(&code, "https://app.example.com/callback").await?;
+    /// println!("{} (refresh token issued: {})", token.masked(), refresh.is_some());
+    /// let grant = builder.refresh_token(refresh.expect("offline_access gives one")).build()?;
+    /// # let _ = grant;
+    /// # Ok(()) }
+    /// ```
+    pub async fn redeem_code(
+        &self,
+        code: &SecretString,
+        redirect_uri: &str,
+    ) -> Result<(AccessToken, Option<SecretString>), Error> {
+        if let Some(e) = &self.error {
+            return Err(e.replicate());
+        }
+        let client_id = self.client_id.trim().to_string();
+        if client_id.is_empty() {
+            return Err(Error::config("the OAuth2 client id is empty"));
+        }
+        if code.expose_secret().trim().is_empty() {
+            return Err(Error::config("the authorization code is empty"));
+        }
+        let url = self.target.resolve()?;
+        let scope = self.scope.trim().to_string();
+        let ctx = Context {
+            provider: self.target.provider(),
+            grant: Grant::AuthorizationCode,
+            token_url: url.to_string(),
+            client_id,
+            tenant: self.target.tenant(),
+            scope: (!scope.is_empty()).then(|| scope.clone()),
+        };
+        let endpoint = Endpoint::new(url, self.timeout, ctx)?;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code.expose_secret()),
+            ("redirect_uri", redirect_uri),
+        ];
+        if !scope.is_empty() {
+            form.push(("scope", scope.as_str()));
+        }
+        let client_secret = self
+            .client_secret
+            .as_ref()
+            .filter(|s| !s.expose_secret().is_empty());
+        let mut secrets = vec![code];
+        if let Some(s) = client_secret {
+            secrets.push(s);
+        }
+        tracing::debug!(token_url = %endpoint.url(), "redeeming an OAuth2 authorization code");
+        let granted = endpoint
+            .request(&form, client_secret, self.client_auth, &secrets)
+            .await?;
+        Ok((granted.token, granted.refresh_token))
+    }
+
     /// Checks the settings, reads the refresh token file if there is one, and builds the
     /// source (no request is made yet).
     pub fn build(self) -> Result<RefreshTokenGrant, Error> {
