@@ -115,8 +115,12 @@ pub struct BulkLine {
 }
 
 impl BulkLine {
-    /// Parses one line of JSON.
+    /// Parses one line: a JSON object (an array is refused, though serde would read it as
+    /// the fields in order).
     pub fn parse(line: &[u8]) -> Result<BulkLine, serde_json::Error> {
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(serde::de::Error::custom("expected a JSON object `{...}`"));
+        }
         serde_json::from_slice(line)
     }
 
