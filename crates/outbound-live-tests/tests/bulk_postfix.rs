@@ -230,14 +230,12 @@ fn sigkill_three_times_then_every_line_is_delivered_once_or_listed_in_doubt() {
         .map(|r| id_of[&r.line].clone())
         .collect();
     maildir.wait_for(&expected, Duration::from_secs(180));
-    // Late duplicates would still be in Postfix's queue: give it a moment, then count.
+    // Late duplicates would still be in Postfix's queue: give it a moment, then count (one
+    // more scan; `files_for` would rescan the shared Maildir for every id).
     std::thread::sleep(Duration::from_secs(2));
+    let files = maildir.wait_for(&expected, Duration::from_secs(10));
     for id in &expected {
-        assert_eq!(
-            maildir.files_for(id).len(),
-            1,
-            "{id} delivered more than once"
-        );
+        assert_eq!(files[id].len(), 1, "{id} delivered more than once");
     }
     let mut arrived = 0;
     for (line, id) in &in_doubt {
