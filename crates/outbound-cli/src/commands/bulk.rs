@@ -65,6 +65,7 @@ async fn bulk(args: &BulkArgs) -> Result<u8, Failure> {
     let transport = loaded.build()?;
     let options = BulkOptions {
         concurrency: usize::from(args.concurrency),
+        batch: usize::from(args.batch),
         journal: args.journal.clone(),
         resend_ambiguous: args.resend_ambiguous,
     };
@@ -82,11 +83,13 @@ async fn bulk(args: &BulkArgs) -> Result<u8, Failure> {
     Ok(code)
 }
 
-/// Setup errors: a changed or foreign input is invalid input (65); SQLite trouble (a locked
-/// or full disk) is temporary (75).
+/// Setup errors: a changed or foreign input is invalid input (65); SQLite trouble (a full
+/// disk) or another run holding the journal is temporary (75).
 fn bulk_failure(err: BulkError) -> Failure {
     let kind = match &err {
-        BulkError::Journal(JournalError::Sqlite { .. } | JournalError::WriterStopped(_)) => {
+        BulkError::Journal(
+            JournalError::Sqlite { .. } | JournalError::WriterStopped(_) | JournalError::Busy { .. },
+        ) => {
             ErrorKind::Transient
         }
         _ => ErrorKind::InvalidMessage,
@@ -294,8 +297,7 @@ fn report(summary: &Summary, transport: &str, code: u8, json: bool) {
     }
     if let Some(err) = &summary.aborted {
         output::err(format_args!(
-            "stopped early ({} line(s) not sent, still pending): {err}",
-            summary.not_sent
+            "stopped early; the lines not sent stay pending for a re-run: {err}"
         ));
     }
 }

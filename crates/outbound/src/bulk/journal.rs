@@ -6,8 +6,8 @@
 //! request queued at that moment in one transaction (group commit), so a run of N concurrent
 //! sends pays about one `fsync` per round of N marks rather than one per line. Outcomes are
 //! not waited for: they ride in the transaction of the next mark, which is committed before
-//! that worker sends anything else. Hence a crash leaves at most one line in doubt per
-//! concurrent send (see the module documentation of [`crate::bulk`]).
+//! that worker sends anything else. Hence a crash leaves at most one batch of lines in doubt
+//! per sending task (see the module documentation of [`crate::bulk`]).
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -132,6 +132,17 @@ pub enum JournalError {
         /// What is wrong.
         why: String,
     },
+    /// Another run is using this journal now; two runs at once could send a line twice.
+    #[error(
+        "another `outbound bulk` is using the journal {path} now (its lock {lock} is held); \
+         wait for it to finish"
+    )]
+    Busy {
+        /// The journal file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// The journal's writer stopped (after an earlier error).
     #[error("the journal writer stopped: {0}")]
     WriterStopped(String),
@@ -207,6 +218,8 @@ pub enum Outcome {
         /// Why.
         detail: String,
     },
+    /// Marked in flight but not sent after all (the run stopped first): pending again.
+    Unsent,
 }
 
 fn now() -> u64 {
@@ -220,6 +233,7 @@ fn now() -> u64 {
 #[derive(Debug)]
 pub struct Journal {
     conn: Connection,
+    lock: RunLock,
     path: PathBuf,
     run_id: String,
     lines: u64,
@@ -248,6 +262,7 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
+        let lock = RunLock::take(path)?;
         let mut conn = Connection::open(path).map_err(sql)?;
         configure(&conn).map_err(sql)?;
         conn.execute_batch(
@@ -303,6 +318,7 @@ impl Journal {
         };
         Ok(Journal {
             conn,
+            lock,
             path: path.to_path_buf(),
             run_id,
             lines,
@@ -352,10 +368,14 @@ impl Journal {
     pub fn into_writer(self) -> Result<JournalWriter, JournalError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let path = self.path.clone();
-        let conn = self.conn;
+        let (conn, lock) = (self.conn, self.lock);
         let thread = std::thread::Builder::new()
             .name("outbound-journal".into())
-            .spawn(move || write_loop(conn, rx))
+            // The lock is released when the writer is done, not before.
+            .spawn(move || {
+                write_loop(conn, rx);
+                drop(lock);
+            })
             .map_err(|e| JournalError::WriterStopped(format!("cannot start its thread: {e}")))?;
         Ok(JournalWriter {
             tx,
@@ -439,6 +459,41 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+/// One run per journal at a time: an exclusive SQLite transaction held on `PATH-lock` for
+/// the run. The operating system releases it when the process ends, even by `kill -9`, so a
+/// crash never leaves a stale lock.
+#[derive(Debug)]
+struct RunLock {
+    _conn: Connection,
+}
+
+impl RunLock {
+    fn take(path: &Path) -> Result<RunLock, JournalError> {
+        let mut lock = path.as_os_str().to_owned();
+        lock.push("-lock");
+        let lock = PathBuf::from(lock);
+        let sql = |source| JournalError::Sqlite {
+            path: lock.clone(),
+            source,
+        };
+        let conn = Connection::open(&lock).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
+        match conn.execute_batch("BEGIN EXCLUSIVE") {
+            Ok(()) => Ok(RunLock { _conn: conn }),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    || e.code == rusqlite::ErrorCode::DatabaseLocked =>
+            {
+                Err(JournalError::Busy {
+                    path: path.to_path_buf(),
+                    lock,
+                })
+            }
+            Err(e) => Err(sql(e)),
+        }
     }
 }
 
@@ -676,8 +731,7 @@ impl StateReader {
 
 enum Write {
     InFlight {
-        line: u64,
-        message_id: String,
+        lines: Vec<(u64, String)>,
         ack: oneshot::Sender<Result<(), String>>,
     },
     Outcome {
@@ -701,7 +755,7 @@ pub struct JournalWriter {
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Write::InFlight { line, .. } => write!(f, "InFlight({line})"),
+            Write::InFlight { lines, .. } => write!(f, "InFlight({} lines)", lines.len()),
             Write::Outcome { line, .. } => write!(f, "Outcome({line})"),
             Write::Flush { .. } => f.write_str("Flush"),
         }
@@ -712,13 +766,16 @@ impl JournalWriter {
     /// Marks `line` in flight with `message_id` and returns once that is committed (with
     /// every outcome recorded before it).
     pub async fn in_flight(&self, line: u64, message_id: &str) -> Result<(), JournalError> {
+        self.in_flight_all(vec![(line, message_id.to_string())])
+            .await
+    }
+
+    /// Marks several lines in flight (line, Message-ID) in one commit, and returns once that
+    /// is committed.
+    pub async fn in_flight_all(&self, lines: Vec<(u64, String)>) -> Result<(), JournalError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Write::InFlight {
-                line,
-                message_id: message_id.to_string(),
-                ack,
-            })
+            .send(Write::InFlight { lines, ack })
             .map_err(|_| self.stopped())?;
         match done.await {
             Ok(Ok(())) => Ok(()),
@@ -807,10 +864,10 @@ fn commit(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<()> {
         )?;
         for w in group {
             match w {
-                Write::InFlight {
-                    line, message_id, ..
-                } => {
-                    in_flight.execute(params![line, message_id, t])?;
+                Write::InFlight { lines, .. } => {
+                    for (line, message_id) in lines {
+                        in_flight.execute(params![line, message_id, t])?;
+                    }
                 }
                 Write::Outcome { line, outcome: o } => {
                     let (state, kind, code, detail, provider_id) = match o {
@@ -835,6 +892,7 @@ fn commit(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<()> {
                             Some(detail.as_str()),
                             None,
                         ),
+                        Outcome::Unsent => (LineState::Pending, None, None, None, None),
                         Outcome::Malformed { detail } => (
                             LineState::Malformed,
                             None,
@@ -1002,6 +1060,22 @@ mod tests {
         let j = Journal::open(&jp, &inp).unwrap();
         assert!(j.is_new());
         assert_eq!(j.lines(), 3);
+    }
+
+    #[test]
+    fn one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\n");
+        let jp = dir.path().join("j.sqlite");
+        let first = Journal::open(&jp, &inp).unwrap();
+        assert!(matches!(
+            Journal::open(&jp, &inp),
+            Err(JournalError::Busy { .. })
+        ));
+        // --status reads while a run holds the journal.
+        assert_eq!(Journal::status(&jp).unwrap().lines, 1);
+        drop(first);
+        assert!(Journal::open(&jp, &inp).is_ok(), "released with the run");
     }
 
     #[test]

@@ -25,17 +25,20 @@
 //!
 //! # The bound on lines in doubt
 //!
-//! A worker marks a line in flight, waits for that mark to be committed, sends, then queues
-//! the outcome without waiting; the outcome is committed no later than the worker's next
-//! in-flight mark, in the same group transaction. So at any instant each worker has at most
-//! one line whose in-flight mark is committed and whose outcome is not. A crash (even
-//! `kill -9`) therefore leaves **at most `concurrency` lines in doubt per interruption**.
-//! With a transport that pipelines several messages per send call the bound would be
-//! `concurrency × pipeline depth`; [`Transport::send_prepared`] sends one message per call,
-//! so the depth is 1. Only those lines can be delivered but not recorded.
+//! A sending task takes up to `batch` lines, marks them all in flight in one commit, waits
+//! for that commit, then sends them one after the other, queueing each outcome without
+//! waiting. Its outcomes are committed no later than its next batch's in-flight mark, in the
+//! same group transaction. So at any instant each task has at most `batch` lines whose
+//! in-flight mark is committed and whose outcome is not, and a crash (even `kill -9`) leaves
+//! **at most `concurrency × batch` lines in doubt per interruption** (defaults 4 × 8 = 32).
+//! `batch` is the pipeline depth of the journal: durable marks per second are bounded by
+//! `concurrency × batch / fsync time`, so it is what keeps the journal's cost low.
+//! [`Transport::send_prepared`] sends one message per call, so no transport adds to it.
+//! Only those lines can be delivered but not recorded; the ones not yet sent when the run
+//! stopped are listed too (they cannot be told apart).
 //!
-//! Commits are grouped (one transaction for everything queued), so the journal costs about one
-//! `fsync` per round of `concurrency` sends.
+//! Commits are grouped: the writer thread commits everything queued in one transaction (one
+//! `fsync`, synchronous=FULL), so a commit usually carries several tasks' batches.
 //!
 //! A run stops early (remaining lines stay pending for a re-run) when a send fails in a way
 //! every later send would too: configuration, authentication, TLS.

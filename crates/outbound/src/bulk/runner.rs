@@ -16,11 +16,18 @@ use crate::{Error, ErrorKind, Message, Receipt, Transport};
 /// How many in-doubt and malformed lines a [`Summary`] lists (the counts are always exact).
 pub const LISTED: usize = 1000;
 
+/// Lines a sending task marks in flight per commit unless told otherwise.
+pub const DEFAULT_BATCH: usize = 8;
+
 /// What a run does besides sending.
 #[derive(Debug, Clone)]
 pub struct BulkOptions {
     /// Messages sent at the same time (at least 1).
     pub concurrency: usize,
+    /// Lines each sending task marks in flight with one journal commit before sending them
+    /// one after the other (at least 1). Larger batches commit less often; a crash leaves at
+    /// most `concurrency × batch` lines in doubt.
+    pub batch: usize,
     /// The journal file; `None` sends without one (nothing is resumable).
     pub journal: Option<PathBuf>,
     /// Resend lines the journal has in doubt (in flight when a run stopped, or ambiguous).
@@ -32,6 +39,7 @@ impl Default for BulkOptions {
     fn default() -> Self {
         BulkOptions {
             concurrency: 4,
+            batch: DEFAULT_BATCH,
             journal: None,
             resend_ambiguous: false,
         }
@@ -149,7 +157,7 @@ pub struct Summary {
     /// Set when the run stopped early because every further send would fail the same way
     /// (configuration, authentication, TLS); the lines not reached stay pending.
     pub aborted: Option<Error>,
-    /// Lines not sent because the run stopped early.
+    /// Lines already queued for sending when the run stopped early, and not sent.
     pub not_sent: u64,
     /// Wall time of the run.
     pub elapsed: Duration,
@@ -310,7 +318,9 @@ impl BulkRun {
         });
 
         let concurrency = self.options.concurrency.max(1);
-        let (tx, rx) = mpsc::channel::<Job>(concurrency * 2);
+        let batch = self.options.batch.max(1);
+        // Room for every task's next batch, so a task finds a full one waiting.
+        let (tx, rx) = mpsc::channel::<Job>(concurrency * batch * 2);
         let resend_in_flight = self.resends_in_flight();
         let resend_ambiguous = self.options.resend_ambiguous;
         let reader_shared = shared.clone();
@@ -329,12 +339,29 @@ impl BulkRun {
         for _ in 0..concurrency {
             let (shared, rx) = (shared.clone(), rx.clone());
             workers.spawn(async move {
+                let mut jobs = Vec::with_capacity(batch);
                 loop {
-                    let job = rx.lock().await.recv().await;
-                    match job {
-                        Some(job) => handle(&shared, job).await,
-                        None => break,
+                    {
+                        let mut rx = rx.lock().await;
+                        match rx.recv().await {
+                            Some(job) => jobs.push(job),
+                            None => break,
+                        }
+                        while jobs.len() < batch {
+                            match rx.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
+                            }
+                        }
                     }
+                    let mut sends = Vec::new();
+                    for job in jobs.drain(..) {
+                        match job {
+                            Job::Send { line, spec, resent } => sends.push((line, spec, resent)),
+                            other => handle(&shared, other).await,
+                        }
+                    }
+                    send_batch(&shared, sends).await;
                 }
             });
         }
@@ -485,7 +512,7 @@ impl Shared {
     fn record(&self, line: u64, outcome: Outcome) {
         if let Some(w) = &self.writer {
             if let Err(e) = w.record(line, outcome) {
-                self.abort(Error::new(ErrorKind::Config, e.to_string()));
+                self.abort(Error::new(ErrorKind::Transient, e.to_string()));
             }
         }
     }
@@ -523,7 +550,10 @@ fn stops_the_run(kind: ErrorKind) -> bool {
 async fn handle(shared: &Shared, job: Job) {
     match job {
         Job::AlreadyDelivered { line } => {
-            shared.summary().already_delivered += 1;
+            let mut s = shared.summary();
+            s.lines += 1;
+            s.already_delivered += 1;
+            drop(s);
             shared.observer.line(&LineEvent::AlreadyDelivered { line });
         }
         Job::Malformed { line, detail } => {
@@ -571,39 +601,60 @@ async fn handle(shared: &Shared, job: Job) {
                 reason,
             });
         }
-        Job::Send { line, spec, resent } => {
-            if shared.stop.load(Ordering::Relaxed) {
-                shared.summary().not_sent += 1;
-                return;
-            }
-            shared.summary().lines += 1;
-            send(shared, line, &spec, resent).await;
-        }
+        Job::Send { line, spec, resent } => send_batch(shared, vec![(line, spec, resent)]).await,
     }
 }
 
-async fn send(shared: &Shared, line: u64, spec: &BulkLine, resent: bool) {
-    let id = shared.message_id(line, spec);
-    let prepared = spec
-        .to_message(id.as_deref(), &shared.base_dir)
-        .map_err(Error::from)
-        .and_then(|m| shared.transport.prepare(&m));
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(error) => return failed(shared, line, &error),
-    };
-    if let Some(w) = &shared.writer {
-        // Durable before a byte of the content goes out.
-        if let Err(e) = w.in_flight(line, prepared.message_id()).await {
+/// Prepares a batch, marks it in flight with one commit, then sends its lines one by one.
+async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
+    let mut ready = Vec::with_capacity(lines.len());
+    for (line, spec, resent) in lines {
+        if shared.stop.load(Ordering::Relaxed) {
             shared.summary().not_sent += 1;
-            shared.abort(Error::new(ErrorKind::Config, e.to_string()));
+            continue;
+        }
+        shared.summary().lines += 1;
+        let id = shared.message_id(line, &spec);
+        let prepared = spec
+            .to_message(id.as_deref(), &shared.base_dir)
+            .map_err(Error::from)
+            .and_then(|m| shared.transport.prepare(&m));
+        match prepared {
+            Ok(p) => ready.push((line, p, resent)),
+            Err(error) => failed(shared, line, &error),
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    if let Some(w) = &shared.writer {
+        // Durable before a byte of their content goes out.
+        let marks = ready
+            .iter()
+            .map(|(line, p, _)| (*line, p.message_id().to_string()))
+            .collect();
+        if let Err(e) = w.in_flight_all(marks).await {
+            shared.summary().not_sent += ready.len() as u64;
+            shared.abort(Error::new(ErrorKind::Transient, e.to_string()));
             return;
         }
     }
-    if resent {
-        shared.summary().resent += 1;
+    for (line, prepared, resent) in ready {
+        if shared.stop.load(Ordering::Relaxed) {
+            // Marked but never sent: pending again, not in doubt.
+            shared.record(line, Outcome::Unsent);
+            shared.summary().not_sent += 1;
+            continue;
+        }
+        if resent {
+            shared.summary().resent += 1;
+        }
+        send_one(shared, line, &prepared).await;
     }
-    match shared.transport.send_prepared(&prepared).await {
+}
+
+async fn send_one(shared: &Shared, line: u64, prepared: &crate::message::PreparedMessage) {
+    match shared.transport.send_prepared(prepared).await {
         Ok(receipt) => {
             shared.record(
                 line,
@@ -719,6 +770,7 @@ mod tests {
         let jp = dir.path().join("j.sqlite");
         let options = BulkOptions {
             concurrency: 3,
+            batch: 2,
             journal: Some(jp.clone()),
             resend_ambiguous: false,
         };
