@@ -87,7 +87,7 @@ and counted; the run goes on. The input is streamed.
 Journal: with --journal PATH (a SQLite file) every line's state is recorded, and a line is
 durably marked in flight before it is sent. Run the same command again after a crash or
 kill -9: delivered lines are skipped, failed ones retried; lines that were in flight are
-listed as in doubt (at most --concurrency x --batch per interruption) and not resent unless
+listed as in doubt (at most --concurrency x 2 x --batch per interruption) and not resent unless
 --resend-ambiguous, except on Resend, where they are resent at once with the same
 Idempotency-Key. A journal refuses an input that changed.
 
@@ -264,8 +264,8 @@ pub struct BulkArgs {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
     /// Lines each sending task marks in flight per journal commit; a crash leaves at most
-    /// concurrency x batch lines in doubt
-    #[arg(long, value_name = "N", default_value_t = 8,
+    /// concurrency x 2 x batch lines in doubt
+    #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
     /// Resend lines the journal has in doubt (they may arrive twice)

@@ -31,7 +31,11 @@ fn run(dir: &Path, args: &[&str]) -> (i32, Value, String) {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let json = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (out.status.code().unwrap(), json, format!("{stdout}{stderr}"))
+    (
+        out.status.code().unwrap(),
+        json,
+        format!("{stdout}{stderr}"),
+    )
 }
 
 #[test]
@@ -63,10 +67,16 @@ fn a_run_a_rerun_and_the_status() {
 
     let (code, v, all) = run(dir.path(), &args);
     assert_eq!(code, 65, "{all}");
-    assert_eq!((v["delivered"].as_u64(), v["already_delivered"].as_u64()), (Some(0), Some(30)));
+    assert_eq!(
+        (v["delivered"].as_u64(), v["already_delivered"].as_u64()),
+        (Some(0), Some(30))
+    );
     assert_eq!(eml_count(dir.path()), 30, "nothing sent twice");
 
-    let (code, v, _) = run(dir.path(), &["bulk", "--status", "--journal", "j.sqlite", "--json"]);
+    let (code, v, _) = run(
+        dir.path(),
+        &["bulk", "--status", "--journal", "j.sqlite", "--json"],
+    );
     assert_eq!(code, 0);
     assert_eq!(v["states"]["delivered"], 30, "{v}");
     assert_eq!(v["states"]["malformed"], 1, "{v}");
@@ -93,12 +103,18 @@ fn text_summary_progress_lines_and_usage() {
         &["bulk", "--input", "in.jsonl", "--progress-every", "0"],
     );
     assert_eq!(code, 0, "{all}");
-    assert!(all.contains("2 delivered, 0 already delivered, 0 failed"), "{all}");
+    assert!(
+        all.contains("2 delivered, 0 already delivered, 0 failed"),
+        "{all}"
+    );
 
     // Missing --input, and --status without --journal, are usage errors.
     assert_eq!(run(dir.path(), &["bulk"]).0, 64);
     assert_eq!(run(dir.path(), &["bulk", "--status"]).0, 64);
-    let (code, _, all) = run(dir.path(), &["bulk", "--status", "--journal", "none.sqlite"]);
+    let (code, _, all) = run(
+        dir.path(),
+        &["bulk", "--status", "--journal", "none.sqlite"],
+    );
     assert_eq!(code, 65, "{all}");
     assert!(all.contains("no such file"), "{all}");
 }

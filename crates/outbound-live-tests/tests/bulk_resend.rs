@@ -132,7 +132,10 @@ fn lines_in_flight_at_a_kill_are_resent_at_once_with_the_same_key() {
             break (journal, log, in_flight);
         }
     };
-    assert!(in_flight.len() <= 8, "bound: concurrency x batch; {in_flight:?}");
+    assert!(
+        in_flight.len() <= 16,
+        "bound: concurrency x 2 x batch; {in_flight:?}"
+    );
 
     let out = bulk(dir.path(), &input, &journal).output().unwrap();
     let second_log = String::from_utf8_lossy(&out.stderr).into_owned();

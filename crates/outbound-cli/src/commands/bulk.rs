@@ -88,10 +88,10 @@ async fn bulk(args: &BulkArgs) -> Result<u8, Failure> {
 fn bulk_failure(err: BulkError) -> Failure {
     let kind = match &err {
         BulkError::Journal(
-            JournalError::Sqlite { .. } | JournalError::WriterStopped(_) | JournalError::Busy { .. },
-        ) => {
-            ErrorKind::Transient
-        }
+            JournalError::Sqlite { .. }
+            | JournalError::WriterStopped(_)
+            | JournalError::Busy { .. },
+        ) => ErrorKind::Transient,
         _ => ErrorKind::InvalidMessage,
     };
     Failure::Error(Error::new(kind, err.to_string()))

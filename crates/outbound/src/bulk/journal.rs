@@ -6,8 +6,8 @@
 //! request queued at that moment in one transaction (group commit), so a run of N concurrent
 //! sends pays about one `fsync` per round of N marks rather than one per line. Outcomes are
 //! not waited for: they ride in the transaction of the next mark, which is committed before
-//! that worker sends anything else. Hence a crash leaves at most one batch of lines in doubt
-//! per sending task (see the module documentation of [`crate::bulk`]).
+//! that worker sends anything else. Hence a crash leaves at most two batches of lines in
+//! doubt per sending task (see the module documentation of [`crate::bulk`]).
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -773,15 +773,20 @@ impl JournalWriter {
     /// Marks several lines in flight (line, Message-ID) in one commit, and returns once that
     /// is committed.
     pub async fn in_flight_all(&self, lines: Vec<(u64, String)>) -> Result<(), JournalError> {
+        self.begin_in_flight(lines)?.committed().await
+    }
+
+    /// Queues an in-flight mark for several lines without waiting; the lines may be sent once
+    /// [`PendingMark::committed`] returns.
+    pub fn begin_in_flight(&self, lines: Vec<(u64, String)>) -> Result<PendingMark, JournalError> {
         let (ack, done) = oneshot::channel();
         self.tx
             .send(Write::InFlight { lines, ack })
             .map_err(|_| self.stopped())?;
-        match done.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(JournalError::WriterStopped(e)),
-            Err(_) => Err(self.stopped()),
-        }
+        Ok(PendingMark {
+            done,
+            path: self.path.clone(),
+        })
     }
 
     /// Records an outcome; committed with the next group (not waited for).
@@ -811,6 +816,27 @@ impl JournalWriter {
 
     fn stopped(&self) -> JournalError {
         JournalError::WriterStopped(format!("{} is no longer written", self.path.display()))
+    }
+}
+
+/// An in-flight mark queued by [`JournalWriter::begin_in_flight`].
+#[derive(Debug)]
+pub struct PendingMark {
+    done: oneshot::Receiver<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl PendingMark {
+    /// Returns once the mark is committed (or the commit failed).
+    pub async fn committed(self) -> Result<(), JournalError> {
+        match self.done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(JournalError::WriterStopped(e)),
+            Err(_) => Err(JournalError::WriterStopped(format!(
+                "{} is no longer written",
+                self.path.display()
+            ))),
+        }
     }
 }
 

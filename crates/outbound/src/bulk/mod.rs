@@ -25,17 +25,18 @@
 //!
 //! # The bound on lines in doubt
 //!
-//! A sending task takes up to `batch` lines, marks them all in flight in one commit, waits
-//! for that commit, then sends them one after the other, queueing each outcome without
-//! waiting. Its outcomes are committed no later than its next batch's in-flight mark, in the
-//! same group transaction. So at any instant each task has at most `batch` lines whose
-//! in-flight mark is committed and whose outcome is not, and a crash (even `kill -9`) leaves
-//! **at most `concurrency × batch` lines in doubt per interruption** (defaults 4 × 8 = 32).
-//! `batch` is the pipeline depth of the journal: durable marks per second are bounded by
-//! `concurrency × batch / fsync time`, so it is what keeps the journal's cost low.
-//! [`Transport::send_prepared`] sends one message per call, so no transport adds to it.
-//! Only those lines can be delivered but not recorded; the ones not yet sent when the run
-//! stopped are listed too (they cannot be told apart).
+//! A sending task takes up to `batch` lines and marks them in flight in one commit; it sends
+//! them one after the other only once that commit is done, queueing each outcome without
+//! waiting. While it sends one batch, the mark of its next batch is being committed (so the
+//! `fsync` overlaps the sends), and the outcomes of a batch are committed no later than the
+//! mark after next, in the same group transaction. So at any instant a task has at most two
+//! batches whose in-flight mark is committed and whose outcomes are not, and a crash (even
+//! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**
+//! (defaults: 4 × 2 × 4 = 32). `2 × batch` is the journal's pipeline depth: durable marks
+//! per second are bounded by `concurrency × batch / fsync time`, which is what keeps the
+//! journal's cost low. [`Transport::send_prepared`] sends one message per call, so no
+//! transport adds to the bound. The lines in doubt include those marked but not yet sent
+//! when the run stopped (they cannot be told apart).
 //!
 //! Commits are grouped: the writer thread commits everything queued in one transaction (one
 //! `fsync`, synchronous=FULL), so a commit usually carries several tasks' batches.

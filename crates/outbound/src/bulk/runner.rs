@@ -17,16 +17,16 @@ use crate::{Error, ErrorKind, Message, Receipt, Transport};
 pub const LISTED: usize = 1000;
 
 /// Lines a sending task marks in flight per commit unless told otherwise.
-pub const DEFAULT_BATCH: usize = 8;
+pub const DEFAULT_BATCH: usize = 4;
 
 /// What a run does besides sending.
 #[derive(Debug, Clone)]
 pub struct BulkOptions {
     /// Messages sent at the same time (at least 1).
     pub concurrency: usize,
-    /// Lines each sending task marks in flight with one journal commit before sending them
-    /// one after the other (at least 1). Larger batches commit less often; a crash leaves at
-    /// most `concurrency × batch` lines in doubt.
+    /// Lines each sending task marks in flight with one journal commit (at least 1). A task
+    /// sends one batch while the next one's mark is committed, so a crash leaves at most
+    /// `concurrency × 2 × batch` lines in doubt.
     pub batch: usize,
     /// The journal file; `None` sends without one (nothing is resumable).
     pub journal: Option<PathBuf>,
@@ -338,32 +338,7 @@ impl BulkRun {
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..concurrency {
             let (shared, rx) = (shared.clone(), rx.clone());
-            workers.spawn(async move {
-                let mut jobs = Vec::with_capacity(batch);
-                loop {
-                    {
-                        let mut rx = rx.lock().await;
-                        match rx.recv().await {
-                            Some(job) => jobs.push(job),
-                            None => break,
-                        }
-                        while jobs.len() < batch {
-                            match rx.try_recv() {
-                                Ok(job) => jobs.push(job),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    let mut sends = Vec::new();
-                    for job in jobs.drain(..) {
-                        match job {
-                            Job::Send { line, spec, resent } => sends.push((line, spec, resent)),
-                            other => handle(&shared, other).await,
-                        }
-                    }
-                    send_batch(&shared, sends).await;
-                }
-            });
+            workers.spawn(async move { work(&shared, &rx, batch).await });
         }
         while workers.join_next().await.is_some() {}
         let read = reader.await.unwrap_or_else(|e| {
@@ -605,8 +580,73 @@ async fn handle(shared: &Shared, job: Job) {
     }
 }
 
-/// Prepares a batch, marks it in flight with one commit, then sends its lines one by one.
-async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
+type Queue = tokio::sync::Mutex<mpsc::Receiver<Job>>;
+
+/// A line ready to go: its number, the prepared message, whether it is a resend.
+type Ready = (u64, crate::message::PreparedMessage, bool);
+
+/// One sending task. It keeps two batches: the one it sends, and the next one, whose
+/// in-flight mark is being committed meanwhile (so the commit's `fsync` overlaps the sends).
+async fn work(shared: &Shared, rx: &Queue, batch: usize) {
+    let mut current: Vec<Ready> = Vec::new();
+    loop {
+        let (jobs, closed) = take(rx, batch, current.is_empty()).await;
+        let mut sends = Vec::new();
+        for job in jobs {
+            match job {
+                Job::Send { line, spec, resent } => sends.push((line, spec, resent)),
+                other => handle(shared, other).await,
+            }
+        }
+        let mut next = prepare_all(shared, sends);
+        let mark = match (&shared.writer, next.is_empty()) {
+            (Some(w), false) => {
+                let marks = next
+                    .iter()
+                    .map(|(line, p, _)| (*line, p.message_id().to_string()))
+                    .collect();
+                Some(w.begin_in_flight(marks))
+            }
+            _ => None,
+        };
+        send_all(shared, current.drain(..)).await;
+        if let Some(mark) = mark {
+            // Durable before a byte of their content goes out.
+            if let Err(e) = async { mark?.committed().await }.await {
+                shared.summary().not_sent += next.len() as u64;
+                shared.abort(Error::new(ErrorKind::Transient, e.to_string()));
+                next.clear();
+            }
+        }
+        current = next;
+        if closed && current.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Up to `batch` jobs: waits for the first only when `wait` (nothing else to do). Also says
+/// whether the queue is finished.
+async fn take(rx: &Queue, batch: usize, wait: bool) -> (Vec<Job>, bool) {
+    let mut rx = rx.lock().await;
+    let mut jobs = Vec::with_capacity(batch);
+    if wait {
+        match rx.recv().await {
+            Some(job) => jobs.push(job),
+            None => return (jobs, true),
+        }
+    }
+    while jobs.len() < batch {
+        match rx.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(mpsc::error::TryRecvError::Empty) => return (jobs, false),
+            Err(mpsc::error::TryRecvError::Disconnected) => return (jobs, true),
+        }
+    }
+    (jobs, false)
+}
+
+fn prepare_all(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) -> Vec<Ready> {
     let mut ready = Vec::with_capacity(lines.len());
     for (line, spec, resent) in lines {
         if shared.stop.load(Ordering::Relaxed) {
@@ -624,11 +664,16 @@ async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
             Err(error) => failed(shared, line, &error),
         }
     }
+    ready
+}
+
+/// Prepares a batch, marks it in flight with one commit, then sends it.
+async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
+    let ready = prepare_all(shared, lines);
     if ready.is_empty() {
         return;
     }
     if let Some(w) = &shared.writer {
-        // Durable before a byte of their content goes out.
         let marks = ready
             .iter()
             .map(|(line, p, _)| (*line, p.message_id().to_string()))
@@ -639,6 +684,10 @@ async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
             return;
         }
     }
+    send_all(shared, ready.into_iter()).await;
+}
+
+async fn send_all(shared: &Shared, ready: impl Iterator<Item = Ready>) {
     for (line, prepared, resent) in ready {
         if shared.stop.load(Ordering::Relaxed) {
             // Marked but never sent: pending again, not in doubt.
