@@ -265,9 +265,14 @@ pub struct BulkArgs {
     pub concurrency: u16,
     /// Lines each sending task marks in flight per journal commit; a crash leaves at most
     /// concurrency x 2 x batch lines in doubt
-    #[arg(long, value_name = "N", default_value_t = 4,
+    #[arg(long, value_name = "N", default_value_t = 16,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
+    /// `full`: fsync every journal commit (survives a power cut); `normal`: no fsync (survives
+    /// a crash or kill -9 of this process, not of the machine)
+    #[arg(long, value_name = "full|normal", default_value = "full",
+          value_parser = ["full", "normal"])]
+    pub journal_sync: String,
     /// Resend lines the journal has in doubt (they may arrive twice)
     #[arg(long)]
     pub resend_ambiguous: bool,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use outbound::bulk::{
-    BulkError, BulkOptions, BulkRun, Journal, JournalError, JournalStatus, LineEvent, Observer,
-    Summary,
+    BulkError, BulkOptions, BulkRun, Journal, JournalError, JournalStatus, JournalSync, LineEvent,
+    Observer, Summary,
 };
 use outbound::{Error, ErrorKind};
 use serde_json::{json, Value};
@@ -66,6 +66,11 @@ async fn bulk(args: &BulkArgs) -> Result<u8, Failure> {
     let options = BulkOptions {
         concurrency: usize::from(args.concurrency),
         batch: usize::from(args.batch),
+        sync: if args.journal_sync == "normal" {
+            JournalSync::Normal
+        } else {
+            JournalSync::Full
+        },
         journal: args.journal.clone(),
         resend_ambiguous: args.resend_ambiguous,
     };

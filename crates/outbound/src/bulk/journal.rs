@@ -31,6 +31,19 @@ const CHUNK: u64 = 2048;
 /// Requests committed in one transaction at most (bounds a transaction's duration).
 const MAX_GROUP: usize = 4096;
 
+/// How hard each commit is pushed to the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalSync {
+    /// `fsync` at every commit (SQLite `synchronous=FULL`): a committed in-flight mark
+    /// survives a power cut or an operating-system crash, not only the end of the process.
+    #[default]
+    Full,
+    /// No `fsync` at commits (`synchronous=NORMAL` in WAL mode): a committed mark survives
+    /// the process crashing or being killed (`kill -9`), since it is in the operating
+    /// system's hands, but a power cut may lose the last commits (and so resend lines).
+    Normal,
+}
+
 /// The state of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -362,6 +375,20 @@ impl Journal {
             buffered: std::collections::VecDeque::new(),
             next: 1,
         })
+    }
+
+    /// Sets how hard commits are pushed to the disk (default [`JournalSync::Full`]).
+    pub fn set_sync(&self, sync: JournalSync) -> Result<(), JournalError> {
+        let value = match sync {
+            JournalSync::Full => "FULL",
+            JournalSync::Normal => "NORMAL",
+        };
+        self.conn
+            .pragma_update(None, "synchronous", value)
+            .map_err(|source| JournalError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// Hands the connection to a writer thread that commits in groups.

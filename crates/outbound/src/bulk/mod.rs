@@ -32,7 +32,8 @@
 //! mark after next, in the same group transaction. So at any instant a task has at most two
 //! batches whose in-flight mark is committed and whose outcomes are not, and a crash (even
 //! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**
-//! (defaults: 4 × 2 × 4 = 32). `2 × batch` is the journal's pipeline depth: durable marks
+//! (defaults: 4 × 2 × 16 = 128; `batch` 16 is what keeps the journal within 10% of the
+//! throughput on this project's benchmark machine, BENCHMARKS.md). `2 × batch` is the journal's pipeline depth: durable marks
 //! per second are bounded by `concurrency × batch / fsync time`, which is what keeps the
 //! journal's cost low. [`Transport::send_prepared`] sends one message per call, so no
 //! transport adds to the bound. The lines in doubt include those marked but not yet sent
@@ -67,5 +68,5 @@ pub mod journal;
 pub mod runner;
 
 pub use input::BulkLine;
-pub use journal::{Journal, JournalError, JournalStatus, LineRecord, LineState};
+pub use journal::{Journal, JournalError, JournalStatus, JournalSync, LineRecord, LineState};
 pub use runner::{BulkError, BulkOptions, BulkRun, InDoubt, LineEvent, Observer, Quiet, Summary};

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::input::{is_blank, BulkLine, LineReader, RawLine, MAX_LINE_BYTES};
-use super::journal::{Journal, JournalError, JournalWriter, LineRecord, LineState, Outcome};
+use super::journal::{
+    Journal, JournalError, JournalSync, JournalWriter, LineRecord, LineState, Outcome,
+};
 use crate::{Error, ErrorKind, Message, Receipt, Transport};
 
 /// How many in-doubt and malformed lines a [`Summary`] lists (the counts are always exact).
 pub const LISTED: usize = 1000;
 
 /// Lines a sending task marks in flight per commit unless told otherwise.
-pub const DEFAULT_BATCH: usize = 4;
+pub const DEFAULT_BATCH: usize = 16;
 
 /// What a run does besides sending.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct BulkOptions {
     pub batch: usize,
     /// The journal file; `None` sends without one (nothing is resumable).
     pub journal: Option<PathBuf>,
+    /// How hard journal commits are pushed to the disk.
+    pub sync: JournalSync,
     /// Resend lines the journal has in doubt (in flight when a run stopped, or ambiguous).
     /// They may then arrive twice.
     pub resend_ambiguous: bool,
@@ -40,6 +44,7 @@ impl Default for BulkOptions {
         BulkOptions {
             concurrency: 4,
             batch: DEFAULT_BATCH,
+            sync: JournalSync::Full,
             journal: None,
             resend_ambiguous: false,
         }
@@ -301,6 +306,9 @@ impl BulkRun {
             Some(j) => j.run_id().to_string(),
             None => unique_run_id(),
         };
+        if let Some(j) = &journal {
+            j.set_sync(self.options.sync)?;
+        }
         let states = journal.as_ref().map(Journal::reader).transpose()?;
         let writer = journal.map(Journal::into_writer).transpose()?;
         let shared = Arc::new(Shared {
@@ -820,6 +828,7 @@ mod tests {
         let options = BulkOptions {
             concurrency: 3,
             batch: 2,
+            sync: JournalSync::Normal,
             journal: Some(jp.clone()),
             resend_ambiguous: false,
         };
