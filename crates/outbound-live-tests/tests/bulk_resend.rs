@@ -49,6 +49,8 @@ fn bulk(dir: &Path, input: &Path, journal: &Path) -> Command {
             "0",
             "--concurrency",
             "4",
+            "--batch",
+            "2",
             "--json",
         ])
         .args(["--input", input.to_str().unwrap()])

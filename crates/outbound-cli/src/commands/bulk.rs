@@ -186,7 +186,8 @@ impl Observer for Progress {
                 self.delivered.fetch_add(1, Ordering::Relaxed);
             }
             LineEvent::Failed { line, error } => {
-                if self.failed.fetch_add(1, Ordering::Relaxed) < PRINTED_FAILURES {
+                let printed = self.failed.fetch_add(1, Ordering::Relaxed);
+                if printed < PRINTED_FAILURES {
                     self.say(format!(
                         "line {line}: failed ({}): {error}",
                         error.kind().as_str()
