@@ -30,6 +30,8 @@
     allow(dead_code, unused_imports)
 )]
 
+#[cfg(feature = "bulk")]
+pub mod bulk;
 pub mod config;
 pub mod dev;
 mod error;

@@ -1,6 +1,6 @@
 //! One module per command. Each `run` prints its own output and returns the exit code.
-//! (`bulk` from the CLI contract comes later, as a module beside these.)
 
+pub mod bulk;
 pub mod check;
 pub mod config;
 pub mod send;
@@ -16,6 +16,7 @@ pub async fn dispatch(command: Command) -> u8 {
         Command::Check(args) => check::run(args).await,
         Command::Token(args) => token::run(args).await,
         Command::Config(args) => config::run(args),
+        Command::Bulk(args) => bulk::run(*args).await,
         Command::Types(args) => types::run(args),
     }
 }

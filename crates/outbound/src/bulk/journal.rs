@@ -1,0 +1,1139 @@
+//! The journal of a bulk run: one SQLite file (WAL) with a row per input line and its state.
+//!
+//! Durability is what makes a re-run exact. A line is committed as `in_flight` before its
+//! content is sent, so a crash can leave a line in doubt but never lose track of one that
+//! went out. Commits are grouped: one writer thread owns the connection and commits every
+//! request queued at that moment in one transaction (group commit), so a run of N concurrent
+//! sends pays about one `fsync` per round of N marks rather than one per line. Outcomes are
+//! not waited for: they ride in the transaction of the next mark, which is committed before
+//! that worker sends anything else. Hence a crash leaves at most two batches of lines in
+//! doubt per sending task (see the module documentation of [`crate::bulk`]).
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use tokio::sync::{mpsc, oneshot};
+
+use super::input::{line_hash, LineReader, RawLine, MAX_LINE_BYTES};
+
+/// The journal format this code writes and reads.
+const SCHEMA_VERSION: &str = "1";
+
+/// Lines inserted per transaction when a journal is first filled.
+const FILL_BATCH: usize = 10_000;
+
+/// Rows fetched at a time when comparing or reading states in line order.
+const CHUNK: u64 = 2048;
+
+/// Requests committed in one transaction at most (bounds a transaction's duration).
+const MAX_GROUP: usize = 4096;
+
+/// How hard each commit is pushed to the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalSync {
+    /// `fsync` at every commit (SQLite `synchronous=FULL`): a committed in-flight mark
+    /// survives a power cut or an operating-system crash, not only the end of the process.
+    #[default]
+    Full,
+    /// No `fsync` at commits (`synchronous=NORMAL` in WAL mode): a committed mark survives
+    /// the process crashing or being killed (`kill -9`), since it is in the operating
+    /// system's hands, but a power cut may lose the last commits (and so resend lines).
+    Normal,
+}
+
+/// The state of one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum LineState {
+    /// Not sent yet.
+    Pending,
+    /// Marked durably before its content was sent; no outcome recorded yet. After a crash
+    /// these are the lines in doubt.
+    InFlight,
+    /// Accepted by the server (the receipt's provider id is recorded).
+    Delivered,
+    /// Refused or failed before anything was delivered (the error kind is recorded); a
+    /// re-run sends it again.
+    Failed,
+    /// It may or may not have been delivered (the connection broke after the content went
+    /// out, or the run was interrupted while it was in flight). Not resent unless asked.
+    Ambiguous,
+    /// The line is not a valid message description (reported with its line number).
+    Malformed,
+    /// An empty line (skipped).
+    Blank,
+}
+
+impl LineState {
+    /// The name stored in the journal and shown by `--status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineState::Pending => "pending",
+            LineState::InFlight => "in_flight",
+            LineState::Delivered => "delivered",
+            LineState::Failed => "failed",
+            LineState::Ambiguous => "ambiguous",
+            LineState::Malformed => "malformed",
+            LineState::Blank => "blank",
+        }
+    }
+
+    /// The state named `name` (as stored).
+    pub fn parse(name: &str) -> Option<LineState> {
+        Some(match name {
+            "pending" => LineState::Pending,
+            "in_flight" => LineState::InFlight,
+            "delivered" => LineState::Delivered,
+            "failed" => LineState::Failed,
+            "ambiguous" => LineState::Ambiguous,
+            "malformed" => LineState::Malformed,
+            "blank" => LineState::Blank,
+            _ => return None,
+        })
+    }
+}
+
+/// Why the journal could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// SQLite failed (the file is unreadable, locked, full or corrupt).
+    #[error("journal {path}: {source}")]
+    Sqlite {
+        /// The journal file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The input could not be read.
+    #[error("cannot read the input {path}: {source}")]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input is not the one the journal was made for: mixing two runs could skip or
+    /// resend the wrong messages.
+    #[error(
+        "the journal {journal} was made for another input: line {line} of {input} differs from \
+         what the journal recorded for {recorded} ({why}); use a new journal for a new input, or \
+         give the original input unchanged"
+    )]
+    InputChanged {
+        /// The journal file.
+        journal: PathBuf,
+        /// The input given now.
+        input: PathBuf,
+        /// The input the journal was made for.
+        recorded: String,
+        /// The first line that differs.
+        line: u64,
+        /// How it differs.
+        why: &'static str,
+    },
+    /// The file is not a journal this version understands.
+    #[error("{path} is not an outbound bulk journal of format {SCHEMA_VERSION} ({why})")]
+    NotAJournal {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Another run is using this journal now; two runs at once could send a line twice.
+    #[error(
+        "another `outbound bulk` is using the journal {path} now (its lock {lock} is held); \
+         wait for it to finish"
+    )]
+    Busy {
+        /// The journal file.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The journal's writer stopped (after an earlier error).
+    #[error("the journal writer stopped: {0}")]
+    WriterStopped(String),
+}
+
+/// One line's row, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineRecord {
+    /// The line number (from 1).
+    pub line: u64,
+    /// Its state.
+    pub state: LineState,
+    /// The Message-ID it was (or will be) sent with.
+    pub message_id: Option<String>,
+    /// For failed lines, the error kind (`transient`, `permanent`, …); for in-doubt lines
+    /// `ambiguous` or `interrupted`.
+    pub kind: Option<String>,
+    /// The server's code, when it gave one.
+    pub code: Option<u32>,
+    /// The error or the reason, for humans.
+    pub detail: Option<String>,
+    /// The provider's id from the receipt (the SMTP queue id, Resend's email id).
+    pub provider_id: Option<String>,
+    /// How many times the line was marked in flight (sent), over all runs.
+    pub sends: u32,
+}
+
+/// What a summary of a journal shows (`outbound bulk --status`).
+#[derive(Debug, Clone, Default)]
+pub struct JournalStatus {
+    /// The input the journal was made for.
+    pub input: String,
+    /// When the journal was created (Unix seconds).
+    pub created: u64,
+    /// Lines in the input.
+    pub lines: u64,
+    /// Lines per state.
+    pub states: BTreeMap<&'static str, u64>,
+    /// Failed lines per error kind.
+    pub failed_by_kind: BTreeMap<String, u64>,
+    /// Lines in doubt (in flight or ambiguous), the first 1000 in line order.
+    pub in_doubt: Vec<LineRecord>,
+    /// Malformed lines, the first 1000 in line order.
+    pub malformed: Vec<LineRecord>,
+}
+
+/// The outcome of one line, to record.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Accepted; the provider's id when there is one.
+    Delivered {
+        /// The receipt's provider id.
+        provider_id: Option<String>,
+    },
+    /// Failed before anything was delivered.
+    Failed {
+        /// The error kind (`ErrorKind::as_str`).
+        kind: &'static str,
+        /// The server's code.
+        code: Option<u32>,
+        /// The error, for humans.
+        detail: String,
+    },
+    /// May have been delivered.
+    Ambiguous {
+        /// `ambiguous` (the transport said so) or `interrupted` (found in flight by a re-run).
+        kind: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// Not a valid line.
+    Malformed {
+        /// Why.
+        detail: String,
+    },
+    /// Marked in flight but not sent after all (the run stopped first): pending again.
+    Unsent,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An open journal, before the run starts writing to it.
+#[derive(Debug)]
+pub struct Journal {
+    conn: Connection,
+    lock: RunLock,
+    path: PathBuf,
+    run_id: String,
+    lines: u64,
+    created: bool,
+}
+
+impl Journal {
+    /// Opens (or creates) the journal at `path` for `input`. A new journal records every line
+    /// of the input as pending with its hash; an existing one is checked against the input
+    /// line by line and refused with [`JournalError::InputChanged`] if any line differs.
+    ///
+    /// ```
+    /// use outbound::bulk::{Journal, LineState};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let input = dir.path().join("in.jsonl");
+    /// std::fs::write(&input, "{\"to\":\"a@example.com\",\"text\":\"hi\"}\n").unwrap();
+    /// let journal = Journal::open(&dir.path().join("run.journal"), &input)?;
+    /// assert_eq!(journal.lines(), 1);
+    /// assert!(journal.is_new());
+    /// let status = Journal::status(&dir.path().join("run.journal"))?;
+    /// assert_eq!(status.states.get(LineState::Pending.as_str()), Some(&1));
+    /// # Ok::<(), outbound::bulk::JournalError>(())
+    /// ```
+    pub fn open(path: &Path, input: &Path) -> Result<Journal, JournalError> {
+        let sql = |source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let lock = RunLock::take(path)?;
+        let mut conn = Connection::open(path).map_err(sql)?;
+        configure(&conn).map_err(sql)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS lines (
+                 line INTEGER PRIMARY KEY,
+                 hash BLOB NOT NULL,
+                 state TEXT NOT NULL,
+                 message_id TEXT,
+                 kind TEXT,
+                 code INTEGER,
+                 detail TEXT,
+                 provider_id TEXT,
+                 sends INTEGER NOT NULL DEFAULT 0,
+                 updated INTEGER NOT NULL
+             );",
+        )
+        .map_err(sql)?;
+        let meta = |conn: &Connection, key: &str| -> Result<Option<String>, JournalError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(sql)
+        };
+        if let Some(version) = meta(&conn, "schema")? {
+            if version != SCHEMA_VERSION {
+                return Err(JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                    why: format!("its format is {version}"),
+                });
+            }
+        }
+        let complete = meta(&conn, "lines")?;
+        let (run_id, lines, created) = match complete {
+            Some(lines) => {
+                let run_id = meta(&conn, "run_id")?.ok_or_else(|| JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                    why: "it has no run id".into(),
+                })?;
+                let recorded = meta(&conn, "input")?.unwrap_or_default();
+                let lines: u64 = lines.parse().map_err(|_| JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                    why: format!("its line count is `{lines}`"),
+                })?;
+                compare(&conn, path, input, &recorded, lines)?;
+                (run_id, lines, false)
+            }
+            None => {
+                // New, or a first fill that was interrupted: (re)fill from scratch.
+                let run_id = meta(&conn, "run_id")?.unwrap_or_else(new_run_id);
+                let lines = fill(&mut conn, path, input, &run_id)?;
+                (run_id, lines, true)
+            }
+        };
+        Ok(Journal {
+            conn,
+            lock,
+            path: path.to_path_buf(),
+            run_id,
+            lines,
+            created,
+        })
+    }
+
+    /// The run's id: part of every derived Message-ID, the same in every re-run.
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// Lines in the input.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Whether this call created the journal.
+    pub fn is_new(&self) -> bool {
+        self.created
+    }
+
+    /// The journal file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A second connection that reads states in line order while the writer writes.
+    pub fn reader(&self) -> Result<StateReader, JournalError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| JournalError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(StateReader {
+            conn,
+            path: self.path.clone(),
+            buffered: std::collections::VecDeque::new(),
+            next: 1,
+        })
+    }
+
+    /// Sets how hard commits are pushed to the disk (default [`JournalSync::Full`]).
+    pub fn set_sync(&self, sync: JournalSync) -> Result<(), JournalError> {
+        let value = match sync {
+            JournalSync::Full => "FULL",
+            JournalSync::Normal => "NORMAL",
+        };
+        self.conn
+            .pragma_update(None, "synchronous", value)
+            .map_err(|source| JournalError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Hands the connection to a writer thread that commits in groups.
+    pub fn into_writer(self) -> Result<JournalWriter, JournalError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let path = self.path.clone();
+        let (conn, lock) = (self.conn, self.lock);
+        let thread = std::thread::Builder::new()
+            .name("outbound-journal".into())
+            // The lock is released when the writer is done, not before.
+            .spawn(move || {
+                write_loop(conn, rx);
+                drop(lock);
+            })
+            .map_err(|e| JournalError::WriterStopped(format!("cannot start its thread: {e}")))?;
+        Ok(JournalWriter {
+            tx,
+            thread: Some(thread),
+            path,
+        })
+    }
+
+    /// Reads a summary of the journal at `path` without changing it.
+    pub fn status(path: &Path) -> Result<JournalStatus, JournalError> {
+        let sql = |source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        if !path.is_file() {
+            return Err(JournalError::NotAJournal {
+                path: path.to_path_buf(),
+                why: "there is no such file".into(),
+            });
+        }
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let meta = |key: &str| -> Result<Option<String>, JournalError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+                .map_err(|source| JournalError::NotAJournal {
+                    path: path.to_path_buf(),
+                    why: source.to_string(),
+                })
+        };
+        let mut status = JournalStatus {
+            input: meta("input")?.unwrap_or_default(),
+            created: meta("created")?.and_then(|c| c.parse().ok()).unwrap_or(0),
+            lines: meta("lines")?.and_then(|c| c.parse().ok()).unwrap_or(0),
+            ..JournalStatus::default()
+        };
+        let mut stmt = conn
+            .prepare("SELECT state, count(*) FROM lines GROUP BY state")
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+            .map_err(sql)?;
+        for row in rows {
+            let (state, n) = row.map_err(sql)?;
+            if let Some(state) = LineState::parse(&state) {
+                status.states.insert(state.as_str(), n);
+            }
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT coalesce(kind, 'unknown'), count(*) FROM lines WHERE state = 'failed' \
+                 GROUP BY kind",
+            )
+            .map_err(sql)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))
+            .map_err(sql)?;
+        for row in rows {
+            let (kind, n) = row.map_err(sql)?;
+            status.failed_by_kind.insert(kind, n);
+        }
+        status.in_doubt = records(
+            &conn,
+            "state IN ('in_flight', 'ambiguous') ORDER BY line LIMIT 1000",
+        )
+        .map_err(sql)?;
+        status.malformed =
+            records(&conn, "state = 'malformed' ORDER BY line LIMIT 1000").map_err(sql)?;
+        Ok(status)
+    }
+
+    /// Every line's record, in line order (for tests and tools; reads the whole table).
+    pub fn all_records(path: &Path) -> Result<Vec<LineRecord>, JournalError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| JournalError::Sqlite {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+        records(&conn, "1 ORDER BY line").map_err(|source| JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+/// One run per journal at a time: an exclusive SQLite transaction held on `PATH-lock` for
+/// the run. The operating system releases it when the process ends, even by `kill -9`, so a
+/// crash never leaves a stale lock.
+#[derive(Debug)]
+struct RunLock {
+    _conn: Connection,
+}
+
+impl RunLock {
+    fn take(path: &Path) -> Result<RunLock, JournalError> {
+        let mut lock = path.as_os_str().to_owned();
+        lock.push("-lock");
+        let lock = PathBuf::from(lock);
+        let sql = |source| JournalError::Sqlite {
+            path: lock.clone(),
+            source,
+        };
+        let conn = Connection::open(&lock).map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
+        match conn.execute_batch("BEGIN EXCLUSIVE") {
+            Ok(()) => Ok(RunLock { _conn: conn }),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    || e.code == rusqlite::ErrorCode::DatabaseLocked =>
+            {
+                Err(JournalError::Busy {
+                    path: path.to_path_buf(),
+                    lock,
+                })
+            }
+            Err(e) => Err(sql(e)),
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL: readers (the state reader, `--status`) never block the writer. synchronous=FULL:
+    // a committed in-flight mark survives a power cut, not only a crash of this process.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+fn new_run_id() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = now().to_be_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn open_input(input: &Path) -> Result<LineReader<BufReader<std::fs::File>>, JournalError> {
+    let file = std::fs::File::open(input).map_err(|source| JournalError::Input {
+        path: input.to_path_buf(),
+        source,
+    })?;
+    Ok(LineReader::new(
+        BufReader::with_capacity(256 * 1024, file),
+        MAX_LINE_BYTES,
+    ))
+}
+
+fn read_error(input: &Path) -> impl Fn(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Input {
+        path: input.to_path_buf(),
+        source,
+    }
+}
+
+/// Records every line as pending (or blank) with its hash, then the line count, which marks
+/// the journal complete.
+fn fill(
+    conn: &mut Connection,
+    path: &Path,
+    input: &Path,
+    run_id: &str,
+) -> Result<u64, JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut reader = open_input(input)?;
+    let tx = conn.transaction().map_err(sql)?;
+    tx.execute("DELETE FROM lines", []).map_err(sql)?;
+    tx.execute("DELETE FROM meta", []).map_err(sql)?;
+    let shown = std::fs::canonicalize(input)
+        .unwrap_or_else(|_| input.to_path_buf())
+        .display()
+        .to_string();
+    for (k, v) in [
+        ("schema", SCHEMA_VERSION.to_string()),
+        ("run_id", run_id.to_string()),
+        ("input", shown),
+        ("created", now().to_string()),
+    ] {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+            params![k, v],
+        )
+        .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)?;
+    let mut count = 0u64;
+    loop {
+        let tx = conn.transaction().map_err(sql)?;
+        let mut done = false;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO lines (line, hash, state, updated) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            let t = now();
+            for _ in 0..FILL_BATCH {
+                let Some((number, line)) = reader.next_line().map_err(read_error(input))? else {
+                    done = true;
+                    break;
+                };
+                let state = match &line {
+                    RawLine::Text(bytes) if super::input::is_blank(bytes) => LineState::Blank,
+                    _ => LineState::Pending,
+                };
+                insert
+                    .execute(params![number, &line_hash(&line)[..], state.as_str(), t])
+                    .map_err(sql)?;
+                count = number;
+            }
+        }
+        if done {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('lines', ?1)",
+                [count.to_string()],
+            )
+            .map_err(sql)?;
+        }
+        tx.commit().map_err(sql)?;
+        if done {
+            return Ok(count);
+        }
+    }
+}
+
+/// Checks `input` against the hashes recorded, line by line, in chunks.
+fn compare(
+    conn: &Connection,
+    path: &Path,
+    input: &Path,
+    recorded: &str,
+    lines: u64,
+) -> Result<(), JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let changed = |line, why| JournalError::InputChanged {
+        journal: path.to_path_buf(),
+        input: input.to_path_buf(),
+        recorded: recorded.to_string(),
+        line,
+        why,
+    };
+    let mut reader = open_input(input)?;
+    let mut stmt = conn
+        .prepare("SELECT line, hash FROM lines WHERE line >= ?1 AND line < ?2 ORDER BY line")
+        .map_err(sql)?;
+    let mut start = 1u64;
+    while start <= lines {
+        let end = start + CHUNK;
+        let rows = stmt
+            .query_map(params![start, end], |r| {
+                Ok((r.get::<_, u64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(sql)?;
+        for row in rows {
+            let (number, hash) = row.map_err(sql)?;
+            match reader.next_line().map_err(read_error(input))? {
+                None => return Err(changed(number, "the input is shorter")),
+                Some((n, line)) => {
+                    if n != number || hash != line_hash(&line) {
+                        return Err(changed(n, "its content changed"));
+                    }
+                }
+            }
+        }
+        start = end;
+    }
+    if reader.next_line().map_err(read_error(input))?.is_some() {
+        return Err(changed(lines + 1, "the input is longer"));
+    }
+    Ok(())
+}
+
+fn records(conn: &Connection, filter: &str) -> rusqlite::Result<Vec<LineRecord>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT line, state, message_id, kind, code, detail, provider_id, sends FROM lines \
+         WHERE {filter}"
+    ))?;
+    let rows = stmt.query_map([], record)?;
+    rows.collect()
+}
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<LineRecord> {
+    let state: String = r.get(1)?;
+    Ok(LineRecord {
+        line: r.get(0)?,
+        state: LineState::parse(&state).unwrap_or(LineState::Pending),
+        message_id: r.get(2)?,
+        kind: r.get(3)?,
+        code: r.get(4)?,
+        detail: r.get(5)?,
+        provider_id: r.get(6)?,
+        sends: r.get(7)?,
+    })
+}
+
+/// Reads line states in line order, a chunk at a time (short read transactions, so the WAL
+/// can be checkpointed meanwhile).
+#[derive(Debug)]
+pub struct StateReader {
+    conn: Connection,
+    path: PathBuf,
+    buffered: std::collections::VecDeque<LineRecord>,
+    next: u64,
+}
+
+impl StateReader {
+    /// The record of `line`; lines must be asked for in increasing order.
+    pub fn get(&mut self, line: u64) -> Result<Option<LineRecord>, JournalError> {
+        loop {
+            while let Some(front) = self.buffered.front() {
+                if front.line < line {
+                    self.buffered.pop_front();
+                } else if front.line == line {
+                    return Ok(self.buffered.pop_front());
+                } else {
+                    return Ok(None);
+                }
+            }
+            if self.next > line {
+                return Ok(None);
+            }
+            let start = line.max(self.next);
+            let end = start + CHUNK;
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT line, state, message_id, kind, code, detail, provider_id, sends \
+                     FROM lines WHERE line >= ?1 AND line < ?2 ORDER BY line",
+                )
+                .map_err(|source| JournalError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            let rows = stmt
+                .query_map(params![start, end], record)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|source| JournalError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })?;
+            self.next = end;
+            self.buffered.extend(rows);
+        }
+    }
+}
+
+enum Write {
+    InFlight {
+        lines: Vec<(u64, String)>,
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+    Outcome {
+        line: u64,
+        outcome: Outcome,
+    },
+    Flush {
+        ack: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The journal's writer: a thread that owns the connection and commits what is queued in one
+/// transaction at a time.
+#[derive(Debug)]
+pub struct JournalWriter {
+    tx: mpsc::UnboundedSender<Write>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Write {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Write::InFlight { lines, .. } => write!(f, "InFlight({} lines)", lines.len()),
+            Write::Outcome { line, .. } => write!(f, "Outcome({line})"),
+            Write::Flush { .. } => f.write_str("Flush"),
+        }
+    }
+}
+
+impl JournalWriter {
+    /// Marks `line` in flight with `message_id` and returns once that is committed (with
+    /// every outcome recorded before it).
+    pub async fn in_flight(&self, line: u64, message_id: &str) -> Result<(), JournalError> {
+        self.in_flight_all(vec![(line, message_id.to_string())])
+            .await
+    }
+
+    /// Marks several lines in flight (line, Message-ID) in one commit, and returns once that
+    /// is committed.
+    pub async fn in_flight_all(&self, lines: Vec<(u64, String)>) -> Result<(), JournalError> {
+        self.begin_in_flight(lines)?.committed().await
+    }
+
+    /// Queues an in-flight mark for several lines without waiting; the lines may be sent once
+    /// [`PendingMark::committed`] returns.
+    pub fn begin_in_flight(&self, lines: Vec<(u64, String)>) -> Result<PendingMark, JournalError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Write::InFlight { lines, ack })
+            .map_err(|_| self.stopped())?;
+        Ok(PendingMark {
+            done,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Records an outcome; committed with the next group (not waited for).
+    pub fn record(&self, line: u64, outcome: Outcome) -> Result<(), JournalError> {
+        self.tx
+            .send(Write::Outcome { line, outcome })
+            .map_err(|_| self.stopped())
+    }
+
+    /// Commits everything queued and stops the writer.
+    pub async fn finish(mut self) -> Result<(), JournalError> {
+        let (ack, done) = oneshot::channel();
+        let sent = self.tx.send(Write::Flush { ack }).is_ok();
+        let result = match (sent, done.await) {
+            (true, Ok(Ok(()))) => Ok(()),
+            (true, Ok(Err(e))) => Err(JournalError::WriterStopped(e)),
+            _ => Err(self.stopped()),
+        };
+        // Closing the channel ends the thread's loop.
+        let (closed, _) = mpsc::unbounded_channel();
+        self.tx = closed;
+        if let Some(thread) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        result
+    }
+
+    fn stopped(&self) -> JournalError {
+        JournalError::WriterStopped(format!("{} is no longer written", self.path.display()))
+    }
+}
+
+/// An in-flight mark queued by [`JournalWriter::begin_in_flight`].
+#[derive(Debug)]
+pub struct PendingMark {
+    done: oneshot::Receiver<Result<(), String>>,
+    path: PathBuf,
+}
+
+impl PendingMark {
+    /// Returns once the mark is committed (or the commit failed).
+    pub async fn committed(self) -> Result<(), JournalError> {
+        match self.done.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(JournalError::WriterStopped(e)),
+            Err(_) => Err(JournalError::WriterStopped(format!(
+                "{} is no longer written",
+                self.path.display()
+            ))),
+        }
+    }
+}
+
+fn write_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Write>) {
+    let mut group = Vec::new();
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(w) => group.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = commit(&mut conn, &group).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "the bulk journal could not be written");
+        }
+        tracing::trace!(writes = group.len(), "journal group committed");
+        for w in group.drain(..) {
+            match w {
+                Write::InFlight { ack, .. } | Write::Flush { ack } => {
+                    let _ = ack.send(result.clone());
+                }
+                Write::Outcome { .. } => {}
+            }
+        }
+        if result.is_err() {
+            // Refuse everything after a failed commit: nothing may be sent unrecorded.
+            rx.close();
+            while let Some(w) = rx.blocking_recv() {
+                if let Write::InFlight { ack, .. } | Write::Flush { ack } = w {
+                    let _ = ack.send(Err("an earlier journal write failed".into()));
+                }
+            }
+            return;
+        }
+    }
+}
+
+fn commit(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let t = now();
+        let mut in_flight = tx.prepare_cached(
+            "UPDATE lines SET state = 'in_flight', message_id = ?2, kind = NULL, code = NULL, \
+             detail = NULL, sends = sends + 1, updated = ?3 WHERE line = ?1",
+        )?;
+        let mut outcome = tx.prepare_cached(
+            "UPDATE lines SET state = ?2, kind = ?3, code = ?4, detail = ?5, \
+             provider_id = coalesce(?6, provider_id), updated = ?7 WHERE line = ?1",
+        )?;
+        for w in group {
+            match w {
+                Write::InFlight { lines, .. } => {
+                    for (line, message_id) in lines {
+                        in_flight.execute(params![line, message_id, t])?;
+                    }
+                }
+                Write::Outcome { line, outcome: o } => {
+                    let (state, kind, code, detail, provider_id) = match o {
+                        Outcome::Delivered { provider_id } => (
+                            LineState::Delivered,
+                            None,
+                            None,
+                            None,
+                            provider_id.as_deref(),
+                        ),
+                        Outcome::Failed { kind, code, detail } => (
+                            LineState::Failed,
+                            Some(*kind),
+                            *code,
+                            Some(detail.as_str()),
+                            None,
+                        ),
+                        Outcome::Ambiguous { kind, detail } => (
+                            LineState::Ambiguous,
+                            Some(*kind),
+                            None,
+                            Some(detail.as_str()),
+                            None,
+                        ),
+                        Outcome::Unsent => (LineState::Pending, None, None, None, None),
+                        Outcome::Malformed { detail } => (
+                            LineState::Malformed,
+                            None,
+                            None,
+                            Some(detail.as_str()),
+                            None,
+                        ),
+                    };
+                    outcome.execute(params![
+                        line,
+                        state.as_str(),
+                        kind,
+                        code,
+                        detail,
+                        provider_id,
+                        t
+                    ])?;
+                }
+                Write::Flush { .. } => {}
+            }
+        }
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn input(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("in.jsonl");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn state(path: &Path, line: u64) -> LineRecord {
+        Journal::all_records(path)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.line == line)
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn states_move_and_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\nb\n\nc\nd\n");
+        let jp = dir.path().join("j.sqlite");
+        let journal = Journal::open(&jp, &inp).unwrap();
+        assert_eq!(journal.lines(), 5);
+        let run_id = journal.run_id().to_string();
+        let w = journal.into_writer().unwrap();
+        w.in_flight(1, "<1@x>").await.unwrap();
+        assert_eq!(
+            state(&jp, 1).state,
+            LineState::InFlight,
+            "durable before sending"
+        );
+        w.record(
+            1,
+            Outcome::Delivered {
+                provider_id: Some("Q1".into()),
+            },
+        )
+        .unwrap();
+        w.in_flight(2, "<2@x>").await.unwrap();
+        w.record(
+            2,
+            Outcome::Failed {
+                kind: "transient",
+                code: Some(451),
+                detail: "451 try later".into(),
+            },
+        )
+        .unwrap();
+        w.in_flight(4, "<4@x>").await.unwrap();
+        w.record(
+            5,
+            Outcome::Malformed {
+                detail: "not JSON".into(),
+            },
+        )
+        .unwrap();
+        w.finish().await.unwrap();
+
+        let r1 = state(&jp, 1);
+        assert_eq!(
+            (r1.state, r1.provider_id.as_deref(), r1.sends),
+            (LineState::Delivered, Some("Q1"), 1)
+        );
+        let r2 = state(&jp, 2);
+        assert_eq!(
+            (r2.state, r2.kind.as_deref(), r2.code),
+            (LineState::Failed, Some("transient"), Some(451))
+        );
+        assert_eq!(state(&jp, 3).state, LineState::Blank);
+        assert_eq!(
+            state(&jp, 4).state,
+            LineState::InFlight,
+            "no outcome: in doubt"
+        );
+        assert_eq!(state(&jp, 5).state, LineState::Malformed);
+
+        // Reopening with the same input keeps everything, including the run id.
+        let again = Journal::open(&jp, &inp).unwrap();
+        assert!(!again.is_new());
+        assert_eq!(again.run_id(), run_id);
+        let mut reader = again.reader().unwrap();
+        assert_eq!(reader.get(2).unwrap().unwrap().state, LineState::Failed);
+        assert_eq!(reader.get(4).unwrap().unwrap().state, LineState::InFlight);
+        assert!(reader.get(9).unwrap().is_none());
+
+        let status = Journal::status(&jp).unwrap();
+        assert_eq!(status.lines, 5);
+        assert_eq!(status.states["delivered"], 1);
+        assert_eq!(status.failed_by_kind["transient"], 1);
+        assert_eq!(
+            status.in_doubt.iter().map(|r| r.line).collect::<Vec<_>>(),
+            [4]
+        );
+        assert_eq!(status.malformed[0].line, 5);
+    }
+
+    #[test]
+    fn a_changed_input_is_refused_with_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\nb\nc\n");
+        let jp = dir.path().join("j.sqlite");
+        drop(Journal::open(&jp, &inp).unwrap());
+        for (text, line, why) in [
+            ("a\nB\nc\n", 2, "its content changed"),
+            ("a\nb\n", 3, "the input is shorter"),
+            ("a\nb\nc\nd\n", 4, "the input is longer"),
+        ] {
+            std::fs::write(&inp, text).unwrap();
+            match Journal::open(&jp, &inp) {
+                Err(JournalError::InputChanged {
+                    line: l, why: w, ..
+                }) => {
+                    assert_eq!((l, w), (line, why), "{text:?}")
+                }
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        std::fs::write(&inp, "a\nb\nc\n").unwrap();
+        assert!(
+            Journal::open(&jp, &inp).is_ok(),
+            "the original input is accepted again"
+        );
+    }
+
+    #[test]
+    fn an_interrupted_fill_is_redone() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\nb\n");
+        let jp = dir.path().join("j.sqlite");
+        drop(Journal::open(&jp, &inp).unwrap());
+        // As a crash during the first fill leaves it: no line count yet.
+        let conn = Connection::open(&jp).unwrap();
+        conn.execute("DELETE FROM meta WHERE key = 'lines'", [])
+            .unwrap();
+        drop(conn);
+        std::fs::write(&inp, "x\ny\nz\n").unwrap();
+        let j = Journal::open(&jp, &inp).unwrap();
+        assert!(j.is_new());
+        assert_eq!(j.lines(), 3);
+    }
+
+    #[test]
+    fn one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\n");
+        let jp = dir.path().join("j.sqlite");
+        let first = Journal::open(&jp, &inp).unwrap();
+        assert!(matches!(
+            Journal::open(&jp, &inp),
+            Err(JournalError::Busy { .. })
+        ));
+        // --status reads while a run holds the journal.
+        assert_eq!(Journal::status(&jp).unwrap().lines, 1);
+        drop(first);
+        assert!(Journal::open(&jp, &inp).is_ok(), "released with the run");
+    }
+
+    #[test]
+    fn status_of_a_missing_file_says_so() {
+        let err = Journal::status(Path::new("/nonexistent/j.sqlite")).unwrap_err();
+        assert!(err.to_string().contains("no such file"), "{err}");
+    }
+}

@@ -1,0 +1,72 @@
+//! Sending many messages from a JSON Lines file, with a journal that makes a re-run resume
+//! exactly (the library behind `outbound bulk`).
+//!
+//! - [`input`]: one message per line, the fields of `outbound send` ([`BulkLine`]), read as
+//!   a stream with line numbers; a malformed line is reported and counted, and the run goes
+//!   on.
+//! - [`journal`]: a SQLite file (WAL) with each line's state: pending, in flight, delivered
+//!   (with the provider's id), failed (with the error kind), ambiguous, malformed. It stores a
+//!   hash of every line and refuses an input that differs from the one it was made for.
+//! - [`runner`]: [`BulkRun`] sends with `concurrency` workers through any [`Transport`]
+//!   (with whatever layers it was built with: retry, rate, failover).
+//!
+//! # What a re-run with the same journal does
+//!
+//! | state found | what happens |
+//! |---|---|
+//! | delivered | skipped |
+//! | failed (nothing was delivered) | sent again |
+//! | pending, malformed | read again (sent, or reported malformed again) |
+//! | in flight (the run stopped while sending it) | listed as in doubt and recorded `ambiguous` (`interrupted`), not resent; resent at once on an idempotent transport (Resend: the same Message-ID and body give the same Idempotency-Key), or with `resend_ambiguous` |
+//! | ambiguous | listed as in doubt, not resent unless `resend_ambiguous` |
+//!
+//! Every line gets a stable Message-ID, `bulk.<run id>.<line>@<sender's domain>` (unless
+//! the line gives its own), recorded in the journal, so a resent line is the same message.
+//!
+//! # The bound on lines in doubt
+//!
+//! A sending task takes up to `batch` lines and marks them in flight in one commit; it sends
+//! them one after the other only once that commit is done, queueing each outcome without
+//! waiting. While it sends one batch, the mark of its next batch is being committed (so the
+//! `fsync` overlaps the sends), and the outcomes of a batch are committed no later than the
+//! mark after next, in the same group transaction. So at any instant a task has at most two
+//! batches whose in-flight mark is committed and whose outcomes are not, and a crash (even
+//! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**
+//! (defaults: 4 × 2 × 16 = 128; `batch` 16 is what keeps the journal within 10% of the
+//! throughput on this project's benchmark machine, BENCHMARKS.md). `2 × batch` is the journal's pipeline depth: durable marks
+//! per second are bounded by `concurrency × batch / fsync time`, which is what keeps the
+//! journal's cost low. [`Transport::send_prepared`] sends one message per call, so no
+//! transport adds to the bound. The lines in doubt include those marked but not yet sent
+//! when the run stopped (they cannot be told apart).
+//!
+//! Commits are grouped: the writer thread commits everything queued in one transaction (one
+//! `fsync`, synchronous=FULL), so a commit usually carries several tasks' batches.
+//!
+//! A run stops early (remaining lines stay pending for a re-run) when a send fails in a way
+//! every later send would too: configuration, authentication, TLS.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use outbound::bulk::{BulkOptions, BulkRun, Quiet};
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let input = dir.path().join("invites.jsonl");
+//! std::fs::write(&input, "{\"to\":\"ada@example.com\",\"subject\":\"Join us\",\"text\":\"hi\"}\n")?;
+//! let transport = outbound::from_dsn("memory://default?from=team@example.com")?;
+//! let options = BulkOptions { concurrency: 8, journal: Some(dir.path().join("invites.journal")), ..BulkOptions::default() };
+//! let summary = BulkRun::new(transport, options).run(&input, Arc::new(Quiet)).await?;
+//! assert_eq!(summary.delivered, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! [`Transport`]: crate::Transport
+//! [`Transport::send_prepared`]: crate::Transport::send_prepared
+
+pub mod input;
+pub mod journal;
+pub mod runner;
+
+pub use input::BulkLine;
+pub use journal::{Journal, JournalError, JournalStatus, JournalSync, LineRecord, LineState};
+pub use runner::{BulkError, BulkOptions, BulkRun, InDoubt, LineEvent, Observer, Quiet, Summary};
