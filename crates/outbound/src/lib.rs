@@ -31,6 +31,7 @@
 )]
 
 pub mod config;
+pub mod limits;
 pub mod dev;
 mod error;
 #[cfg(any(feature = "resend", feature = "sendgrid", feature = "graph"))]

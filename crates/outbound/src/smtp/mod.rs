@@ -68,6 +68,7 @@ use pool::{Pool, PoolOptions, Slot};
 use session::{ConnectParams, Session};
 use wire::Counters;
 
+use crate::limits::ConnectionSlots;
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Receipt, Transport};
 
@@ -93,6 +94,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Arc<Pool>,
     counters: Arc<Counters>,
     pub(crate) tls_verify: bool,
+    /// A connection cap shared with other processes: a lease per open connection.
+    connection_slots: Option<Arc<dyn ConnectionSlots>>,
 }
 
 impl SmtpTransport {
@@ -125,12 +128,19 @@ impl SmtpTransport {
 
     async fn open(&self) -> Result<Session, Error> {
         let pool = &self.inner.pool;
-        Session::open(
+        // The shared slot first: a connection never opens beyond the shared cap.
+        let lease = match &self.inner.connection_slots {
+            Some(slots) => Some(slots.acquire().await?),
+            None => None,
+        };
+        let mut session = Session::open(
             self.inner.params.clone(),
             self.inner.counters.clone(),
             &|| pool.next_id(),
         )
-        .await
+        .await?;
+        session.lease = lease;
+        Ok(session)
     }
 
     async fn checkout(&self, slot: &Slot) -> Result<(Session, bool), Error> {
@@ -309,6 +319,7 @@ pub struct SmtpTransportBuilder {
     max_messages: u32,
     idle_timeout: Duration,
     pipelining: bool,
+    connection_slots: Option<Arc<dyn ConnectionSlots>>,
 }
 
 impl SmtpTransportBuilder {
@@ -328,6 +339,7 @@ impl SmtpTransportBuilder {
             max_messages: DEFAULT_MAX_MESSAGES_PER_CONNECTION,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
+            connection_slots: None,
         }
     }
 
@@ -416,6 +428,14 @@ impl SmtpTransportBuilder {
     /// Whether to pipeline when the server offers PIPELINING (default true).
     pub fn pipelining(mut self, enabled: bool) -> Self {
         self.pipelining = enabled;
+        self
+    }
+
+    /// Shares the connection cap with other processes (e.g. through Redis, see
+    /// [`crate::limits`]): a connection opens only with a slot from `slots`, held while it
+    /// lives. The pool's own cap ([`pool_size`](Self::pool_size)) still holds in this process.
+    pub fn connection_slots(mut self, slots: Arc<dyn ConnectionSlots>) -> Self {
+        self.connection_slots = Some(slots);
         self
     }
 
@@ -541,6 +561,7 @@ impl SmtpTransportBuilder {
                 })),
                 counters: Arc::new(Counters::default()),
                 tls_verify: self.tls_verify,
+                connection_slots: self.connection_slots,
             }),
         })
     }

@@ -100,6 +100,18 @@ impl Pool {
     /// An idle connection that still looks usable, if any (most recently used first). Stale
     /// ones are closed on the way; the caller holds `_slot` while that happens.
     pub(crate) async fn take_idle(&self, _slot: &Slot) -> Option<Session> {
+        // Idle connections a shared cap wants closed (others wait, or the slot was lost).
+        let released: Vec<Session> = {
+            let mut idle = self.idle();
+            let (close, keep) = std::mem::take(&mut *idle)
+                .into_iter()
+                .partition(Session::lease_says_close);
+            *idle = keep;
+            close
+        };
+        for session in released {
+            session.quit().await;
+        }
         loop {
             let candidate = self.idle().pop()?;
             let mut session = candidate;
@@ -135,7 +147,7 @@ impl Pool {
     /// when it reached the cap (a connection that failed never comes back: the transaction
     /// drops it). Called while the slot is still held.
     pub(crate) async fn give_back(&self, session: Session, _slot: &Slot) {
-        if session.transactions >= self.opts.max_messages {
+        if session.transactions >= self.opts.max_messages || session.lease_says_close() {
             tracing::debug!(
                 conn = session.id(),
                 transactions = session.transactions,

@@ -126,6 +126,8 @@ pub(crate) struct Session {
     pub(crate) last_used: Instant,
     /// Transactions completed on this connection.
     pub(crate) transactions: u32,
+    /// Its slot under a shared connection cap, given back when the session is dropped.
+    pub(crate) lease: Option<crate::limits::ConnectionLease>,
 }
 
 impl Session {
@@ -143,6 +145,11 @@ impl Session {
     /// round trip.
     pub(crate) fn probe_idle(&mut self) -> bool {
         self.conn.probe_quiet("idle connection")
+    }
+
+    /// Whether a shared connection cap wants this connection closed after its current message.
+    pub(crate) fn lease_says_close(&self) -> bool {
+        self.lease.as_ref().is_some_and(|l| l.should_close())
     }
 
     /// Says goodbye (QUIT); errors are ignored, the session is over either way.
