@@ -170,10 +170,9 @@ fn delivered_exactly_once(env: &TestEnv, ids: &[String]) {
     let mut maildir = Maildir::new(env.maildir());
     maildir.wait_for(ids, Duration::from_secs(60));
     std::thread::sleep(Duration::from_millis(500));
-    let twice: Vec<&String> = ids
-        .iter()
-        .filter(|id| maildir.files_for(id).len() != 1)
-        .collect();
+    // One more scan, then every id's files.
+    let files = maildir.wait_for(ids, Duration::from_secs(1));
+    let twice: Vec<&String> = ids.iter().filter(|id| files[*id].len() != 1).collect();
     assert!(
         twice.is_empty(),
         "{} messages were delivered more than once, e.g. {}",
@@ -372,7 +371,7 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
     let s = setup().await;
     let mut redis = PrivateRedis::start(shared.server.clone());
     let run = unique("shared-restart");
-    const PER_PROCESS: usize = 40;
+    const PER_PROCESS: usize = 60;
     let limits = format!("{}?lease=3", redis.url());
     let children: Vec<_> = (0..4)
         .map(|p| {
@@ -387,7 +386,7 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.stop();
     let stopped = s.proxy.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
     redis.restart();
     let restarted = s.proxy.elapsed();
     let restarted_at = now_micros();

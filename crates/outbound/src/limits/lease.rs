@@ -1,11 +1,17 @@
 //! [`ConnectionLease`]: one slot of a shared connection cap, held as long as the connection.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// The right to keep one connection open under a shared cap. Dropping it gives the slot
-/// back (at once when Redis answers, else when the lease expires).
+/// Gives the slot back (in Redis); run by [`ConnectionLease::release`], or spawned on drop.
+pub(crate) type Release = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The right to keep one connection open under a shared cap. [`release`](Self::release)
+/// gives the slot back and waits until Redis has it; dropping the lease gives it back in the
+/// background (or, with no runtime left, when the lease expires).
 ///
 /// [`should_close`](Self::should_close) turns true when the connection should be closed after
 /// its current message: other processes are waiting for a slot (fairness), or the slot was
@@ -19,7 +25,7 @@ use std::sync::Arc;
 /// ```
 pub struct ConnectionLease {
     close: Arc<AtomicBool>,
-    on_drop: Option<Box<dyn FnOnce() + Send + Sync>>,
+    on_drop: Option<Release>,
 }
 
 impl ConnectionLease {
@@ -32,12 +38,21 @@ impl ConnectionLease {
         }
     }
 
-    /// A lease whose holder sets `close` and which runs `on_drop` when dropped (stopping the
-    /// renewal, giving the slot back).
-    pub(crate) fn new(close: Arc<AtomicBool>, on_drop: Box<dyn FnOnce() + Send + Sync>) -> Self {
+    /// A lease whose holder sets `close` and which runs `on_drop` when released or dropped
+    /// (stopping the renewal, giving the slot back).
+    pub(crate) fn new(close: Arc<AtomicBool>, on_drop: Release) -> Self {
         ConnectionLease {
             close,
             on_drop: Some(on_drop),
+        }
+    }
+
+    /// Gives the slot back now; returns once Redis has it back (or could not be told, in
+    /// which case the lease expires by itself). A process that exits right after its last
+    /// message should close its transport (which releases) rather than drop it.
+    pub async fn release(mut self) {
+        if let Some(release) = self.on_drop.take() {
+            release().await;
         }
     }
 
@@ -50,7 +65,10 @@ impl ConnectionLease {
 impl Drop for ConnectionLease {
     fn drop(&mut self) {
         if let Some(release) = self.on_drop.take() {
-            release();
+            let giving_back = release();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(giving_back);
+            }
         }
     }
 }
@@ -75,7 +93,10 @@ mod tests {
         let close = Arc::new(AtomicBool::new(false));
         let lease = ConnectionLease::new(
             close.clone(),
-            Box::new(move || flag.store(true, Ordering::Release)),
+            Box::new(move || {
+                flag.store(true, Ordering::Release);
+                Box::pin(async {})
+            }),
         );
         close.store(true, Ordering::Release);
         assert!(lease.should_close());

@@ -74,7 +74,7 @@ pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(300);
 /// assert!("retry".parse::<FailPolicy>().is_err());
 /// # Ok::<(), outbound::Error>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum FailPolicy {
     /// Fall back to this process's own limits (the pool cap, the local rate), warned loudly;
     /// the default, because mail keeps flowing.

@@ -3,7 +3,8 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -81,8 +82,25 @@ impl fmt::Debug for SharedLimits {
 impl SharedLimits {
     /// Limits kept in the Redis at `url` (`redis://[:password@]host[:port][/db]`, or
     /// `rediss://` for TLS), with `lease=SECONDS` (default 15) and `wait=SECONDS` (default 30)
-    /// in its query. Does not connect.
+    /// in its query. Does not connect. Every handle of a process for the same URL and policy
+    /// is the same one while any is alive: one connection, one outage warning.
     pub fn new(url: &str, fail: FailPolicy) -> Result<SharedLimits, Error> {
+        static LIVE: OnceLock<Mutex<HashMap<(String, FailPolicy), Weak<Inner>>>> = OnceLock::new();
+        let mut live = LIVE
+            .get_or_init(Mutex::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let key = (url.trim().to_string(), fail);
+        if let Some(inner) = live.get(&key).and_then(Weak::upgrade) {
+            return Ok(SharedLimits { inner });
+        }
+        let limits = SharedLimits::open(url, fail)?;
+        live.retain(|_, w| w.strong_count() > 0);
+        live.insert(key, Arc::downgrade(&limits.inner));
+        Ok(limits)
+    }
+
+    fn open(url: &str, fail: FailPolicy) -> Result<SharedLimits, Error> {
         let parsed = LimitsUrl::parse(url)?;
         let shown = super::redact_url(&parsed.redis);
         let client = redis::Client::open(parsed.redis.as_str()).map_err(|e| {
@@ -328,18 +346,21 @@ impl RedisSlots {
         inv
     }
 
-    /// Leaves the queue or gives the slot back, in the background (from a `Drop`).
+    /// Leaves the queue or gives the slot back.
+    async fn release(limits: SharedLimits, keys: Arc<[String; 4]>, id: String) {
+        let mut inv = limits.inner.release.prepare_invoke();
+        inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(&id);
+        if let Err(why) = limits.call::<i64>(&inv).await {
+            tracing::debug!(error = %why, "could not give a shared slot back; it expires");
+        }
+    }
+
+    /// [`release`](Self::release) in the background (from a `Drop`).
     fn release_later(limits: SharedLimits, keys: Arc<[String; 4]>, id: String) {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return; // No runtime: the lease expires by itself.
         };
-        handle.spawn(async move {
-            let mut inv = limits.inner.release.prepare_invoke();
-            inv.key(&keys[0]).key(&keys[1]).key(&keys[2]).arg(&id);
-            if let Err(why) = limits.call::<i64>(&inv).await {
-                tracing::debug!(error = %why, "could not give a shared slot back; it expires");
-            }
-        });
+        handle.spawn(RedisSlots::release(limits, keys, id));
     }
 
     /// A lease held in Redis (or, `shared: false`, granted locally while Redis was
@@ -383,7 +404,7 @@ impl RedisSlots {
             close,
             Box::new(move || {
                 renewer.abort();
-                RedisSlots::release_later(limits, keys, id);
+                Box::pin(RedisSlots::release(limits, keys, id))
             }),
         )
     }

@@ -68,7 +68,7 @@ use pool::{Pool, PoolOptions, Slot};
 use session::{ConnectParams, Session};
 use wire::Counters;
 
-use crate::limits::ConnectionSlots;
+use crate::limits::{ConnectionLease, ConnectionSlots};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Receipt, Transport};
 
@@ -76,6 +76,9 @@ use crate::{Error, ErrorKind, Receipt, Transport};
 pub const DEFAULT_POOL_SIZE: usize = 3;
 /// Default number of messages sent over one connection before it is replaced.
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// How often a send waiting for a shared connection slot looks for an idle connection.
+const SHARED_IDLE_RECHECK: Duration = Duration::from_millis(25);
+
 /// Default time an unused pooled connection is kept open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -127,12 +130,16 @@ impl SmtpTransport {
     }
 
     async fn open(&self) -> Result<Session, Error> {
-        let pool = &self.inner.pool;
         // The shared slot first: a connection never opens beyond the shared cap.
         let lease = match &self.inner.connection_slots {
             Some(slots) => Some(slots.acquire().await?),
             None => None,
         };
+        self.connect(lease).await
+    }
+
+    async fn connect(&self, lease: Option<ConnectionLease>) -> Result<Session, Error> {
+        let pool = &self.inner.pool;
         let mut session = Session::open(
             self.inner.params.clone(),
             self.inner.counters.clone(),
@@ -144,9 +151,25 @@ impl SmtpTransport {
     }
 
     async fn checkout(&self, slot: &Slot) -> Result<(Session, bool), Error> {
-        match self.inner.pool.take_idle(slot).await {
-            Some(s) => Ok((s, true)),
-            None => Ok((self.open().await?, false)),
+        if let Some(s) = self.inner.pool.take_idle(slot).await {
+            return Ok((s, true));
+        }
+        let Some(slots) = &self.inner.connection_slots else {
+            return Ok((self.connect(None).await?, false));
+        };
+        // While waiting for a shared slot, a connection this process gives back is taken
+        // instead: it may hold the very slot waited for.
+        let acquire = slots.acquire();
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                lease = &mut acquire => return Ok((self.connect(Some(lease?)).await?, false)),
+                () = tokio::time::sleep(SHARED_IDLE_RECHECK) => {
+                    if let Some(s) = self.inner.pool.take_idle(slot).await {
+                        return Ok((s, true));
+                    }
+                }
+            }
         }
     }
 }

@@ -152,9 +152,13 @@ impl Session {
         self.lease.as_ref().is_some_and(|l| l.should_close())
     }
 
-    /// Says goodbye (QUIT); errors are ignored, the session is over either way.
+    /// Says goodbye (QUIT); errors are ignored, the session is over either way. Then gives
+    /// its shared slot back, if it has one.
     pub(crate) async fn quit(self) {
         self.conn.close().await;
+        if let Some(lease) = self.lease {
+            lease.release().await;
+        }
     }
 
     /// Whether the connection is still usable (always, for a session the types let you hold).
