@@ -67,7 +67,9 @@ fn redis_cli(url: &str, args: &[&str]) -> String {
         .arg(url)
         .args(args)
         .output()
-        .expect("redis-cli (Debian redis-tools) must be installed: testenv/redis/server.sh install");
+        .expect(
+            "redis-cli (Debian redis-tools) must be installed: testenv/redis/server.sh install",
+        );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -160,7 +162,13 @@ async fn finish(child: Child, name: &str) -> Report {
     let sent_at = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("sent "))
-        .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u128>().unwrap())
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse::<u128>()
+                .unwrap()
+        })
         .collect();
     Report { sent_at, stderr }
 }
@@ -283,7 +291,10 @@ async fn the_slots_of_a_killed_process_come_back_within_the_lease() {
     // Until it holds every slot.
     let deadline = Instant::now() + Duration::from_secs(20);
     while redis_cli(&redis.url, &["ZCARD", &key]) != POOL.to_string() {
-        assert!(Instant::now() < deadline, "the first process never held {POOL} slots");
+        assert!(
+            Instant::now() < deadline,
+            "the first process never held {POOL} slots"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -296,7 +307,9 @@ async fn the_slots_of_a_killed_process_come_back_within_the_lease() {
     let report = finish(other, "the second process").await;
     let first = *report.sent_at.iter().min().unwrap();
     let waited = (first - killed_at) as f64 / 1e6;
-    println!("the second process sent its first message {waited:.2} s after the kill (lease {LEASE} s)");
+    println!(
+        "the second process sent its first message {waited:.2} s after the kill (lease {LEASE} s)"
+    );
     assert!(
         waited <= LEASE + 1.0,
         "the slots came back after {waited:.2} s, more than the lease ({LEASE} s)"
@@ -338,14 +351,24 @@ impl PrivateRedis {
     fn restart(&mut self) {
         let child = std::process::Command::new(&self.server)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "yes"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+            ])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while redis_cli(&self.url(), &["PING"]) != "PONG" {
-            assert!(Instant::now() < deadline, "the private redis-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "the private redis-server did not start"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -402,7 +425,8 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
         restarted.as_secs_f64(),
         ended.as_secs_f64(),
         s.proxy.max_open(),
-        s.proxy.max_open_since(restarted + Duration::from_millis(2500))
+        s.proxy
+            .max_open_since(restarted + Duration::from_millis(2500))
     );
     // No message lost or duplicated.
     let all: Vec<String> = (0..4)
@@ -429,7 +453,9 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
         "the run ended too soon after the restart to tell"
     );
     assert!(
-        s.proxy.max_open_since(restarted + Duration::from_millis(2500)) <= POOL,
+        s.proxy
+            .max_open_since(restarted + Duration::from_millis(2500))
+            <= POOL,
         "more than {POOL} connections after Redis returned: {:?}",
         s.proxy.timeline()
     );
@@ -441,9 +467,18 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
         .collect();
     after.sort_unstable();
     let rate = (after.len() - 1) as f64 / ((after[after.len() - 1] - after[0]) as f64 / 1e6);
-    println!("{} messages after the restart at {rate:.2}/s (limit 10/s)", after.len());
-    assert!(after.len() >= 15, "too few messages after the restart to tell");
-    assert!((rate - 10.0).abs() <= 1.5, "rate after the restart {rate:.2}/s, limit 10/s");
+    println!(
+        "{} messages after the restart at {rate:.2}/s (limit 10/s)",
+        after.len()
+    );
+    assert!(
+        after.len() >= 15,
+        "too few messages after the restart to tell"
+    );
+    assert!(
+        (rate - 10.0).abs() <= 1.5,
+        "rate after the restart {rate:.2}/s, limit 10/s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,7 +513,10 @@ async fn check_reports_the_shared_limits_and_wait_sends_nothing() {
     // `outbound config` shows the URL, password redacted.
     let shown = run(dead, "wait", &["config"]);
     let stdout = String::from_utf8_lossy(&shown.stdout);
-    assert!(stdout.contains("redis://:********@127.0.0.1:1/?wait=1"), "{stdout}");
+    assert!(
+        stdout.contains("redis://:********@127.0.0.1:1/?wait=1"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("hunter2"), "{stdout}");
 
     // MAIL_LIMITS_FAIL=wait: waits about `wait` (per attempt: the DSN retries twice), then
@@ -504,7 +542,10 @@ async fn check_reports_the_shared_limits_and_wait_sends_nothing() {
     assert_eq!(sent.status.code(), Some(75), "{stderr}");
     assert!(stderr.contains("unreachable"), "{stderr}");
     assert!(took >= Duration::from_secs(1), "did not wait: {took:?}");
-    assert!(took < Duration::from_secs(15), "waited {took:?}: unbounded?");
+    assert!(
+        took < Duration::from_secs(15),
+        "waited {took:?}: unbounded?"
+    );
     // The two checks verified (the second on the per-process fallback); the send connected to
     // nothing.
     assert_eq!(s.proxy.accepted(), 2, "the waiting send reached the server");

@@ -149,7 +149,10 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
 
 /// Pings every Redis the settings (and a group's members) keep shared limits in; the first
 /// that does not answer is the failure (exit 75), after all were tried.
-async fn check_limits(settings: &outbound::config::Settings, ctx: &mut Context) -> Result<(), Failure> {
+async fn check_limits(
+    settings: &outbound::config::Settings,
+    ctx: &mut Context,
+) -> Result<(), Failure> {
     let mut all = vec![settings];
     all.extend(load::members(settings).into_iter().map(|(_, m)| m));
     let mut seen = Vec::new();

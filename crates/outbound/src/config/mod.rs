@@ -260,7 +260,11 @@ impl Settings {
 
     /// The rate limit: shared through `limits` when set, else this process's own.
     #[cfg(feature = "shared-limits")]
-    fn rate_limit(&self, transport: Arc<dyn Transport>, rate: Rate) -> Result<Arc<dyn Transport>, Error> {
+    fn rate_limit(
+        &self,
+        transport: Arc<dyn Transport>,
+        rate: Rate,
+    ) -> Result<Arc<dyn Transport>, Error> {
         Ok(match self.shared_limits()? {
             Some(limits) => {
                 // Per account: the transport's description names server and account, never a
@@ -274,7 +278,11 @@ impl Settings {
     }
 
     #[cfg(not(feature = "shared-limits"))]
-    fn rate_limit(&self, transport: Arc<dyn Transport>, rate: Rate) -> Result<Arc<dyn Transport>, Error> {
+    fn rate_limit(
+        &self,
+        transport: Arc<dyn Transport>,
+        rate: Rate,
+    ) -> Result<Arc<dyn Transport>, Error> {
         self.refuse_shared_limits()?;
         Ok(Arc::new(RateLimit::new(transport, Some(rate), None)))
     }
@@ -293,7 +301,10 @@ impl Settings {
     /// ```
     #[cfg(feature = "shared-limits")]
     pub fn shared_limits(&self) -> Result<Option<crate::limits::SharedLimits>, Error> {
-        let Some(url) = self.get("limits").filter(|s| !s.value.expose().trim().is_empty()) else {
+        let Some(url) = self
+            .get("limits")
+            .filter(|s| !s.value.expose().trim().is_empty())
+        else {
             return Ok(None);
         };
         let fail = match self.get("limits_fail") {

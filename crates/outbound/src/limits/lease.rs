@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// Gives the slot back (in Redis); run by [`ConnectionLease::release`], or spawned on drop.
-pub(crate) type Release = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+pub(crate) type Release =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// The right to keep one connection open under a shared cap. [`release`](Self::release)
 /// gives the slot back and waits until Redis has it; dropping the lease gives it back in the

@@ -210,11 +210,7 @@ impl LimitsUrl {
                     .ok()
                     .filter(|s| s.is_finite() && *s >= 0.1 && *s <= 3600.0)
                     .map(Duration::from_secs_f64)
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "has `{k}={v}`; expected seconds from 0.1 to 3600"
-                        ))
-                    })
+                    .ok_or_else(|| bad(format!("has `{k}={v}`; expected seconds from 0.1 to 3600")))
             };
             match k.as_ref() {
                 "lease" => lease = seconds()?,

@@ -1,9 +1,9 @@
 //! [`SharedLimits`]: the connection cap and the rate held in Redis (`redis` crate, one
 //! multiplexed connection that reconnects by itself; every decision one Lua script).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -61,6 +61,9 @@ struct Inner {
     gcra: Script,
 }
 
+/// The handles alive in this process, by URL and policy.
+type LiveHandles = HashMap<(String, FailPolicy), Weak<Inner>>;
+
 /// Whether Redis is currently failing, so the warning is loud once per outage, not per message.
 #[derive(Default)]
 struct Outage {
@@ -85,7 +88,7 @@ impl SharedLimits {
     /// in its query. Does not connect. Every handle of a process for the same URL and policy
     /// is the same one while any is alive: one connection, one outage warning.
     pub fn new(url: &str, fail: FailPolicy) -> Result<SharedLimits, Error> {
-        static LIVE: OnceLock<Mutex<HashMap<(String, FailPolicy), Weak<Inner>>>> = OnceLock::new();
+        static LIVE: OnceLock<Mutex<LiveHandles>> = OnceLock::new();
         let mut live = LIVE
             .get_or_init(Mutex::default)
             .lock()
@@ -212,8 +215,14 @@ impl SharedLimits {
     }
 
     /// One script call within [`CALL_TIMEOUT`].
-    async fn call<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, String> {
-        let mut con = self.connection().await.map_err(|e| e.message().to_string())?;
+    async fn call<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, String> {
+        let mut con = self
+            .connection()
+            .await
+            .map_err(|e| e.message().to_string())?;
         match tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async::<T>(&mut con)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(describe_error(&e)),
@@ -259,9 +268,7 @@ impl SharedLimits {
     }
 
     fn skipping(&self) -> bool {
-        self.outage()
-            .retry_at
-            .is_some_and(|at| Instant::now() < at)
+        self.outage().retry_at.is_some_and(|at| Instant::now() < at)
     }
 
     fn failed(&self, why: &str) {

@@ -181,7 +181,8 @@ impl Pool {
         };
         let weak: Weak<Pool> = Arc::downgrade(self);
         // At least every second: a shared cap's idle connection must go soon when others wait.
-        let period = (self.opts.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let period =
+            (self.opts.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(1));
         handle.spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
@@ -200,12 +201,10 @@ impl Pool {
             };
             let expired = {
                 let mut idle = self.idle();
-                let pos = idle
-                    .iter()
-                    .position(|s| {
-                        now.duration_since(s.last_used) >= self.opts.idle_timeout
-                            || s.lease_says_close()
-                    });
+                let pos = idle.iter().position(|s| {
+                    now.duration_since(s.last_used) >= self.opts.idle_timeout
+                        || s.lease_says_close()
+                });
                 pos.map(|p| idle.remove(p))
             };
             let Some(session) = expired else { return };
