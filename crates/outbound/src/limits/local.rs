@@ -49,6 +49,9 @@ impl LocalRate {
             *tat = Some(due + interval);
             due.checked_sub(tolerance).unwrap_or(now).max(now)
         };
-        tokio::time::sleep_until(start_at).await;
+        // Not even a timer when the message may go now: a timer costs a tick (~1 ms).
+        if start_at > Instant::now() {
+            tokio::time::sleep_until(start_at).await;
+        }
     }
 }
