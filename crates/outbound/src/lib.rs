@@ -37,6 +37,7 @@ pub mod dev;
 mod error;
 #[cfg(any(feature = "resend", feature = "sendgrid", feature = "graph"))]
 mod http;
+pub mod limits;
 pub mod message;
 #[cfg(any(feature = "smtp", feature = "http-client"))]
 mod net;

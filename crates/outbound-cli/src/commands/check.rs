@@ -1,5 +1,6 @@
 //! `outbound check`: builds the configured transport and calls `verify()` (connect,
-//! authenticate or check the API key; send nothing).
+//! authenticate or check the API key; send nothing), and says whether the shared limits
+//! (`MAIL_LIMITS_URL`, `?limits=`) are reachable.
 
 use outbound::Error;
 use serde_json::json;
@@ -16,6 +17,8 @@ struct Context {
     notes: Vec<String>,
     /// For a group: each member's outcome.
     members: Vec<serde_json::Value>,
+    /// The shared limits: each Redis and whether it answered.
+    limits: Vec<serde_json::Value>,
 }
 
 pub async fn run(args: CheckArgs) -> u8 {
@@ -29,6 +32,7 @@ pub async fn run(args: CheckArgs) -> u8 {
                 "description": ctx.description,
                 "notes": ctx.notes,
                 "members": ctx.members,
+                "limits": ctx.limits,
             }));
             exit::OK
         }
@@ -46,6 +50,7 @@ pub async fn run(args: CheckArgs) -> u8 {
                 "description": ctx.description,
                 "notes": ctx.notes,
                 "members": ctx.members,
+                "limits": ctx.limits,
                 "error": output::error_object(&failure),
                 "exit_code": failure.code(),
             }));
@@ -82,11 +87,15 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
     let transport = loaded.build()?;
     ctx.transport = Some(transport.kind());
     ctx.description = Some(transport.describe());
+    // Before the transport: with the shared limits unreachable, verify() itself would fall
+    // back or wait, and the operator should read why first.
+    let limits = check_limits(&loaded.settings, ctx).await;
     tracing::debug!(transport = %transport.describe(), "verifying");
     if loaded.settings.group().is_none() {
         let result = transport.verify().await;
         transport.close().await;
-        return Ok(result?);
+        result?;
+        return limits;
     }
     // A group: every member is checked on its own, so a dead secondary does not hide behind a
     // working primary.
@@ -125,7 +134,7 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
         }
     }
     match first_failure {
-        None => Ok(()),
+        None => limits,
         Some(failure) => {
             let failed = ctx
                 .members
@@ -135,5 +144,67 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
             output::err(format_args!("{} of {total} members work", total - failed));
             Err(failure)
         }
+    }
+}
+
+/// Pings every Redis the settings (and a group's members) keep shared limits in; the first
+/// that does not answer is the failure (exit 75), after all were tried.
+async fn check_limits(
+    settings: &outbound::config::Settings,
+    ctx: &mut Context,
+) -> Result<(), Failure> {
+    let mut all = vec![settings];
+    all.extend(load::members(settings).into_iter().map(|(_, m)| m));
+    let mut seen = Vec::new();
+    let mut first_failure = None;
+    for s in all {
+        let limits = match s.shared_limits() {
+            Ok(Some(l)) => l,
+            Ok(None) => continue,
+            Err(e) => {
+                first_failure.get_or_insert(Failure::Error(e));
+                continue;
+            }
+        };
+        let shown = limits.describe();
+        if seen.contains(&shown) {
+            continue;
+        }
+        seen.push(shown.clone());
+        match limits.ping().await {
+            Ok(took) => {
+                output::err(format_args!(
+                    "shared limits: reachable, {shown}, PING {:.1} ms",
+                    took.as_secs_f64() * 1000.0
+                ));
+                ctx.limits.push(json!({
+                    "limits": shown,
+                    "status": "ok",
+                    "ping_ms": took.as_secs_f64() * 1000.0,
+                }));
+            }
+            Err(e) => {
+                let fallback = match limits.fail_policy() {
+                    outbound::limits::FailPolicy::Local => {
+                        "sends fall back to per-process limits (MAIL_LIMITS_FAIL=local)"
+                    }
+                    outbound::limits::FailPolicy::Wait => {
+                        "sends wait for it, then fail (MAIL_LIMITS_FAIL=wait)"
+                    }
+                };
+                output::err(format_args!("shared limits: UNREACHABLE: {e}; {fallback}"));
+                let failure = Failure::Error(e);
+                ctx.limits.push(json!({
+                    "limits": shown,
+                    "status": "unreachable",
+                    "error": output::error_object(&failure),
+                }));
+                first_failure.get_or_insert(failure);
+            }
+        }
+    }
+    match first_failure {
+        None => Ok(()),
+        Some(f) => Err(f),
     }
 }

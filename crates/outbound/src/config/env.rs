@@ -104,6 +104,9 @@ fn complete_member(env: &dyn EnvSource, mut settings: Settings) -> Settings {
         return settings;
     }
     fill_from_env(env, &mut settings, &registry::DEFAULT_FROM);
+    // Shared limits are per account, so each member of a group keeps its own.
+    fill_from_env(env, &mut settings, &registry::LIMITS);
+    fill_from_env(env, &mut settings, &registry::LIMITS_FAIL);
     settings.with_kind_notes()
 }
 
@@ -113,7 +116,12 @@ fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::K
         return;
     }
     if let Some((var, value)) = key.env.iter().find_map(|v| env.var(v).map(|x| (*v, x))) {
-        settings.set(key.name, Value::Plain(value), Origin::Env(var.to_string()));
+        let value = if key.secret {
+            Value::Secret(SecretString::from(value))
+        } else {
+            Value::Plain(value)
+        };
+        settings.set(key.name, value, Origin::Env(var.to_string()));
     }
 }
 

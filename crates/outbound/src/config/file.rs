@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
+use super::registry::{LIMITS, LIMITS_FAIL};
 use super::{Settings, Value};
 use crate::dev::FileTransport;
 use crate::{Error, Transport};
@@ -13,6 +14,8 @@ pub(super) const FILE_KEYS: &[Key] = &[
     DEFAULT_FROM,
     RETRIES,
     RATE,
+    LIMITS,
+    LIMITS_FAIL,
     Key {
         name: "dir",
         env: &["MAIL_FILE_DIR"],

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 
 use super::http::{base_url, http_options, source_name, CONNECT_TIMEOUT, TIMEOUT};
 use super::registry::{Key, RATE, RETRIES};
+use super::registry::{LIMITS, LIMITS_FAIL};
 use super::{Settings, Value};
 use crate::http::graph::GraphTransport;
 use crate::oauth::{TokenCache, MICROSOFT_GRAPH_SCOPE};
@@ -22,6 +23,8 @@ use crate::{Error, Transport};
 pub(crate) const GRAPH_KEYS: &[Key] = &[
     RETRIES,
     RATE,
+    LIMITS,
+    LIMITS_FAIL,
     Key {
         name: "default_from",
         env: &["MAIL_DEFAULT_SEND_FROM"],

@@ -249,13 +249,87 @@ impl Settings {
             }
         };
         let transport: Arc<dyn Transport> = match self.rate()? {
-            Some(rate) => Arc::new(RateLimit::new(transport, Some(rate), None)),
+            Some(rate) => self.rate_limit(transport, rate)?,
             None => transport,
         };
         Ok(match self.number::<u32>("retries", 0..=100)? {
             Some(n) if n > 0 => Arc::new(Retry::new(transport, RetryPolicy::new(n))),
             _ => transport,
         })
+    }
+
+    /// The rate limit: shared through `limits` when set, else this process's own.
+    #[cfg(feature = "shared-limits")]
+    fn rate_limit(
+        &self,
+        transport: Arc<dyn Transport>,
+        rate: Rate,
+    ) -> Result<Arc<dyn Transport>, Error> {
+        Ok(match self.shared_limits()? {
+            Some(limits) => {
+                // Per account: the transport's description names server and account, never a
+                // secret, and only its hash reaches Redis.
+                let id = crate::limits::account_id(&["rate", &transport.describe()]);
+                let shared = limits.rate(&id, rate);
+                Arc::new(RateLimit::shared(transport, rate, shared, None))
+            }
+            None => Arc::new(RateLimit::new(transport, Some(rate), None)),
+        })
+    }
+
+    #[cfg(not(feature = "shared-limits"))]
+    fn rate_limit(
+        &self,
+        transport: Arc<dyn Transport>,
+        rate: Rate,
+    ) -> Result<Arc<dyn Transport>, Error> {
+        self.refuse_shared_limits()?;
+        Ok(Arc::new(RateLimit::new(transport, Some(rate), None)))
+    }
+
+    /// The shared limits these settings name (`MAIL_LIMITS_URL`, DSN `?limits=`), with their
+    /// fallback (`MAIL_LIMITS_FAIL`); `None` when unset. Nothing connects yet;
+    /// [`SharedLimits::ping`](crate::limits::SharedLimits::ping) checks that Redis answers.
+    ///
+    /// ```
+    /// use outbound::config::Settings;
+    /// let s = Settings::from_dsn("smtp://relay.example.com:25?tls=none&limits=redis%3A%2F%2F127.0.0.1%3A6379&limits_fail=wait")?;
+    /// let limits = s.shared_limits()?.expect("limits are set");
+    /// assert_eq!(limits.describe(), "redis://127.0.0.1:6379 (lease 15 s, fallback wait)");
+    /// assert!(Settings::from_dsn("smtp://relay.example.com")?.shared_limits()?.is_none());
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    #[cfg(feature = "shared-limits")]
+    pub fn shared_limits(&self) -> Result<Option<crate::limits::SharedLimits>, Error> {
+        let Some(url) = self
+            .get("limits")
+            .filter(|s| !s.value.expose().trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let fail = match self.get("limits_fail") {
+            Some(s) => s
+                .value
+                .expose()
+                .parse::<crate::limits::FailPolicy>()
+                .map_err(|e| Error::config(format!("{}: {}", s.origin, e.message())))?,
+            None => crate::limits::FailPolicy::default(),
+        };
+        crate::limits::SharedLimits::new(url.value.expose(), fail)
+            .map(Some)
+            .map_err(|e| Error::config(format!("{}: {}", url.origin, e.message())))
+    }
+
+    /// Without the `shared-limits` feature, a configured `limits` is an error, not ignored.
+    #[cfg(not(feature = "shared-limits"))]
+    pub(crate) fn refuse_shared_limits(&self) -> Result<(), Error> {
+        match self.get("limits") {
+            Some(s) => Err(Error::config(format!(
+                "{} is set, but this build of outbound has no shared limits (cargo feature                  `shared-limits`)",
+                s.origin
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The `rate` setting, naming its source on error.

@@ -73,6 +73,27 @@ pub(crate) const RATE: Key = Key {
     help: "rate cap, e.g. 10/s or 30/min (burst optional: 30/min,burst=5)",
 };
 
+/// Shared limits (issue 12): the Redis that holds the connection cap and the rate for every
+/// process sending as the same account. Secret: the URL may carry a password.
+pub(crate) const LIMITS: Key = Key {
+    name: "limits",
+    env: &["MAIL_LIMITS_URL"],
+    aliases: &[],
+    secret: true,
+    default: None,
+    help: "redis://[:password@]host[:port][/db][?lease=S&wait=S]: connection cap and rate shared by every process using it",
+};
+
+/// What happens while the shared limits are unreachable.
+pub(crate) const LIMITS_FAIL: Key = Key {
+    name: "limits_fail",
+    env: &["MAIL_LIMITS_FAIL"],
+    aliases: &[],
+    secret: false,
+    default: Some("local"),
+    help: "while Redis is unreachable: local (per-process limits, warned) or wait (bounded by the URL's wait=S, default 30)",
+};
+
 /// How long a failed member of failover() or roundrobin() is set aside.
 pub(crate) const COOLDOWN: Key = Key {
     name: "cooldown",
@@ -88,7 +109,7 @@ pub(crate) const GROUP_KEYS: &[Key] = &[RETRIES, RATE, COOLDOWN];
 
 /// Keys every kind has whose variables apply whatever the configuration's source (a DSN is
 /// completed from them too).
-pub(crate) const COMMON_KEYS: &[&Key] = &[&DEFAULT_FROM, &RETRIES, &RATE];
+pub(crate) const COMMON_KEYS: &[&Key] = &[&DEFAULT_FROM, &RETRIES, &RATE, &LIMITS, &LIMITS_FAIL];
 
 /// `default_from` applies to every kind.
 pub(crate) const DEFAULT_FROM: Key = Key {

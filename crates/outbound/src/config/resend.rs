@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
 use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
+use super::registry::{LIMITS, LIMITS_FAIL};
 use super::Settings;
 use crate::http::resend::ResendTransport;
 use crate::{Error, Transport};
@@ -15,6 +16,8 @@ pub(crate) const RESEND_KEYS: &[Key] = &[
     DEFAULT_FROM,
     RETRIES,
     RATE,
+    LIMITS,
+    LIMITS_FAIL,
     Key {
         name: "api_key",
         env: &["RESEND_API_KEY"],

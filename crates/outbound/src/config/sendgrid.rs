@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
 use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
+use super::registry::{LIMITS, LIMITS_FAIL};
 use super::Settings;
 use crate::http::sendgrid::SendGridTransport;
 use crate::{Error, Transport};
@@ -14,6 +15,8 @@ pub(crate) const SENDGRID_KEYS: &[Key] = &[
     DEFAULT_FROM,
     RETRIES,
     RATE,
+    LIMITS,
+    LIMITS_FAIL,
     Key {
         name: "api_key",
         env: &["SENDGRID_API_KEY"],

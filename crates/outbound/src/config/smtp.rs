@@ -46,6 +46,7 @@ use std::sync::Arc;
 use secrecy::SecretString;
 
 use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
+use super::registry::{LIMITS, LIMITS_FAIL};
 use super::{Settings, Value};
 #[cfg(feature = "oauth")]
 use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
@@ -58,6 +59,8 @@ pub(crate) const KEYS: &[Key] = &[
     DEFAULT_FROM,
     RETRIES,
     RATE,
+    LIMITS,
+    LIMITS_FAIL,
     Key {
         name: "server",
         env: &["SMTP_SERVER"],
@@ -393,6 +396,7 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     if let Some(port) = settings.number::<u16>("port", 1..=65535)? {
         b = b.port(port);
     }
+    b = shared_connection_cap(settings, b, server, mode)?;
 
     let username = settings.str("username").filter(|u| !u.trim().is_empty());
     let password = settings
@@ -811,6 +815,41 @@ pub(crate) fn notes(settings: &Settings) -> Vec<String> {
         Err(_) => {}
     }
     notes
+}
+
+/// The connection cap shared through `limits`, per server and account (the pool size is the
+/// cap, cluster-wide).
+#[cfg(feature = "shared-limits")]
+fn shared_connection_cap(
+    settings: &Settings,
+    b: SmtpTransportBuilder,
+    server: &str,
+    mode: TlsMode,
+) -> Result<SmtpTransportBuilder, Error> {
+    let Some(limits) = settings.shared_limits()? else {
+        return Ok(b);
+    };
+    let port = settings
+        .number::<u16>("port", 1..=65535)?
+        .unwrap_or(mode.default_port())
+        .to_string();
+    let account = settings.str("username").unwrap_or_default();
+    let id = crate::limits::account_id(&["smtp", &server.to_ascii_lowercase(), &port, account]);
+    let size = settings
+        .number::<usize>("pool_size", 1..=100)?
+        .unwrap_or(crate::smtp::DEFAULT_POOL_SIZE);
+    Ok(b.connection_slots(limits.connection_slots(&id, size)))
+}
+
+#[cfg(not(feature = "shared-limits"))]
+fn shared_connection_cap(
+    settings: &Settings,
+    b: SmtpTransportBuilder,
+    _server: &str,
+    _mode: TlsMode,
+) -> Result<SmtpTransportBuilder, Error> {
+    settings.refuse_shared_limits()?;
+    Ok(b)
 }
 
 /// Builds the transport for the registry.

@@ -148,6 +148,54 @@ fn lost_before_data() -> Error {
     )
 }
 
+/// How often an idle connection holding a shared slot checks whether to give it up.
+const LEASE_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What waiting for the next job gave.
+enum Waited {
+    /// A job, or `None`: the pool let go of the lane.
+    Job(Option<Job>),
+    /// Nothing came within the idle timeout.
+    Idle,
+    /// The connection holds a shared slot (`crate::limits`) that other processes wait for,
+    /// or that was lost: it should close now that it is idle.
+    SlotWanted,
+}
+
+/// Waits for the next job, at most `idle_timeout`; a connection with a shared lease checks it
+/// after each message and at least every [`LEASE_RECHECK`] while idle.
+async fn wait_for_job(
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    lease: Option<&crate::limits::ConnectionLease>,
+    idle_timeout: std::time::Duration,
+) -> Waited {
+    let Some(lease) = lease else {
+        return match tokio::time::timeout(idle_timeout, jobs.recv()).await {
+            Ok(job) => Waited::Job(job),
+            Err(_) => Waited::Idle,
+        };
+    };
+    let idle_since = tokio::time::Instant::now();
+    loop {
+        // A job already queued goes first; an idle connection gives the slot up.
+        match jobs.try_recv() {
+            Ok(job) => return Waited::Job(Some(job)),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Waited::Job(None),
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if lease.should_close() {
+            return Waited::SlotWanted;
+        }
+        let left = idle_timeout.saturating_sub(idle_since.elapsed());
+        if left.is_zero() {
+            return Waited::Idle;
+        }
+        if let Ok(job) = tokio::time::timeout(left.min(LEASE_RECHECK), jobs.recv()).await {
+            return Waited::Job(job);
+        }
+    }
+}
+
 /// A queued job: whether its envelope commands already went out behind the previous `.`.
 struct Queued {
     job: Job,
@@ -175,19 +223,34 @@ pub(crate) async fn drive(
     let mut started: u32 = 0;
     let mut carried: Option<Queued> = None;
     let mut s = session;
+    // Taken out of the pool's list: it only finishes what was queued, then closes.
+    let mut retired = false;
     let end: Option<Session> = loop {
         // The transaction to run now: one whose commands went out behind the previous `.`,
         // or the next job (after checking that the idle connection still looks usable).
         let Queued { job, written } = match carried.take() {
             Some(q) => q,
             None => {
-                let job = match tokio::time::timeout(opts.idle_timeout, jobs.recv()).await {
-                    Ok(Some(job)) => job,
-                    Ok(None) => break Some(s),
-                    Err(_) => {
-                        tracing::debug!(conn, "closing a connection idle for too long");
+                let waited = if retired {
+                    Waited::Job(jobs.recv().await)
+                } else {
+                    wait_for_job(&mut jobs, s.lease.as_ref(), opts.idle_timeout).await
+                };
+                let job = match waited {
+                    Waited::Job(Some(job)) => job,
+                    Waited::Job(None) => break Some(s),
+                    Waited::Idle | Waited::SlotWanted => {
+                        if matches!(waited, Waited::Idle) {
+                            tracing::debug!(conn, "closing a connection idle for too long");
+                        } else {
+                            tracing::debug!(
+                                conn,
+                                "closing a connection whose shared slot other processes wait for"
+                            );
+                        }
                         // No more jobs come; run any that came meanwhile, then close.
                         lane.retire();
+                        retired = true;
                         continue;
                     }
                 };

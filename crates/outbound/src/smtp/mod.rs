@@ -66,10 +66,11 @@ pub use tls::TlsMode;
 pub use wire::WireStats;
 
 use lane::{Job, Outcome};
-use pool::{Assignment, Pool, PoolOptions};
+use pool::{Assignment, Pool, PoolOptions, Slot};
 use session::{ConnectParams, Session};
 use wire::Counters;
 
+use crate::limits::{ConnectionLease, ConnectionSlots};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Receipt, Transport};
 
@@ -77,6 +78,10 @@ use crate::{Error, ErrorKind, Receipt, Transport};
 pub const DEFAULT_POOL_SIZE: usize = 3;
 /// Default number of messages sent over one connection before it is replaced.
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
+/// How often a send waiting for a shared connection slot looks for a connection of this
+/// process to queue on instead.
+const SHARED_IDLE_RECHECK: Duration = Duration::from_millis(25);
+
 /// Default time an unused pooled connection is kept open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -95,6 +100,8 @@ pub(crate) struct Inner {
     pub(crate) pool: Arc<Pool>,
     counters: Arc<Counters>,
     pub(crate) tls_verify: bool,
+    /// A connection cap shared with other processes: a lease per open connection.
+    connection_slots: Option<Arc<dyn ConnectionSlots>>,
 }
 
 impl SmtpTransport {
@@ -126,13 +133,52 @@ impl SmtpTransport {
     }
 
     async fn open(&self) -> Result<Session, Error> {
+        // The shared slot first: a connection never opens beyond the shared cap.
+        let lease = match &self.inner.connection_slots {
+            Some(slots) => Some(slots.acquire().await?),
+            None => None,
+        };
+        self.connect(lease).await
+    }
+
+    /// Opens a connection for `job` with the pool's `slot` and starts its lane. With a shared
+    /// cap, waiting for the shared slot can take long while this process's own connections
+    /// carry on: so while it waits, the job goes to one of them as soon as there is one (it
+    /// may even hold the very slot waited for), and the local slot is given back.
+    async fn open_lane(&self, slot: Slot, mut job: Job) -> Result<(), Error> {
+        let lease = match &self.inner.connection_slots {
+            None => None,
+            Some(shared) => {
+                let acquire = shared.acquire();
+                tokio::pin!(acquire);
+                loop {
+                    tokio::select! {
+                        lease = &mut acquire => break Some(lease?),
+                        () = tokio::time::sleep(SHARED_IDLE_RECHECK) => {
+                            match self.inner.pool.queue_on_existing(job) {
+                                Ok(()) => return Ok(()),
+                                Err(back) => job = back,
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let session = self.connect(lease).await?;
+        self.inner.pool.start_lane(session, slot, job);
+        Ok(())
+    }
+
+    async fn connect(&self, lease: Option<ConnectionLease>) -> Result<Session, Error> {
         let pool = &self.inner.pool;
-        Session::open(
+        let mut session = Session::open(
             self.inner.params.clone(),
             self.inner.counters.clone(),
             &|| pool.next_id(),
         )
-        .await
+        .await?;
+        session.lease = lease;
+        Ok(session)
     }
 }
 
@@ -180,8 +226,7 @@ impl Transport for SmtpTransport {
         loop {
             let (job, outcome) = Job::new(message.clone(), size, eight_bit);
             if let Assignment::Open(slot, job) = self.inner.pool.assign(job).await {
-                let session = self.open().await?;
-                self.inner.pool.start_lane(session, slot, job);
+                self.open_lane(slot, job).await?;
             }
             let done = match outcome.await {
                 Ok(Outcome::Done(done)) => done,
@@ -329,6 +374,7 @@ pub struct SmtpTransportBuilder {
     idle_timeout: Duration,
     pipelining: bool,
     chunking: bool,
+    connection_slots: Option<Arc<dyn ConnectionSlots>>,
 }
 
 impl SmtpTransportBuilder {
@@ -349,6 +395,7 @@ impl SmtpTransportBuilder {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             pipelining: true,
             chunking: false,
+            connection_slots: None,
         }
     }
 
@@ -454,6 +501,14 @@ impl SmtpTransportBuilder {
     /// the message goes out even when every recipient is then refused.
     pub fn chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
+        self
+    }
+
+    /// Shares the connection cap with other processes (e.g. through Redis, see
+    /// [`crate::limits`]): a connection opens only with a slot from `slots`, held while it
+    /// lives. The pool's own cap ([`pool_size`](Self::pool_size)) still holds in this process.
+    pub fn connection_slots(mut self, slots: Arc<dyn ConnectionSlots>) -> Self {
+        self.connection_slots = Some(slots);
         self
     }
 
@@ -580,6 +635,7 @@ impl SmtpTransportBuilder {
                 })),
                 counters: Arc::new(Counters::default()),
                 tls_verify: self.tls_verify,
+                connection_slots: self.connection_slots,
             }),
         })
     }

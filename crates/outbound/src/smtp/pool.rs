@@ -175,6 +175,22 @@ impl Pool {
         }
     }
 
+    /// Queues `job` on the least busy live connection, if there is one (a send that waits for
+    /// a shared slot, see `SmtpTransport::open_lane`).
+    pub(crate) fn queue_on_existing(&self, mut job: Job) -> Result<(), Job> {
+        let mut lanes = self.lanes();
+        loop {
+            let Some(i) = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst))
+            else {
+                return Err(job);
+            };
+            match self.give(&mut lanes, i, job) {
+                Ok(()) => return Ok(()),
+                Err(back) => job = back, // that lane was closing; it left the list
+            }
+        }
+    }
+
     /// Puts `job` on lane `i`; a lane that reached its message cap leaves the list (it
     /// finishes what it has and closes).
     fn give(&self, lanes: &mut Vec<LaneEntry>, i: usize, job: Job) -> Result<(), Job> {

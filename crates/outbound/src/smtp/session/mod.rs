@@ -132,6 +132,8 @@ pub(crate) struct Session {
     pub(crate) last_used: Instant,
     /// Transactions completed on this connection.
     pub(crate) transactions: u32,
+    /// Its slot under a shared connection cap, given back when the session is dropped.
+    pub(crate) lease: Option<crate::limits::ConnectionLease>,
 }
 
 impl Session {
@@ -151,9 +153,13 @@ impl Session {
         self.conn.probe_quiet("idle connection")
     }
 
-    /// Says goodbye (QUIT); errors are ignored, the session is over either way.
+    /// Says goodbye (QUIT); errors are ignored, the session is over either way. Then gives
+    /// its shared slot back, if it has one.
     pub(crate) async fn quit(self) {
         self.conn.close().await;
+        if let Some(lease) = self.lease {
+            lease.release().await;
+        }
     }
 
     /// Whether the connection is still usable (always, for a session the types let you hold).

@@ -504,6 +504,7 @@ impl Opening {
             caps: self.caps,
             last_used: Instant::now(),
             transactions: 0,
+            lease: None,
         }
     }
 

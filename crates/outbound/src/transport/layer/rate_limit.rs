@@ -5,6 +5,9 @@
 //! `burst` go at once after a quiet period. Every clone shares one limiter, so all senders of
 //! one process together stay under the limit. Exchange Online allows 30 messages a minute and
 //! 3 concurrent connections per mailbox: [`RateLimit::exchange_online`].
+//!
+//! [`RateLimit::shared`] holds the rate across processes instead (a [`SharedRate`], e.g. Redis
+//! through [`crate::limits`]); the concurrency cap stays per process.
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::limits::SharedRate;
 use crate::message::PreparedMessage;
 use crate::{Error, Message, Receipt, Transport};
 
@@ -133,6 +137,8 @@ struct Limiter {
     /// The theoretical arrival time of the next message (GCRA).
     tat: Mutex<Option<Instant>>,
     concurrent: Option<(usize, Semaphore)>,
+    /// When set, the rate is decided there (across processes) instead of by `tat`.
+    shared: Option<Arc<dyn SharedRate>>,
 }
 
 impl Limiter {
@@ -152,7 +158,10 @@ impl Limiter {
             *tat = Some(due + interval);
             due.checked_sub(tolerance).unwrap_or(now).max(now)
         };
-        tokio::time::sleep_until(start_at).await;
+        // Not even a timer when the message may go now: a timer costs a tick (~1 ms).
+        if start_at > Instant::now() {
+            tokio::time::sleep_until(start_at).await;
+        }
     }
 }
 
@@ -188,8 +197,36 @@ impl<T> RateLimit<T> {
                 rate,
                 tat: Mutex::new(None),
                 concurrent: concurrent.map(|n| (n.max(1), Semaphore::new(n.max(1)))),
+                shared: None,
             }),
         }
+    }
+
+    /// Wraps `inner`: at most `rate` across every process that shares `shared` (each decision
+    /// is made there; see [`crate::limits`]), and at most `concurrent` sends at once in this
+    /// process.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use outbound::{dev::MemoryTransport, layer::{Rate, RateLimit}};
+    /// use outbound::limits::{FailPolicy, SharedLimits};
+    /// let rate: Rate = "30/min".parse()?;
+    /// let limits = SharedLimits::new("redis://127.0.0.1:6379", FailPolicy::Local)?;
+    /// let t = RateLimit::shared(MemoryTransport::new(), rate, limits.rate("mailbox-id", rate), None);
+    /// assert_eq!(outbound::Transport::describe(&t), "memory (rate 30/min shared through redis://127.0.0.1:6379)");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn shared(
+        inner: T,
+        rate: Rate,
+        shared: Arc<dyn SharedRate>,
+        concurrent: Option<usize>,
+    ) -> Self {
+        let mut limited = RateLimit::new(inner, Some(rate), concurrent);
+        if let Some(limiter) = Arc::get_mut(&mut limited.limiter) {
+            limiter.shared = Some(shared);
+        }
+        limited
     }
 
     /// Exchange Online's per-mailbox limits: 30 messages a minute, 3 at once.
@@ -221,7 +258,10 @@ impl<T: Transport> Transport for RateLimit<T> {
             Some((_, sem)) => sem.acquire().await.ok(),
             None => None,
         };
-        self.limiter.admit().await;
+        match &self.limiter.shared {
+            Some(shared) => shared.admit().await?,
+            None => self.limiter.admit().await,
+        }
         self.inner.send_prepared(message).await
     }
 
@@ -248,7 +288,10 @@ impl<T: Transport> Transport for RateLimit<T> {
     fn describe(&self) -> String {
         let mut limits = Vec::new();
         if let Some(rate) = self.limiter.rate {
-            limits.push(format!("rate {rate}"));
+            match &self.limiter.shared {
+                Some(shared) => limits.push(format!("rate {rate} {}", shared.describe())),
+                None => limits.push(format!("rate {rate}")),
+            }
         }
         if let Some((n, _)) = &self.limiter.concurrent {
             limits.push(format!("at most {n} at once"));
@@ -291,6 +334,7 @@ mod tests {
             rate: Some(Rate::new(10, Duration::from_secs(1)).burst(3)),
             tat: Mutex::new(None),
             concurrent: None,
+            shared: None,
         };
         let t0 = Instant::now();
         let mut at = Vec::new();

@@ -1,0 +1,107 @@
+//! [`ConnectionLease`]: one slot of a shared connection cap, held as long as the connection.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Gives the slot back (in Redis); run by [`ConnectionLease::release`], or spawned on drop.
+pub(crate) type Release =
+    Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// The right to keep one connection open under a shared cap. [`release`](Self::release)
+/// gives the slot back and waits until Redis has it; dropping the lease gives it back in the
+/// background (or, with no runtime left, when the lease expires).
+///
+/// [`should_close`](Self::should_close) turns true when the connection should be closed after
+/// its current message: other processes are waiting for a slot (fairness), or the slot was
+/// lost (Redis restarted, or the lease was granted while Redis was unreachable and no slot is
+/// free now that it answers).
+///
+/// ```
+/// use outbound::limits::ConnectionLease;
+/// let lease = ConnectionLease::unshared();
+/// assert!(!lease.should_close());
+/// ```
+pub struct ConnectionLease {
+    close: Arc<AtomicBool>,
+    on_drop: Option<Release>,
+}
+
+impl ConnectionLease {
+    /// A lease that holds nothing beyond this process's own cap (no shared limits, or the
+    /// fallback while they are unreachable and nothing renews it).
+    pub fn unshared() -> Self {
+        ConnectionLease {
+            close: Arc::new(AtomicBool::new(false)),
+            on_drop: None,
+        }
+    }
+
+    /// A lease whose holder sets `close` and which runs `on_drop` when released or dropped
+    /// (stopping the renewal, giving the slot back).
+    pub(crate) fn new(close: Arc<AtomicBool>, on_drop: Release) -> Self {
+        ConnectionLease {
+            close,
+            on_drop: Some(on_drop),
+        }
+    }
+
+    /// Gives the slot back now; returns once Redis has it back (or could not be told, in
+    /// which case the lease expires by itself). A process that exits right after its last
+    /// message should close its transport (which releases) rather than drop it.
+    pub async fn release(mut self) {
+        if let Some(release) = self.on_drop.take() {
+            release().await;
+        }
+    }
+
+    /// Whether the connection should be closed once its current message is done.
+    pub fn should_close(&self) -> bool {
+        self.close.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for ConnectionLease {
+    fn drop(&mut self) {
+        if let Some(release) = self.on_drop.take() {
+            let giving_back = release();
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(giving_back);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ConnectionLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionLease")
+            .field("shared", &self.on_drop.is_some())
+            .field("should_close", &self.should_close())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_releases_once() {
+        let released = Arc::new(AtomicBool::new(false));
+        let flag = released.clone();
+        let close = Arc::new(AtomicBool::new(false));
+        let lease = ConnectionLease::new(
+            close.clone(),
+            Box::new(move || {
+                flag.store(true, Ordering::Release);
+                Box::pin(async {})
+            }),
+        );
+        close.store(true, Ordering::Release);
+        assert!(lease.should_close());
+        drop(lease);
+        assert!(released.load(Ordering::Acquire));
+    }
+}
