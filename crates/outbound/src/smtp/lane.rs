@@ -270,7 +270,18 @@ pub(crate) async fn drive(
         };
         let reused = started > 0;
         started += 1;
-        let last = started >= opts.max_messages;
+        // Other processes wait for the shared slot this connection holds (or it was lost):
+        // this message is its last; what is queued behind it goes to another connection.
+        let slot_wanted = s.lease.as_ref().is_some_and(|l| l.should_close());
+        if slot_wanted && !retired {
+            tracing::debug!(
+                conn,
+                "closing after this message: other processes wait for its shared slot"
+            );
+            lane.retire();
+            retired = true;
+        }
+        let last = started >= opts.max_messages || slot_wanted;
 
         if !written && s.chunks(job.size) {
             // CHUNKING: the whole transaction in one write and one round trip.
