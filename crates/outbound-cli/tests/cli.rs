@@ -907,49 +907,92 @@ fn retries_and_rate_flags_are_validated() {
     assert_eq!(r.code, 64, "{}", r.all());
 }
 
+/// A Resend API on loopback, in its own runtime: `first` answers the first `times` requests
+/// to `POST /emails` (all of them when there is no `then`), `then` answers the rest.
+struct ResendApi {
+    rt: tokio::runtime::Runtime,
+    server: wiremock::MockServer,
+}
+
+impl ResendApi {
+    fn start(
+        first: wiremock::ResponseTemplate,
+        then: Option<(u64, wiremock::ResponseTemplate)>,
+    ) -> Self {
+        use wiremock::matchers::{method, path};
+        use wiremock::{Mock, MockServer};
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(async {
+            let server = MockServer::start().await;
+            let emails = || Mock::given(method("POST")).and(path("/emails"));
+            match then {
+                None => emails().respond_with(first).mount(&server).await,
+                Some((times, then)) => {
+                    emails()
+                        .respond_with(first)
+                        .up_to_n_times(times)
+                        .with_priority(1)
+                        .mount(&server)
+                        .await;
+                    emails()
+                        .respond_with(then)
+                        .with_priority(2)
+                        .mount(&server)
+                        .await;
+                }
+            }
+            server
+        });
+        ResendApi { rt, server }
+    }
+
+    /// `outbound send --json` of one small message through this API; `query` is added to the
+    /// DSN (e.g. `&timeout=1`), `extra` to the arguments.
+    fn send(&self, sb: &Sandbox, query: &str, extra: &[&str]) -> Run {
+        let dsn = format!(
+            "resend://re_test_key@default?api_url={}{query}",
+            self.server.uri()
+        );
+        let mut args = vec![
+            "send",
+            "--dsn",
+            &dsn,
+            "--from",
+            "app@example.com",
+            "--to",
+            "ada@example.com",
+            "--subject",
+            "Hi",
+            "--text",
+            "hello",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        run(sb.cmd().args(args))
+    }
+
+    fn requests(&self) -> Vec<wiremock::Request> {
+        self.rt.block_on(self.server.received_requests()).unwrap()
+    }
+}
+
 #[test]
 fn send_to_resend_that_answers_429_then_200_sends_once_with_one_key() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(
-                ResponseTemplate::new(429)
-                    .insert_header("retry-after", "1")
-                    .set_body_string(r#"{"statusCode":429,"name":"rate_limit_exceeded","message":"Too many requests"}"#),
-            )
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_123"}"#))
-            .with_priority(2)
-            .mount(&server)
-            .await;
-        server
-    });
+    use wiremock::ResponseTemplate;
+    let api = ResendApi::start(
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_string(
+                r#"{"statusCode":429,"name":"rate_limit_exceeded","message":"Too many requests"}"#,
+            ),
+        Some((
+            1,
+            ResponseTemplate::new(200).set_body_string(r#"{"id":"em_123"}"#),
+        )),
+    );
     let sb = Sandbox::new();
-    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
     let started = std::time::Instant::now();
-    let r = run(sb.cmd().args([
-        "send",
-        "--dsn",
-        &dsn,
-        "--from",
-        "app@example.com",
-        "--to",
-        "ada@example.com",
-        "--subject",
-        "Hi",
-        "--text",
-        "hello",
-        "--json",
-    ]));
+    let r = api.send(&sb, "", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     let v = r.json();
     assert_eq!(v["provider_id"], "em_123", "{v}");
@@ -958,7 +1001,7 @@ fn send_to_resend_that_answers_429_then_200_sends_once_with_one_key() {
         started.elapsed() >= std::time::Duration::from_secs(1),
         "Retry-After was honoured"
     );
-    let requests = rt.block_on(server.received_requests()).unwrap();
+    let requests = api.requests();
     assert_eq!(requests.len(), 2, "one refused with 429, one accepted");
     let key = |i: usize| {
         requests[i].headers["idempotency-key"]
@@ -1108,47 +1151,21 @@ fn a_comma_separated_to_value_sends_to_every_mailbox_and_misleading_names_are_re
 
 #[test]
 fn send_to_resend_that_answers_500_then_200_retries_once_with_the_same_key() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(500).set_body_string(
-                r#"{"statusCode":500,"name":"internal_server_error","message":"oops"}"#,
-            ))
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_500"}"#))
-            .with_priority(2)
-            .mount(&server)
-            .await;
-        server
-    });
+    use wiremock::ResponseTemplate;
+    let api = ResendApi::start(
+        ResponseTemplate::new(500).set_body_string(
+            r#"{"statusCode":500,"name":"internal_server_error","message":"oops"}"#,
+        ),
+        Some((
+            1,
+            ResponseTemplate::new(200).set_body_string(r#"{"id":"em_500"}"#),
+        )),
+    );
     let sb = Sandbox::new();
-    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
-    let r = run(sb.cmd().args([
-        "send",
-        "--dsn",
-        &dsn,
-        "--from",
-        "app@example.com",
-        "--to",
-        "ada@example.com",
-        "--subject",
-        "Hi",
-        "--text",
-        "hello",
-        "--json",
-    ]));
+    let r = api.send(&sb, "", &[]);
     assert_eq!(r.code, 0, "{}", r.all());
     assert_eq!(r.json()["attempts"], 2);
-    let requests = rt.block_on(server.received_requests()).unwrap();
+    let requests = api.requests();
     assert_eq!(requests.len(), 2);
     assert_eq!(
         requests[0].headers["idempotency-key"],
@@ -1160,102 +1177,44 @@ fn send_to_resend_that_answers_500_then_200_retries_once_with_the_same_key() {
 /// (exit 69), with the provider's reason, and no second request goes out despite `--retries`.
 #[test]
 fn a_used_up_quota_is_permanent_and_not_retried() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(429).set_body_string(
-                r#"{"statusCode":429,"name":"daily_quota_exceeded","message":"You have reached your daily email sending quota."}"#,
-            ))
-            .mount(&server)
-            .await;
-        server
-    });
+    let api = ResendApi::start(
+        wiremock::ResponseTemplate::new(429).set_body_string(
+            r#"{"statusCode":429,"name":"daily_quota_exceeded","message":"You have reached your daily email sending quota."}"#,
+        ),
+        None,
+    );
     let sb = Sandbox::new();
-    let dsn = format!("resend://re_test_key@default?api_url={}", server.uri());
-    let r = run(sb.cmd().args([
-        "send",
-        "--dsn",
-        &dsn,
-        "--from",
-        "app@example.com",
-        "--to",
-        "ada@example.com",
-        "--subject",
-        "Hi",
-        "--text",
-        "hello",
-        "--retries",
-        "3",
-        "--json",
-    ]));
+    let r = api.send(&sb, "", &["--retries", "3"]);
     assert_eq!(r.code, 69, "{}", r.all());
     let v = r.json();
     assert_eq!(v["status"], "failed", "{v}");
     assert_eq!(v["error"]["kind"], "permanent", "{v}");
     assert_eq!(v["resend_safe"], false, "{v}");
     assert!(r.all().contains("daily_quota_exceeded"), "{}", r.all());
-    let requests = rt.block_on(server.received_requests()).unwrap();
-    assert_eq!(requests.len(), 1, "a quota refusal is never retried");
+    assert_eq!(api.requests().len(), 1, "a quota refusal is never retried");
 }
 
 /// The first request times out (the server answers after the client gave up); the request
 /// carried an Idempotency-Key, so the retry is safe and carries the same key and body.
 #[test]
 fn a_resend_timeout_is_retried_with_the_same_idempotency_key() {
-    use wiremock::matchers::{method, path};
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt.block_on(async {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(
-                ResponseTemplate::new(200)
-                    .set_body_string(r#"{"id":"em_late"}"#)
-                    .set_delay(std::time::Duration::from_secs(4)),
-            )
-            .up_to_n_times(1)
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(method("POST"))
-            .and(path("/emails"))
-            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"id":"em_second"}"#))
-            .with_priority(2)
-            .mount(&server)
-            .await;
-        server
-    });
-    let sb = Sandbox::new();
-    let dsn = format!(
-        "resend://re_test_key@default?api_url={}&timeout=1",
-        server.uri()
+    use wiremock::ResponseTemplate;
+    let api = ResendApi::start(
+        ResponseTemplate::new(200)
+            .set_body_string(r#"{"id":"em_late"}"#)
+            .set_delay(std::time::Duration::from_secs(4)),
+        Some((
+            1,
+            ResponseTemplate::new(200).set_body_string(r#"{"id":"em_second"}"#),
+        )),
     );
-    let r = run(sb.cmd().args([
-        "send",
-        "--dsn",
-        &dsn,
-        "--from",
-        "app@example.com",
-        "--to",
-        "ada@example.com",
-        "--subject",
-        "Hi",
-        "--text",
-        "hello",
-        "--retries",
-        "2",
-        "--json",
-    ]));
+    let sb = Sandbox::new();
+    let r = api.send(&sb, "&timeout=1", &["--retries", "2"]);
     assert_eq!(r.code, 0, "{}", r.all());
     let v = r.json();
     assert_eq!(v["provider_id"], "em_second", "{v}");
     assert_eq!(v["attempts"], 2, "{v}");
-    let requests = rt.block_on(server.received_requests()).unwrap();
+    let requests = api.requests();
     assert_eq!(requests.len(), 2, "the timed-out request and its retry");
     assert_eq!(
         requests[0].headers["idempotency-key"], requests[1].headers["idempotency-key"],
