@@ -195,7 +195,11 @@ async fn four_processes_with_a_pool_of_three_open_three_connections_between_them
     let redis = redis_env();
     let s = setup().await;
     let run = unique("shared-cap");
-    const PER_PROCESS: usize = 200;
+    // Enough that the run lasts several renewal periods (1 s: a holder keeps a fresh slot at
+    // least that long while others wait), so "a turn in the first half" is a real test of
+    // fairness at any sending speed: at 200 each the whole run took 2.6 s once a message cost
+    // one write, and a fair queue could no longer show it.
+    const PER_PROCESS: usize = 500;
     let started = Instant::now();
     let children: Vec<_> = (0..4)
         .map(|p| s.spawn(&redis.url, &[], &format!("{run}-p{p}"), PER_PROCESS))
@@ -215,7 +219,10 @@ async fn four_processes_with_a_pool_of_three_open_three_connections_between_them
         s.proxy.accepted(),
         s.proxy.max_open()
     );
-    assert_eq!(reports.iter().map(|r| r.sent_at.len()).sum::<usize>(), 800);
+    assert_eq!(
+        reports.iter().map(|r| r.sent_at.len()).sum::<usize>(),
+        4 * PER_PROCESS
+    );
     assert!(
         s.proxy.max_open() <= POOL,
         "the proxy saw {} connections at once (cap {POOL}); timeline {:?}",

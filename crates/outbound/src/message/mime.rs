@@ -18,6 +18,7 @@
 //! Boundaries are derived from the Message-ID rather than random, so rendering the same
 //! message twice gives the same bytes: a retry sends exactly what the first attempt sent.
 
+use std::borrow::Cow;
 use std::time::UNIX_EPOCH;
 
 use mail_builder::headers::address::Address;
@@ -77,20 +78,21 @@ pub(crate) fn render<'m>(
         builder = builder.header(name.clone(), Text::new(value.clone()));
     }
 
-    let text = match (&msg.text, &msg.html) {
-        (Some(t), _) => Some(normalize_newlines(t).into_owned()),
-        (None, Some(h)) => Some(normalize_newlines(&html_to_text(h)).into_owned()),
+    // Borrowed when already clean (the usual case): no copy of the body before mail-builder's.
+    let text: Option<Cow<'m, str>> = match (&msg.text, &msg.html) {
+        (Some(t), _) => Some(normalize_newlines(t)),
+        (None, Some(h)) => Some(Cow::Owned(
+            normalize_newlines(&html_to_text(h)).into_owned(),
+        )),
         (None, None) => None,
     };
-    let html = msg
-        .html
-        .as_deref()
-        .map(|h| normalize_newlines(h).into_owned());
+    let html = msg.html.as_deref().map(normalize_newlines);
 
     // Parts mail-builder would base64-encode get a marker instead, replaced afterwards by the
     // attachment's own bytes, encoded as they are sent (see `rendered.rs` for why). The
     // marker holds a random nonce and NULs, which nothing else in a rendered message can.
-    let nonce = marker_nonce();
+    // The nonce costs a system call and is needed only for such parts: made on first use.
+    let mut nonce: Option<String> = None;
     let mut markers: Vec<Vec<u8>> = Vec::new();
     let mut contents: Vec<std::sync::Arc<[u8]>> = Vec::new();
     let mut part = |a: &'m super::Attachment| -> (MimePart<'m>, bool) {
@@ -98,6 +100,7 @@ pub(crate) fn render<'m>(
         if content_type.is_text() {
             return (MimePart::new(content_type, a.content()), false);
         }
+        let nonce = nonce.get_or_insert_with(marker_nonce);
         let marker = format!("\0outbound-part-{nonce}-{}\0", markers.len()).into_bytes();
         let part = MimePart::new(content_type, marker.clone());
         markers.push(marker);
@@ -127,14 +130,16 @@ pub(crate) fn render<'m>(
 
     // "=_" cannot occur in quoted-printable or base64 output (RFC 2045 section 6.7), and the
     // Message-ID's unique part keeps it out of any 7-bit text in practice.
-    let unique: String = message_id
-        .trim_matches(['<', '>'])
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(48)
-        .collect();
+    let unique = || -> String {
+        message_id
+            .trim_matches(['<', '>'])
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(48)
+            .collect()
+    };
     let multipart = |subtype: &str, parts: Vec<MimePart<'m>>| {
-        let boundary = format!("=_{unique}_{subtype}");
+        let boundary = format!("=_{}_{subtype}", unique());
         MimePart::new(
             ContentType::new(format!("multipart/{subtype}")).attribute("boundary", boundary),
             parts,
@@ -189,7 +194,11 @@ fn marker_nonce() -> String {
             .unwrap_or_default();
         bytes = nanos.to_le_bytes();
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    bytes.iter().fold(String::with_capacity(32), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    })
 }
 
 /// The Content-Type of an attachment's part. A `text/*` type without parameters says its

@@ -103,6 +103,16 @@ impl RenderedMessage {
         markers: &[Vec<u8>],
         contents: Vec<Arc<[u8]>>,
     ) -> Option<Self> {
+        if markers.is_empty() {
+            // Nothing to splice in: the rendered bytes are the message, moved, not copied.
+            let len = written.len();
+            let segments = if written.is_empty() {
+                Vec::new()
+            } else {
+                vec![Segment::Bytes(written)]
+            };
+            return Some(RenderedMessage { segments, len });
+        }
         let mut segments = Vec::with_capacity(markers.len() * 2 + 1);
         let mut rest = &written[..];
         for (marker, content) in markers.iter().zip(contents) {
@@ -220,7 +230,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || needle.len() > haystack.len() {
         return None;
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(haystack, needle)
 }
 
 #[cfg(test)]

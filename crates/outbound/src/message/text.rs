@@ -7,10 +7,11 @@ use std::borrow::Cow;
 /// others (and is the root of SMTP smuggling), so none ever leaves Outbound.
 pub(crate) fn normalize_newlines(input: &str) -> Cow<'_, str> {
     let bytes = input.as_bytes();
-    let clean = !bytes.iter().enumerate().any(|(i, &b)| match b {
+    // memchr finds the line endings a word at a time: most text is already clean, and this
+    // check runs over every body.
+    let clean = !memchr::memchr2_iter(b'\r', b'\n', bytes).any(|i| match bytes[i] {
         b'\r' => bytes.get(i + 1) != Some(&b'\n'),
-        b'\n' => i == 0 || bytes[i - 1] != b'\r',
-        _ => false,
+        _ => i == 0 || bytes[i - 1] != b'\r',
     });
     if clean {
         return Cow::Borrowed(input);
@@ -86,6 +87,13 @@ mod tests {
         assert_eq!(normalize_newlines("a\nb\rc\r\nd"), "a\r\nb\r\nc\r\nd");
         assert!(matches!(normalize_newlines("a\r\nb"), Cow::Borrowed(_)));
         assert_eq!(normalize_newlines("\n"), "\r\n");
+        assert_eq!(normalize_newlines("\r"), "\r\n");
+        assert_eq!(normalize_newlines("a\r\nb\r"), "a\r\nb\r\n");
+        assert_eq!(normalize_newlines("a\r\n\nb"), "a\r\n\r\nb");
+        assert!(matches!(
+            normalize_newlines("no line end"),
+            Cow::Borrowed(_)
+        ));
         assert_eq!(normalize_newlines_bytes(b"a\nb\rc\r\n"), b"a\r\nb\r\nc\r\n");
     }
 

@@ -112,12 +112,15 @@ pub(crate) fn complete_reply_len(buf: &[u8]) -> Result<Option<usize>, ReplyError
 
 /// Parses one complete reply (as framed by [`complete_reply_len`]).
 pub(crate) fn parse_reply(raw: &[u8]) -> Result<Reply, ReplyError> {
-    let challenge = {
+    // Only a 334 carries a challenge (RFC 4954 section 4); every other reply skips the copy.
+    let challenge = if raw.starts_with(b"334") {
         let first = raw.split(|&b| b == b'\n').next().unwrap_or_default();
         let first = first.strip_suffix(b"\r").unwrap_or(first);
         String::from_utf8_lossy(first.get(4..).unwrap_or_default())
             .trim()
             .to_string()
+    } else {
+        String::new()
     };
     let mut receiver = smtp_proto::response::parser::ResponseReceiver::default();
     match receiver.parse(&mut raw.iter()) {

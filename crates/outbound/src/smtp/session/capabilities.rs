@@ -35,20 +35,24 @@ impl Capabilities {
             esmtp: true,
             ..Capabilities::default()
         };
-        let lines: Vec<String> = reply
-            .text
-            .split('\n')
-            .skip(1)
-            .map(|l| l.trim().to_ascii_uppercase())
-            .collect();
-        for line in &lines {
-            if let Some(rest) = line
-                .strip_prefix("AUTH")
-                .filter(|r| r.starts_with([' ', '=']))
-            {
-                for name in rest[1..].split_whitespace() {
-                    if !caps.auth_names.iter().any(|n| n == name) {
-                        caps.auth_names.push(name.to_string());
+        // Keyword lines, uppercased only when looked at (this runs once per connection).
+        let lines = || {
+            reply
+                .text
+                .split('\n')
+                .skip(1)
+                .map(|l| l.trim().to_ascii_uppercase())
+        };
+        for line in reply.text.split('\n').skip(1).map(str::trim) {
+            let is_auth = line
+                .get(..4)
+                .is_some_and(|k| k.eq_ignore_ascii_case("AUTH"))
+                && line[4..].starts_with([' ', '=']);
+            if is_auth {
+                for name in line[5..].split_whitespace() {
+                    let name = name.to_ascii_uppercase();
+                    if !caps.auth_names.contains(&name) {
+                        caps.auth_names.push(name);
                     }
                 }
             }
@@ -67,7 +71,7 @@ impl Capabilities {
             }
             Err(e) => {
                 tracing::debug!(error = %e, "EHLO reply not parsed by smtp-proto; scanning keywords");
-                for line in &lines {
+                for line in lines() {
                     let mut words = line.split_whitespace();
                     match words.next().unwrap_or_default() {
                         "PIPELINING" => caps.pipelining = true,

@@ -66,7 +66,7 @@ impl Connection {
         counters.connection_opened();
         Connection {
             io: Some(io),
-            rbuf: Vec::with_capacity(1024),
+            rbuf: Vec::with_capacity(4096),
             wbuf: Vec::with_capacity(1024),
             params,
             counters,
@@ -179,39 +179,79 @@ impl Connection {
         }
     }
 
-    /// Writes `message` dot-stuffed, a chunk at a time, as its chunks are encoded (no second
-    /// copy of a large message, nor of its attachments), all within the end-of-data limit: a
-    /// failure here is still before the end of DATA.
-    pub(super) async fn write_message(&mut self, message: &RenderedMessage) -> Result<(), Error> {
+    /// Writes `message` dot-stuffed, then the final `.` and, in the same write as the `.`, the
+    /// commands of the next transaction when `next` has any (RFC 2920 section 3.1: a client
+    /// may pipeline the next transaction's MAIL, RCPT and DATA behind the end of data).
+    ///
+    /// The message is encoded into one reused buffer, a chunk at a time (no second copy of a
+    /// large message, nor of its attachments), and its last chunk goes out in the same write as
+    /// the `.`: a message under 256 KiB costs one write, not two. What a failure means depends
+    /// on how far the writing got: before any byte of the `.` was handed to the stream, nothing
+    /// can have been delivered (Network/Timeout, safe to resend); from then on the outcome may
+    /// be unknown ([`ErrorKind::Ambiguous`]; the next transaction's commands carry no message,
+    /// so they are safe to resend).
+    pub(super) async fn write_payload(
+        &mut self,
+        message: &RenderedMessage,
+        next: &[Command<'_>],
+    ) -> Result<(), Error> {
         const CHUNK: usize = 256 * 1024;
         let limit = self.params.timeouts.data_end;
         let deadline = tokio::time::Instant::now() + limit;
         let mut encoder = wire::DataEncoder::default();
-        let mut buf = Vec::with_capacity(CHUNK + CHUNK / 8);
-        let mut pieces = message.chunks().peekable();
-        while let Some(piece) = pieces.next() {
-            let last_piece = pieces.peek().is_none();
-            let mut parts = piece.chunks(CHUNK).peekable();
-            while let Some(part) = parts.next() {
-                buf.clear();
-                encoder.encode(part, &mut buf);
-                if last_piece && parts.peek().is_none() {
-                    encoder.finish(&mut buf);
-                }
-                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                if let Err(f) = self.write_all(&buf, left).await {
-                    return Err(self.failure(f, "sending the message", limit, false));
+        let mut buf = std::mem::take(&mut self.wbuf);
+        buf.clear();
+        let first = message.len().min(CHUNK);
+        buf.reserve(first + first / 32 + 64);
+        let result = async {
+            for piece in message.chunks() {
+                for part in piece.chunks(CHUNK) {
+                    encoder.encode(part, &mut buf);
+                    if buf.len() >= CHUNK {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        if let Err(f) = self.write_tracked(&buf, left, &mut 0).await {
+                            return Err(self.failure(f, "sending the message", limit, false));
+                        }
+                        buf.clear();
+                    }
                 }
             }
+            encoder.finish(&mut buf);
+            let end_at = buf.len();
+            buf.extend_from_slice(wire::END_OF_DATA);
+            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: <{} bytes of message> .", message.len());
+            for c in next {
+                tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {} (pipelined behind the end of data)", c.log_line());
+                c.write_to(&mut buf);
+            }
+            // The end of data gets the whole limit again, as when it was a write of its own.
+            let left = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(limit);
+            let mut written = 0;
+            match self.write_tracked(&buf, left, &mut written).await {
+                Ok(()) => {
+                    self.counters.wrote_commands(next.len() as u64);
+                    Ok(())
+                }
+                Err(f) if written <= end_at => {
+                    Err(self.failure(f, "sending the message", limit, false))
+                }
+                Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
+            }
         }
-        Ok(())
+        .await;
+        self.wbuf = if buf.capacity() > 64 * 1024 {
+            Vec::with_capacity(1024) // do not keep a large message's buffer
+        } else {
+            buf
+        };
+        result
     }
 
-    /// Writes the final `.`, and in the same write the commands of the next transaction when
-    /// `next` has any (RFC 2920 section 3.1: a client may pipeline the next transaction's MAIL,
-    /// RCPT and DATA behind the end of data). From the moment this write may have left, the
-    /// outcome of the current message can be unknown: a failure is [`ErrorKind::Ambiguous`]
-    /// for it (the next transaction's commands carry no message, so it is safe to resend).
+    /// Writes the final `.` alone (and `next` behind it): the end of an empty payload, when a
+    /// transaction is abandoned after the server said 354. A failure is
+    /// [`ErrorKind::Ambiguous`], as for any end of data.
     pub(super) async fn write_end_of_data(&mut self, next: &[Command<'_>]) -> Result<(), Error> {
         let limit = self.params.timeouts.data_end;
         self.wbuf.clear();
@@ -233,9 +273,26 @@ impl Connection {
     }
 
     async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> Result<(), Failure> {
+        self.write_tracked(bytes, limit, &mut 0).await
+    }
+
+    /// Writes `bytes` within `limit`, counting in `written` how many of them the stream took,
+    /// so a caller can tell whether a failure came before or after a given byte.
+    async fn write_tracked(
+        &mut self,
+        bytes: &[u8],
+        limit: Duration,
+        written: &mut usize,
+    ) -> Result<(), Failure> {
         let io = self.io.as_mut().ok_or(Failure::Eof)?;
         let write = async {
-            io.write_all(bytes).await?;
+            while *written < bytes.len() {
+                let n = io.write(&bytes[*written..]).await?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero));
+                }
+                *written += n;
+            }
             io.flush().await
         };
         let result = match tokio::time::timeout(limit, write).await {
@@ -296,7 +353,7 @@ impl Connection {
         after_end_of_data: bool,
     ) -> Result<(Reply, Vec<u8>), Error> {
         let result = tokio::time::timeout(limit, self.read_frame()).await;
-        let what = format!("waiting for the reply to {}", stage.what());
+        let what = || format!("waiting for the reply to {}", stage.what());
         match result {
             Ok(Ok((mut reply, raw))) => {
                 tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "S: {}",
@@ -311,13 +368,12 @@ impl Connection {
                 }
                 Ok((reply, raw))
             }
-            Ok(Err(failure)) => Err(self.failure(failure, &what, limit, after_end_of_data)),
-            Err(_) => Err(self.failure(Failure::Timeout, &what, limit, after_end_of_data)),
+            Ok(Err(failure)) => Err(self.failure(failure, &what(), limit, after_end_of_data)),
+            Err(_) => Err(self.failure(Failure::Timeout, &what(), limit, after_end_of_data)),
         }
     }
 
     async fn read_frame(&mut self) -> Result<(Reply, Vec<u8>), Failure> {
-        let mut chunk = [0u8; 4096];
         loop {
             if let Some(len) = reply::complete_reply_len(&self.rbuf).map_err(Failure::Reply)? {
                 let raw: Vec<u8> = self.rbuf.drain(..len).collect();
@@ -328,11 +384,15 @@ impl Connection {
             if std::mem::take(&mut self.awaiting_server) {
                 self.counters.round_trip();
             }
-            let n = io.read(&mut chunk).await.map_err(Failure::Io)?;
+            // Straight into the buffer's spare room: no copy, and no 4 KiB array in the
+            // state of every future that reads a reply.
+            if self.rbuf.capacity() - self.rbuf.len() < 1024 {
+                self.rbuf.reserve(4096);
+            }
+            let n = io.read_buf(&mut self.rbuf).await.map_err(Failure::Io)?;
             if n == 0 {
                 return Err(Failure::Eof);
             }
-            self.rbuf.extend_from_slice(&chunk[..n]);
         }
     }
 
@@ -429,11 +489,16 @@ impl Connection {
             // right after this one never overlaps it on the server.
             if let Some(io) = self.io.as_mut() {
                 let mut b = [0u8; 64];
-                let _ = tokio::time::timeout(
+                let closed = tokio::time::timeout(
                     Duration::from_millis(500).min(self.params.timeouts.command),
                     io.read(&mut b),
                 )
                 .await;
+                if matches!(closed, Ok(Ok(0))) {
+                    // The server closed its end: there is nobody left to tell (no TLS
+                    // close_notify, no separate FIN); dropping the socket closes it.
+                    self.io = None;
+                }
             }
         }
         if let Some(mut io) = self.io.take() {

@@ -91,7 +91,7 @@ impl Opening {
                 ))
             }
         };
-        let tuning = Tuning::of(&tcp);
+        let tuning = Tuning::of(&tcp, params.tls_mode != TlsMode::None);
         let local = tcp.local_addr().ok();
         Ok(Opening::with(Connection::new(
             Box::new(tcp),

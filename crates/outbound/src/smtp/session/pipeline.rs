@@ -88,9 +88,7 @@ impl Session {
         data: &RenderedMessage,
         next: &[Command<'_>],
     ) -> Result<(), Error> {
-        self.conn.write_message(data).await?;
-        tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
-        self.conn.write_end_of_data(next).await
+        self.conn.write_payload(data, next).await
     }
 
     /// Reads the reply to the final `.` (see [`payload`](Self::payload)).

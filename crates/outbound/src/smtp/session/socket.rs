@@ -21,20 +21,27 @@ impl Tuning {
         }
     }
 
-    /// Turns Nagle's algorithm off on `tcp` and keeps a handle for later options.
-    pub(super) fn of(tcp: &TcpStream) -> Self {
+    /// Turns Nagle's algorithm off on `tcp` and, when the connection may do a TLS handshake
+    /// (`tls`), keeps a handle for the options set after it. A plain connection needs none, and
+    /// skips the `dup` and `close` it costs (two system calls per connection).
+    pub(super) fn of(tcp: &TcpStream, tls: bool) -> Self {
         // Pipelined groups and short replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         #[cfg(unix)]
-        let socket = {
-            use std::os::fd::AsFd;
-            tcp.as_fd()
-                .try_clone_to_owned()
-                .ok()
-                .map(socket2::Socket::from)
-        };
+        let socket = tls
+            .then(|| {
+                use std::os::fd::AsFd;
+                tcp.as_fd()
+                    .try_clone_to_owned()
+                    .ok()
+                    .map(socket2::Socket::from)
+            })
+            .flatten();
         #[cfg(not(unix))]
-        let socket = None;
+        let socket = {
+            let _ = tls;
+            None
+        };
         Tuning {
             socket,
             quickack_after_write: false,

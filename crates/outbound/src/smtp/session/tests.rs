@@ -315,6 +315,38 @@ async fn silence_after_the_final_dot_is_ambiguous() {
     assert!(s.is_none(), "the connection is not reused");
 }
 
+/// A server that says 354 and then stops reading: the message cannot all be written. The
+/// failure comes before the final `.` left, so it is a Timeout (safe to resend), not Ambiguous,
+/// whether the message stalls in its last write (the one that also carries the `.`) or in an
+/// earlier chunk of a large message.
+#[tokio::test]
+async fn a_stall_while_the_message_is_written_is_a_timeout_not_ambiguous() {
+    // 100 KB: one write for the whole message and its end; 600 KB: chunks of 256 KiB first.
+    for size in [100_000usize, 600_000] {
+        let ehlo = "250-mx.test\r\n250 PIPELINING\r\n"; // no SIZE limit
+        let (s, mut script, _) = open(params(true, None, Duration::from_millis(300)), ehlo).await;
+        let s = s.unwrap();
+        let env = envelope(&["b@example.com"]);
+        let message = "0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuv\r\n"
+            .repeat(size / 70);
+        let client = s.transaction(&env, body(message.as_bytes()), message.len(), false);
+        let server = async {
+            script.expect("MAIL FROM").await;
+            script.expect("RCPT TO").await;
+            script.expect("DATA").await;
+            script.say("250 ok\r\n250 ok\r\n354 go\r\n").await;
+            // ...and read no more: the pipe (64 KiB) fills up.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
+        let ((s, r), ()) = tokio::join!(client, server);
+        let err = r.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{size} bytes: {err}");
+        assert!(err.is_retryable(), "{size} bytes: {err}");
+        assert!(err.message().contains("sending the message"), "{err}");
+        assert!(s.is_none(), "the broken connection is dropped");
+    }
+}
+
 #[tokio::test]
 async fn silence_before_data_is_a_timeout() {
     let (s, mut script, _) = open(params(true, None, Duration::from_millis(300)), EHLO_PIPE).await;

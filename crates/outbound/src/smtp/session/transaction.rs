@@ -75,9 +75,7 @@ impl Session {
             self.envelope_lockstep(mail, &envelope.to).await?
         };
         let accepted = self.settle_envelope(replies, envelope).await?;
-        self.conn.write_message(data).await?;
-        tracing::trace!(target: "outbound::smtp::wire", conn = self.id(), "C: <{} bytes of message> .", data.len());
-        self.conn.write_end_of_data(&[]).await?;
+        self.conn.write_payload(data, &[]).await?;
         self.final_reply(accepted).await
     }
 
