@@ -6,6 +6,9 @@
 #
 #   benches/smtp-throughput.sh [options]        # the one command; see BENCHMARKS.md
 #
+# Outbound runs on one thread (tokio's current-thread runtime, as the `outbound` binary does;
+# smtp-source is one event loop too); the rows marked "2 threads" show the multi-thread runtime.
+#
 # Scenarios (5 KB message bodies; every figure is the median of --runs runs, with min-max):
 #   sink   -> smtp-sink on 127.0.0.1:SINK_PORT (plain, no AUTH), started and stopped here:
 #             new connection per message / reused connection, 1 and 4 sessions
@@ -298,6 +301,7 @@ if want sink; then
     M+=("$sc|smtp-source -s 4||smtp_source $N -s 4 127.0.0.1:$SINK_PORT")
     M+=("$sc|smtplib, 4 threads||$PEER $SP --mode new --threads 4 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 4||$B $S --new-connection --pool 4 --concurrency 4 --count $N")
+    M+=("$sc|Outbound, pool 4, concurrency 4, 2 threads|multi-thread runtime, 2 workers|$B $S --new-connection --pool 4 --concurrency 4 --threads 2 --count $N")
     run_group "$sc" "$SINK_RUNS"
     sc="smtp-sink, reused connection, 1 session"
     M+=("$sc|smtp-source -d -s 1|one connection for all|smtp_source $N -d -s 1 127.0.0.1:$SINK_PORT")
@@ -312,6 +316,7 @@ if want sink; then
     M+=("$sc|smtp-source -d -s 4||smtp_source $N -d -s 4 127.0.0.1:$SINK_PORT")
     M+=("$sc|smtplib, 4 threads||$PEER $SP --mode reuse --threads 4 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 4||$B $S --pool 4 --concurrency 4 --count $N")
+    M+=("$sc|Outbound, pool 4, concurrency 4, 2 threads|multi-thread runtime, 2 workers|$B $S --pool 4 --concurrency 4 --threads 2 --count $N")
     M+=("$sc|Outbound, pool 4, concurrency 64||$B $S --pool 4 --concurrency 64 --count $N")
     M+=("$sc|lettre, pool 4, concurrency 4|$NL msgs/run|$LETTRE --port $SINK_PORT --pool 4 --concurrency 4 --count $NL")
     M+=("$sc|lettre, pool 4, concurrency 64|a connection per concurrent send|$LETTRE --port $SINK_PORT --pool 4 --concurrency 64 --count $N")

@@ -17,7 +17,11 @@
 //!   "new connection per message, one session");
 //! - `--size BYTES` [5120] text body size (like `smtp-source -l`; headers come on top);
 //! - `--from ADDR` [bench@example.test], `--to ADDR` [bench@example.test];
-//! - `--no-pipelining` turns PIPELINING off (to measure what it is worth).
+//! - `--no-pipelining` turns PIPELINING off (to measure what it is worth);
+//! - `--threads N` [1]: 1 runs everything on one thread (tokio's current-thread runtime, as the
+//!   `outbound` binary does, and like `smtp-source`'s single event loop); N > 1 a multi-thread
+//!   runtime with N workers (on a machine whose cores the server shares, the extra worker
+//!   mostly adds cross-thread wake-ups: compare the two with this flag).
 //!
 //! Output: one human-readable line and one `RESULT key=value ...` line for scripts: messages/s,
 //! elapsed seconds (first send to last reply; building the transport and the final QUIT are
@@ -52,12 +56,14 @@ struct Options {
     from: String,
     to: String,
     pipelining: bool,
+    threads: usize,
 }
 
 const USAGE: &str =
     "usage: smtp_blast [--host H] [--port P] [--tls none|starttls|implicit|opportunistic] \
 [--ca-file FILE] [--user U --password PW] [--count N] [--concurrency C] [--pool N] \
-[--reuse | --new-connection] [--size BYTES] [--from ADDR] [--to ADDR] [--no-pipelining]";
+[--reuse | --new-connection] [--size BYTES] [--from ADDR] [--to ADDR] [--no-pipelining] \
+[--threads N]";
 
 fn parse_args() -> Result<Options, String> {
     let mut o = Options {
@@ -75,6 +81,7 @@ fn parse_args() -> Result<Options, String> {
         from: "bench@example.test".into(),
         to: "bench@example.test".into(),
         pipelining: true,
+        threads: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -105,12 +112,13 @@ fn parse_args() -> Result<Options, String> {
             "--from" => o.from = value()?,
             "--to" => o.to = value()?,
             "--no-pipelining" => o.pipelining = false,
+            "--threads" => o.threads = num(&flag, value()?)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
         }
     }
-    if o.count == 0 || o.concurrency == 0 || o.pool == 0 {
-        return Err("--count, --concurrency and --pool must be at least 1".into());
+    if o.count == 0 || o.concurrency == 0 || o.pool == 0 || o.threads == 0 {
+        return Err("--count, --concurrency, --pool and --threads must be at least 1".into());
     }
     if o.user.is_some() != o.password.is_some() {
         return Err("--user and --password go together".into());
@@ -199,8 +207,7 @@ fn message(o: &Options, run: &str, i: usize, text: &str) -> Result<Message, outb
         .build()?)
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let o = match parse_args() {
         Ok(o) => Arc::new(o),
         Err(e) => {
@@ -208,6 +215,26 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let runtime = if o.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(o.threads)
+            .enable_all()
+            .build()
+    };
+    match runtime {
+        Ok(rt) => rt.block_on(blast(o)),
+        Err(e) => {
+            eprintln!("smtp_blast: cannot start the async runtime: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn blast(o: Arc<Options>) -> ExitCode {
     let transport = match build(&o) {
         Ok(t) => t,
         Err(e) => {
@@ -285,9 +312,10 @@ async fn main() -> ExitCode {
         o.count
     );
     println!(
-        "RESULT peer=outbound messages={sent} failed={failed} elapsed_s={secs:.4} rate={rate:.1} \
+        "RESULT peer=outbound threads={} messages={sent} failed={failed} elapsed_s={secs:.4} rate={rate:.1} \
          cpu_us_per_msg={cpu_us} peak_rss_kib={rss} msg_bytes={rendered} connections={} reused={} \
          cmds_per_write={:.2} max_open={} round_trips_per_msg={:.2} pipelined={}",
+        o.threads,
         stats.connections_opened,
         stats.reused_connections,
         stats.commands_per_write(),
