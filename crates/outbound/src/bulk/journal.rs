@@ -12,10 +12,11 @@
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::input::{line_hash, LineReader, RawLine, MAX_LINE_BYTES};
 
@@ -30,6 +31,13 @@ const CHUNK: u64 = 2048;
 
 /// Requests committed in one transaction at most (bounds a transaction's duration).
 const MAX_GROUP: usize = 4096;
+
+/// How long a mark waits for others to share its commit.
+const GATHER: Duration = Duration::from_millis(2);
+
+/// How long recorded outcomes wait for a mark to ride with before they are committed on
+/// their own (so `--status` sees progress even while no mark comes, e.g. under a slow rate).
+const OUTCOME_DELAY: Duration = Duration::from_millis(500);
 
 /// How hard each commit is pushed to the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -393,19 +401,25 @@ impl Journal {
 
     /// Hands the connection to a writer thread that commits in groups.
     pub fn into_writer(self) -> Result<JournalWriter, JournalError> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel();
         let path = self.path.clone();
         let (conn, lock) = (self.conn, self.lock);
+        let recorded = std::sync::Arc::new(Recorded::default());
+        let shared = recorded.clone();
         let thread = std::thread::Builder::new()
             .name("outbound-journal".into())
             // The lock is released when the writer is done, not before.
             .spawn(move || {
-                write_loop(conn, rx);
+                write_loop(conn, rx, &shared);
+                shared
+                    .stopped
+                    .store(true, std::sync::atomic::Ordering::Release);
                 drop(lock);
             })
             .map_err(|e| JournalError::WriterStopped(format!("cannot start its thread: {e}")))?;
         Ok(JournalWriter {
             tx,
+            recorded,
             thread: Some(thread),
             path,
         })
@@ -571,7 +585,7 @@ fn fill(
         path: path.to_path_buf(),
         source,
     };
-    let mut reader = open_input(input)?;
+    let reader = open_input(input)?;
     let tx = conn.transaction().map_err(sql)?;
     tx.execute("DELETE FROM lines", []).map_err(sql)?;
     tx.execute("DELETE FROM meta", []).map_err(sql)?;
@@ -592,6 +606,39 @@ fn fill(
         .map_err(sql)?;
     }
     tx.commit().map_err(sql)?;
+    // No fsync while the lines go in: the journal counts as filled only once its line count
+    // is in, and that last commit is durable together with everything before it (a full
+    // checkpoint first, so no page rests only in an unsynced file). A crash midway leaves an
+    // incomplete journal, which the next run fills again. The fill's own fsyncs cost as much
+    // as inserting tens of thousands of lines.
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(sql)?;
+    let filled = fill_lines(conn, path, input, reader);
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    let count = filled?;
+    conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))
+        .map_err(sql)?;
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('lines', ?1)",
+        [count.to_string()],
+    )
+    .map_err(sql)?;
+    Ok(count)
+}
+
+/// Inserts every line as pending (or blank) with its hash, [`FILL_BATCH`] lines per commit;
+/// returns the line count.
+fn fill_lines(
+    conn: &mut Connection,
+    path: &Path,
+    input: &Path,
+    mut reader: LineReader<BufReader<std::fs::File>>,
+) -> Result<u64, JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut count = 0u64;
     loop {
         let tx = conn.transaction().map_err(sql)?;
@@ -617,13 +664,6 @@ fn fill(
                     .map_err(sql)?;
                 count = number;
             }
-        }
-        if done {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('lines', ?1)",
-                [count.to_string()],
-            )
-            .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         if done {
@@ -768,15 +808,44 @@ enum Write {
     Flush {
         ack: oneshot::Sender<Result<(), String>>,
     },
+    /// Many outcomes are waiting in the shared buffer: commit them.
+    Wake,
+}
+
+/// Outcomes recorded and not yet committed, taken by the writer at its next commit. Kept out
+/// of the channel: a message per outcome woke the writer's thread once per line, and those
+/// wake-ups cost more than the commits.
+#[derive(Default)]
+struct Recorded {
+    outcomes: std::sync::Mutex<Vec<Write>>,
+    /// The writer stopped (a commit failed, or it finished): nothing more is recorded.
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Recorded {
+    fn take(&self) -> Vec<Write> {
+        match self.outcomes.lock() {
+            Ok(mut o) => std::mem::take(&mut *o),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        }
+    }
 }
 
 /// The journal's writer: a thread that owns the connection and commits what is queued in one
 /// transaction at a time.
-#[derive(Debug)]
 pub struct JournalWriter {
-    tx: mpsc::UnboundedSender<Write>,
+    tx: mpsc::Sender<Write>,
+    recorded: std::sync::Arc<Recorded>,
     thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalWriter")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Write {
@@ -785,6 +854,7 @@ impl std::fmt::Debug for Write {
             Write::InFlight { lines, .. } => write!(f, "InFlight({} lines)", lines.len()),
             Write::Outcome { line, .. } => write!(f, "Outcome({line})"),
             Write::Flush { .. } => f.write_str("Flush"),
+            Write::Wake => f.write_str("Wake"),
         }
     }
 }
@@ -818,9 +888,22 @@ impl JournalWriter {
 
     /// Records an outcome; committed with the next group (not waited for).
     pub fn record(&self, line: u64, outcome: Outcome) -> Result<(), JournalError> {
-        self.tx
-            .send(Write::Outcome { line, outcome })
-            .map_err(|_| self.stopped())
+        use std::sync::atomic::Ordering;
+        if self.recorded.stopped.load(Ordering::Acquire) {
+            return Err(self.stopped());
+        }
+        let queued = {
+            let mut o = match self.recorded.outcomes.lock() {
+                Ok(o) => o,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            o.push(Write::Outcome { line, outcome });
+            o.len()
+        };
+        if queued == MAX_GROUP {
+            self.tx.send(Write::Wake).map_err(|_| self.stopped())?;
+        }
+        Ok(())
     }
 
     /// Commits everything queued and stops the writer.
@@ -833,7 +916,7 @@ impl JournalWriter {
             _ => Err(self.stopped()),
         };
         // Closing the channel ends the thread's loop.
-        let (closed, _) = mpsc::unbounded_channel();
+        let (closed, _) = mpsc::channel();
         self.tx = closed;
         if let Some(thread) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -867,37 +950,72 @@ impl PendingMark {
     }
 }
 
-fn write_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<Write>) {
-    let mut group = Vec::new();
-    while let Some(first) = rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
-            match rx.try_recv() {
-                Ok(w) => group.push(w),
-                Err(_) => break,
+/// Commits what is queued, a group at a time. A group with a mark (or a flush) in it is
+/// committed at once, after a moment ([`GATHER`]) for other workers' marks to share it.
+/// Outcomes wait in [`Recorded`] for the next commit: at most [`OUTCOME_DELAY`], or until
+/// [`MAX_GROUP`] of them are waiting. Committing each trickle of outcomes on its own cost a
+/// commit and an `fsync` per few lines, and made the journal half of a fast run's time.
+fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Recorded) {
+    let mut group: Vec<Write> = Vec::new();
+    loop {
+        let disconnected = match rx.recv_timeout(OUTCOME_DELAY) {
+            Ok(w) => {
+                group.push(w);
+                false
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => true,
+        };
+        let awaited = group.iter().any(|w| !matches!(w, Write::Wake));
+        if awaited && !disconnected {
+            // Other workers' marks usually follow within a moment: gathered, they share the
+            // commit (and its fsync). The worker waiting meanwhile is still sending its
+            // previous batch, so the wait costs it nothing.
+            let until = Instant::now() + GATHER;
+            while group.len() < MAX_GROUP {
+                match rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(w) => group.push(w),
+                    Err(_) => break,
+                }
             }
         }
-        let result = commit(&mut conn, &group).map_err(|e| e.to_string());
+        while let Ok(w) = rx.try_recv() {
+            group.push(w);
+        }
+        // Every outcome recorded before these marks were sent is in the buffer now (the
+        // runner records a line's outcome before it asks for a later mark).
+        let mut writes = recorded.take();
+        if writes.is_empty() && group.is_empty() {
+            if disconnected {
+                return;
+            }
+            continue;
+        }
+        writes.append(&mut group);
+        let result = commit(&mut conn, &writes).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "the bulk journal could not be written");
         }
-        tracing::trace!(writes = group.len(), "journal group committed");
-        for w in group.drain(..) {
-            match w {
-                Write::InFlight { ack, .. } | Write::Flush { ack } => {
-                    let _ = ack.send(result.clone());
-                }
-                Write::Outcome { .. } => {}
+        tracing::trace!(writes = writes.len(), "journal group committed");
+        for w in writes {
+            if let Write::InFlight { ack, .. } | Write::Flush { ack } = w {
+                let _ = ack.send(result.clone());
             }
         }
         if result.is_err() {
-            // Refuse everything after a failed commit: nothing may be sent unrecorded.
-            rx.close();
-            while let Some(w) = rx.blocking_recv() {
+            // Refuse everything after a failed commit: nothing may be sent unrecorded. What is
+            // queued is answered; returning drops the receiver, so later requests fail.
+            recorded
+                .stopped
+                .store(true, std::sync::atomic::Ordering::Release);
+            while let Ok(w) = rx.try_recv() {
                 if let Write::InFlight { ack, .. } | Write::Flush { ack } = w {
                     let _ = ack.send(Err("an earlier journal write failed".into()));
                 }
             }
+            return;
+        }
+        if disconnected {
             return;
         }
     }
@@ -964,7 +1082,7 @@ fn commit(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<()> {
                         t
                     ])?;
                 }
-                Write::Flush { .. } => {}
+                Write::Flush { .. } | Write::Wake => {}
             }
         }
     }
@@ -988,6 +1106,46 @@ mod tests {
             .into_iter()
             .find(|r| r.line == line)
             .unwrap()
+    }
+
+    /// Outcomes ride with the next mark; when none comes they are still committed, within
+    /// `OUTCOME_DELAY`, and a mark commits every outcome recorded before it.
+    #[tokio::test]
+    async fn outcomes_are_committed_with_the_next_mark_or_after_a_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\nb\nc\n");
+        let jp = dir.path().join("j.sqlite");
+        let w = Journal::open(&jp, &inp).unwrap().into_writer().unwrap();
+        w.in_flight_all(vec![(1, "<1@x>".into()), (2, "<2@x>".into())])
+            .await
+            .unwrap();
+        w.record(1, Outcome::Delivered { provider_id: None })
+            .unwrap();
+        w.in_flight(3, "<3@x>").await.unwrap();
+        assert_eq!(
+            state(&jp, 1).state,
+            LineState::Delivered,
+            "rode with the mark"
+        );
+        w.record(2, Outcome::Delivered { provider_id: None })
+            .unwrap();
+        let recorded = Instant::now();
+        while state(&jp, 2).state != LineState::Delivered {
+            assert!(
+                recorded.elapsed() < OUTCOME_DELAY * 6,
+                "an outcome with no mark after it was not committed within {:?}",
+                OUTCOME_DELAY * 6
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w.record(3, Outcome::Delivered { provider_id: None })
+            .unwrap();
+        w.finish().await.unwrap();
+        assert_eq!(
+            state(&jp, 3).state,
+            LineState::Delivered,
+            "finish commits the rest"
+        );
     }
 
     #[tokio::test]
