@@ -823,11 +823,15 @@ struct Recorded {
 }
 
 impl Recorded {
+    /// The buffer (a panic while it was held cannot leave it half-written: pushes are whole).
+    fn outcomes(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
+        self.outcomes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn take(&self) -> Vec<Write> {
-        match self.outcomes.lock() {
-            Ok(mut o) => std::mem::take(&mut *o),
-            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
-        }
+        std::mem::take(&mut *self.outcomes())
     }
 }
 
@@ -893,10 +897,7 @@ impl JournalWriter {
             return Err(self.stopped());
         }
         let queued = {
-            let mut o = match self.recorded.outcomes.lock() {
-                Ok(o) => o,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut o = self.recorded.outcomes();
             o.push(Write::Outcome { line, outcome });
             o.len()
         };

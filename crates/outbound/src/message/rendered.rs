@@ -86,13 +86,15 @@ fn encode_lines(raw: &[u8], out: &mut Vec<u8>) {
 }
 
 impl RenderedMessage {
-    /// A message that is one run of bytes (a raw message, say).
+    /// A message that is one run of bytes (a raw message, say; no segment when empty).
     pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
         let len = bytes.len();
-        RenderedMessage {
-            segments: vec![Segment::Bytes(bytes)],
-            len,
-        }
+        let segments = if bytes.is_empty() {
+            Vec::new()
+        } else {
+            vec![Segment::Bytes(bytes)]
+        };
+        RenderedMessage { segments, len }
     }
 
     /// Builds from `written` (mail-builder's output), in which each `markers[i]` stands for
@@ -105,13 +107,7 @@ impl RenderedMessage {
     ) -> Option<Self> {
         if markers.is_empty() {
             // Nothing to splice in: the rendered bytes are the message, moved, not copied.
-            let len = written.len();
-            let segments = if written.is_empty() {
-                Vec::new()
-            } else {
-                vec![Segment::Bytes(written)]
-            };
-            return Some(RenderedMessage { segments, len });
+            return Some(Self::from_bytes(written));
         }
         let mut segments = Vec::with_capacity(markers.len() * 2 + 1);
         let mut rest = &written[..];

@@ -209,7 +209,7 @@ impl Connection {
                     encoder.encode(part, &mut buf);
                     if buf.len() >= CHUNK {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                        if let Err(f) = self.write_tracked(&buf, left, &mut 0).await {
+                        if let Err(f) = self.write_all(&buf, left).await {
                             return Err(self.failure(f, "sending the message", limit, false));
                         }
                         buf.clear();
@@ -225,11 +225,8 @@ impl Connection {
                 c.write_to(&mut buf);
             }
             // The end of data gets the whole limit again, as when it was a write of its own.
-            let left = deadline
-                .saturating_duration_since(tokio::time::Instant::now())
-                .max(limit);
             let mut written = 0;
-            match self.write_tracked(&buf, left, &mut written).await {
+            match self.write_tracked(&buf, limit, &mut written).await {
                 Ok(()) => {
                     self.counters.wrote_commands(next.len() as u64);
                     Ok(())
@@ -247,29 +244,6 @@ impl Connection {
             buf
         };
         result
-    }
-
-    /// Writes the final `.` alone (and `next` behind it): the end of an empty payload, when a
-    /// transaction is abandoned after the server said 354. A failure is
-    /// [`ErrorKind::Ambiguous`], as for any end of data.
-    pub(super) async fn write_end_of_data(&mut self, next: &[Command<'_>]) -> Result<(), Error> {
-        let limit = self.params.timeouts.data_end;
-        self.wbuf.clear();
-        self.wbuf.extend_from_slice(wire::END_OF_DATA);
-        for c in next {
-            tracing::trace!(target: "outbound::smtp::wire", conn = self.id, "C: {} (pipelined behind the end of data)", c.log_line());
-            c.write_to(&mut self.wbuf);
-        }
-        let buf = std::mem::take(&mut self.wbuf);
-        let result = self.write_all(&buf, limit).await;
-        self.wbuf = buf;
-        match result {
-            Ok(()) => {
-                self.counters.wrote_commands(next.len() as u64);
-                Ok(())
-            }
-            Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
-        }
     }
 
     async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> Result<(), Failure> {

@@ -28,15 +28,15 @@ impl Tuning {
         // Pipelined groups and short replies must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
         #[cfg(unix)]
-        let socket = tls
-            .then(|| {
-                use std::os::fd::AsFd;
-                tcp.as_fd()
-                    .try_clone_to_owned()
-                    .ok()
-                    .map(socket2::Socket::from)
-            })
-            .flatten();
+        let socket = if tls {
+            use std::os::fd::AsFd;
+            tcp.as_fd()
+                .try_clone_to_owned()
+                .ok()
+                .map(socket2::Socket::from)
+        } else {
+            None
+        };
         #[cfg(not(unix))]
         let socket = {
             let _ = tls;

@@ -233,13 +233,18 @@ impl Session {
     }
 
     /// Ends a transaction that failed midway: if the server nevertheless asked for data, an
-    /// empty payload is ended at once; then RSET. A failure here leaves the connection broken.
+    /// empty payload is ended at once (its `.` alone); then RSET. A failure here leaves the
+    /// connection broken.
     async fn abort(&mut self, data_reply: Option<&Reply>) {
         if self.conn.is_broken() {
             return;
         }
         if data_reply.is_some_and(|r| r.code == 354)
-            && (self.conn.write_end_of_data(&[]).await.is_err()
+            && (self
+                .conn
+                .write_payload(&RenderedMessage::from_bytes(Vec::new()), &[])
+                .await
+                .is_err()
                 || self.conn.read_reply(Stage::DataEnd).await.is_err())
         {
             return;
