@@ -263,9 +263,10 @@ pub struct BulkArgs {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
-    /// Lines each sending task marks in flight per journal commit; a crash leaves at most
+    /// The most lines a sending task marks in flight per journal commit (it starts at 1 and
+    /// grows only when sending outpaces the journal); a crash leaves at most
     /// concurrency x 2 x batch lines in doubt
-    #[arg(long, value_name = "N", default_value_t = 16,
+    #[arg(long, value_name = "N", default_value_t = 64,
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub batch: u16,
     /// `full`: fsync every journal commit (survives a power cut); `normal`: no fsync (survives

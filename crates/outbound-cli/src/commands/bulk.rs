@@ -78,7 +78,10 @@ async fn bulk(args: &BulkArgs) -> Result<u8, Failure> {
     if args.journal.is_some() && runner.resends_in_flight() && !args.resend_ambiguous {
         tracing::info!("lines left in flight are resent at once (idempotent transport)");
     }
-    let progress = Arc::new(Progress::new(Duration::from_secs(args.progress_every)));
+    let progress = Arc::new(Progress::new(
+        Duration::from_secs(args.progress_every),
+        input,
+    ));
     let result = runner.run(input, progress.clone()).await;
     transport.close().await;
     progress.finish();
@@ -106,6 +109,7 @@ fn bulk_failure(err: BulkError) -> Failure {
 /// `every` on stderr. Also prints each malformed, failed and in-doubt line.
 struct Progress {
     bar: Option<ProgressBar>,
+    input: std::path::PathBuf,
     every: Duration,
     last: Mutex<Instant>,
     started: Instant,
@@ -117,7 +121,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(every: Duration) -> Self {
+    fn new(every: Duration, input: &std::path::Path) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
@@ -130,6 +134,7 @@ impl Progress {
         });
         Progress {
             bar,
+            input: input.to_path_buf(),
             every,
             last: Mutex::new(Instant::now()),
             started: Instant::now(),
@@ -174,8 +179,19 @@ impl Progress {
 impl Observer for Progress {
     fn started(&self, lines: Option<u64>) {
         self.total.store(lines.unwrap_or(0), Ordering::Relaxed);
-        if let (Some(bar), Some(n)) = (&self.bar, lines) {
-            bar.set_length(n);
+        let Some(bar) = &self.bar else { return };
+        match lines {
+            Some(n) => bar.set_length(n),
+            // The bar's length and ETA need the line count: counted beside the run (a
+            // newline scan, far faster than sending).
+            None => {
+                let (bar, input) = (bar.clone(), self.input.clone());
+                std::thread::spawn(move || {
+                    if let Ok(n) = count_lines(&input) {
+                        bar.set_length(n);
+                    }
+                });
+            }
         }
     }
 
@@ -355,10 +371,13 @@ fn status_json(status: &JournalStatus) -> Value {
 }
 
 fn print_status(status: &JournalStatus) {
-    output::out(format_args!(
-        "journal for {} ({} lines)",
-        status.input, status.lines
-    ));
+    match status.lines {
+        Some(lines) => output::out(format_args!("journal for {} ({lines} lines)", status.input)),
+        None => output::out(format_args!(
+            "journal for {} (not read to the end yet: lines not reached are pending)",
+            status.input
+        )),
+    }
     for (state, n) in &status.states {
         output::out(format_args!("  {state}: {n}"));
     }
@@ -388,6 +407,23 @@ fn print_status(status: &JournalStatus) {
             r.detail.as_deref().unwrap_or("")
         ));
     }
+}
+
+/// The number of lines in `path` (a last line without a newline counts).
+fn count_lines(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut lines, mut last) = (0u64, b'\n');
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        last = buf[n - 1];
+    }
+    Ok(lines + u64::from(last != b'\n'))
 }
 
 /// Errors are not `Clone`; the summary keeps the one that stopped the run, and the report

@@ -239,9 +239,12 @@ pub enum RawLine {
     TooLong(u64),
 }
 
+/// The digest of one input line ([`line_hash`]).
+pub type LineHash = [u8; 16];
+
 /// A stable digest of one line (the first 16 bytes of SHA-256 over its bytes), to notice a
 /// changed input.
-pub fn line_hash(line: &RawLine) -> [u8; 16] {
+pub fn line_hash(line: &RawLine) -> LineHash {
     let digest = match line {
         RawLine::Text(bytes) => ring::digest::digest(&ring::digest::SHA256, bytes),
         RawLine::TooLong(len) => {

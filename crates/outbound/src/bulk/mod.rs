@@ -31,16 +31,26 @@
 //! `fsync` overlaps the sends), and the outcomes of a batch are committed no later than the
 //! mark after next, in the same group transaction. So at any instant a task has at most two
 //! batches whose in-flight mark is committed and whose outcomes are not, and a crash (even
-//! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**
-//! (defaults: 4 × 2 × 16 = 128; `batch` 16 is what keeps the journal within 10% of the
-//! throughput on this project's benchmark machine, BENCHMARKS.md). `2 × batch` is the journal's pipeline depth: durable marks
-//! per second are bounded by `concurrency × batch / fsync time`, which is what keeps the
-//! journal's cost low. [`Transport::send_prepared`] sends one message per call, so no
-//! transport adds to the bound. The lines in doubt include those marked but not yet sent
-//! when the run stopped (they cannot be told apart).
+//! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**.
 //!
-//! Commits are grouped: the writer thread commits everything queued in one transaction (one
-//! `fsync`, synchronous=FULL), so a commit usually carries several tasks' batches.
+//! `batch` is a ceiling (default 64): a task starts with batches of one line and doubles its
+//! batch only when it finished sending one before the next one's mark was committed. A
+//! transport slower than the journal (a real server's round trips, a rate cap) keeps the
+//! batch at one line, so at most `concurrency × 2` lines are in doubt (8 with the default
+//! concurrency of 4); only a run fast enough to outpace the commits (thousands of messages a
+//! second) grows it, up to `concurrency × 2 × batch` (4 × 2 × 64 = 512). Commits, not lines,
+//! are what the journal costs, so a fast run needs fewer, larger ones. [`Transport::send_prepared`]
+//! sends one message per call, so no transport adds to the bound. The lines in doubt
+//! include those marked but not yet sent when the run stopped (they cannot be told apart).
+//!
+//! Commits are grouped: the writer thread waits a moment (2 ms) after the first request, then
+//! commits everything queued in one transaction (one `fsync`, synchronous=FULL), so a commit
+//! usually carries several tasks' batches.
+//!
+//! A line's row is written when the run first reaches it (its mark, or its outcome when it
+//! is never sent: malformed, blank), with the hash of its text; a line without a row is
+//! pending. The line count is recorded once a run has read the whole input. A re-run checks
+//! every recorded line's hash and, once known, the count, and refuses a changed input.
 //!
 //! A run stops early (remaining lines stay pending for a re-run) when a send fails in a way
 //! every later send would too: configuration, authentication, TLS.
@@ -68,5 +78,8 @@ pub mod journal;
 pub mod runner;
 
 pub use input::BulkLine;
-pub use journal::{Journal, JournalError, JournalStatus, JournalSync, LineRecord, LineState};
+pub use input::{line_hash, LineHash, RawLine};
+pub use journal::{
+    Journal, JournalError, JournalStatus, JournalSync, LineRecord, LineState, Mark, Outcome,
+};
 pub use runner::{BulkError, BulkOptions, BulkRun, InDoubt, LineEvent, Observer, Quiet, Summary};

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::input::{is_blank, BulkLine, LineReader, RawLine, MAX_LINE_BYTES};
+use super::input::{is_blank, line_hash, BulkLine, LineHash, LineReader, RawLine, MAX_LINE_BYTES};
 use super::journal::{
-    Journal, JournalError, JournalSync, JournalWriter, LineRecord, LineState, Outcome,
+    Journal, JournalError, JournalSync, JournalWriter, LineRecord, LineState, Mark, Outcome,
 };
 use crate::{Error, ErrorKind, Message, Receipt, Transport};
 
@@ -19,7 +19,7 @@ use crate::{Error, ErrorKind, Message, Receipt, Transport};
 pub const LISTED: usize = 1000;
 
 /// Lines a sending task marks in flight per commit unless told otherwise.
-pub const DEFAULT_BATCH: usize = 16;
+pub const DEFAULT_BATCH: usize = 64;
 
 /// What a run does besides sending.
 #[derive(Debug, Clone)]
@@ -236,11 +236,14 @@ pub struct BulkRun {
 enum Job {
     Send {
         line: u64,
+        /// The line's hash, for its journal row (`None` without a journal).
+        hash: Option<LineHash>,
         spec: Box<BulkLine>,
         resent: bool,
     },
     Malformed {
         line: u64,
+        hash: Option<LineHash>,
         detail: String,
     },
     AlreadyDelivered {
@@ -301,7 +304,7 @@ impl BulkRun {
             }
             None => None,
         };
-        observer.started(journal.as_ref().map(Journal::lines));
+        observer.started(journal.as_ref().and_then(Journal::lines));
         let run_id = match &journal {
             Some(j) => j.run_id().to_string(),
             None => unique_run_id(),
@@ -309,7 +312,12 @@ impl BulkRun {
         if let Some(j) = &journal {
             j.set_sync(self.options.sync)?;
         }
-        let states = journal.as_ref().map(Journal::reader).transpose()?;
+        // A new journal has no rows to read: every line is pending.
+        let states = journal
+            .as_ref()
+            .filter(|j| !j.is_new())
+            .map(Journal::reader)
+            .transpose()?;
         let writer = journal.map(Journal::into_writer).transpose()?;
         let shared = Arc::new(Shared {
             transport: self.transport.clone(),
@@ -406,10 +414,13 @@ fn read_input(
         std::io::BufReader::with_capacity(256 * 1024, file),
         MAX_LINE_BYTES,
     );
+    let journaled = shared.writer.is_some();
+    let mut lines = 0;
     while let Some((line, raw)) = reader.next_line()? {
         if shared.stop.load(Ordering::Relaxed) {
-            break;
+            return Ok(());
         }
+        lines = line;
         let record = match states.as_mut() {
             Some(s) => s.get(line).map_err(std::io::Error::other)?,
             None => None,
@@ -447,26 +458,41 @@ fn read_input(
             Some(LineState::InFlight | LineState::Ambiguous) => resent = true,
             _ => {}
         }
+        let hash = journaled.then(|| line_hash(&raw));
         let job = match raw {
             RawLine::TooLong(len) => Job::Malformed {
                 line,
+                hash,
                 detail: format!("the line is {len} bytes, more than the {MAX_LINE_BYTES} allowed"),
             },
-            RawLine::Text(bytes) if is_blank(&bytes) => continue,
+            RawLine::Text(bytes) if is_blank(&bytes) => {
+                if let Some(hash) = hash {
+                    shared.record_line(line, hash, Outcome::Blank);
+                }
+                continue;
+            }
             RawLine::Text(bytes) => match BulkLine::parse(&bytes) {
                 Ok(spec) => Job::Send {
                     line,
+                    hash,
                     spec: Box::new(spec),
                     resent,
                 },
                 Err(e) => Job::Malformed {
                     line,
+                    hash,
                     detail: format!("not a message description: {e}"),
                 },
             },
         };
         if tx.blocking_send(job).is_err() {
-            break;
+            return Ok(());
+        }
+    }
+    // The whole input was read: a re-run checks its line count.
+    if let Some(w) = &shared.writer {
+        if let Err(e) = w.input_read(lines) {
+            shared.abort(Error::new(ErrorKind::Transient, e.to_string()));
         }
     }
     Ok(())
@@ -495,6 +521,15 @@ impl Shared {
     fn record(&self, line: u64, outcome: Outcome) {
         if let Some(w) = &self.writer {
             if let Err(e) = w.record(line, outcome) {
+                self.abort(Error::new(ErrorKind::Transient, e.to_string()));
+            }
+        }
+    }
+
+    /// Records the outcome of a line never marked (malformed, blank), making its row.
+    fn record_line(&self, line: u64, hash: LineHash, outcome: Outcome) {
+        if let Some(w) = &self.writer {
+            if let Err(e) = w.record_line(line, hash, outcome) {
                 self.abort(Error::new(ErrorKind::Transient, e.to_string()));
             }
         }
@@ -539,13 +574,16 @@ async fn handle(shared: &Shared, job: Job) {
             drop(s);
             shared.observer.line(&LineEvent::AlreadyDelivered { line });
         }
-        Job::Malformed { line, detail } => {
-            shared.record(
-                line,
-                Outcome::Malformed {
-                    detail: detail.clone(),
-                },
-            );
+        Job::Malformed { line, hash, detail } => {
+            if let Some(hash) = hash {
+                shared.record_line(
+                    line,
+                    hash,
+                    Outcome::Malformed {
+                        detail: detail.clone(),
+                    },
+                );
+            }
             shared.observer.line(&LineEvent::Malformed {
                 line,
                 detail: &detail,
@@ -584,7 +622,12 @@ async fn handle(shared: &Shared, job: Job) {
                 reason,
             });
         }
-        Job::Send { line, spec, resent } => send_batch(shared, vec![(line, spec, resent)]).await,
+        Job::Send {
+            line,
+            hash,
+            spec,
+            resent,
+        } => send_batch(shared, vec![(line, hash, spec, resent)]).await,
     }
 }
 
@@ -593,34 +636,56 @@ type Queue = tokio::sync::Mutex<mpsc::Receiver<Job>>;
 /// A line ready to go: its number, the prepared message, whether it is a resend.
 type Ready = (u64, crate::message::PreparedMessage, bool);
 
+/// A line to prepare: its number, its hash (with a journal), what it says, whether it is a
+/// resend.
+type ToSend = (u64, Option<LineHash>, Box<BulkLine>, bool);
+
 /// One sending task. It keeps two batches: the one it sends, and the next one, whose
 /// in-flight mark is being committed meanwhile (so the commit's `fsync` overlaps the sends).
-async fn work(shared: &Shared, rx: &Queue, batch: usize) {
+///
+/// With a journal the batch starts at one line and doubles, up to `max_batch`, each time the
+/// task finished sending a batch before the next one's mark was committed. A slow transport
+/// (a rate cap, a real server's round trips) keeps it small, so few lines are in doubt
+/// after a crash; a fast one grows it until each commit carries enough lines for the
+/// journal to keep up, since commits, not lines, are what the journal costs.
+async fn work(shared: &Shared, rx: &Queue, max_batch: usize) {
+    let mut batch = if shared.writer.is_some() {
+        1
+    } else {
+        max_batch
+    };
     let mut current: Vec<Ready> = Vec::new();
     loop {
         let (jobs, closed) = take(rx, batch, current.is_empty()).await;
         let mut sends = Vec::new();
         for job in jobs {
             match job {
-                Job::Send { line, spec, resent } => sends.push((line, spec, resent)),
+                Job::Send {
+                    line,
+                    hash,
+                    spec,
+                    resent,
+                } => sends.push((line, hash, spec, resent)),
                 other => handle(shared, other).await,
             }
         }
-        let mut next = prepare_all(shared, sends);
+        let (mut next, marks) = prepare_all(shared, sends);
         let mark = match (&shared.writer, next.is_empty()) {
-            (Some(w), false) => {
-                let marks = next
-                    .iter()
-                    .map(|(line, p, _)| (*line, p.message_id().to_string()))
-                    .collect();
-                Some(w.begin_in_flight(marks))
-            }
+            (Some(w), false) => Some(w.begin_in_flight(marks)),
             _ => None,
         };
+        let sent_any = !current.is_empty();
         send_all(shared, current.drain(..)).await;
         if let Some(mark) = mark {
             // Durable before a byte of their content goes out.
-            if let Err(e) = async { mark?.committed().await }.await {
+            let committed = async {
+                let mut mark = mark?;
+                if sent_any && !mark.is_committed() {
+                    batch = (batch * 2).min(max_batch);
+                }
+                mark.committed().await
+            };
+            if let Err(e) = committed.await {
                 shared.summary().not_sent += next.len() as u64;
                 shared.abort(Error::new(ErrorKind::Transient, e.to_string()));
                 next.clear();
@@ -654,9 +719,11 @@ async fn take(rx: &Queue, batch: usize, wait: bool) -> (Vec<Job>, bool) {
     (jobs, false)
 }
 
-fn prepare_all(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) -> Vec<Ready> {
+/// Prepares lines to send; with a journal, also their in-flight marks.
+fn prepare_all(shared: &Shared, lines: Vec<ToSend>) -> (Vec<Ready>, Vec<Mark>) {
     let mut ready = Vec::with_capacity(lines.len());
-    for (line, spec, resent) in lines {
+    let mut marks = Vec::new();
+    for (line, hash, spec, resent) in lines {
         if shared.stop.load(Ordering::Relaxed) {
             shared.summary().not_sent += 1;
             continue;
@@ -668,24 +735,30 @@ fn prepare_all(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) -> Vec<R
             .map_err(Error::from)
             .and_then(|m| shared.transport.prepare(&m));
         match prepared {
-            Ok(p) => ready.push((line, p, resent)),
-            Err(error) => failed(shared, line, &error),
+            Ok(p) => {
+                if let Some(hash) = hash {
+                    marks.push(Mark {
+                        line,
+                        hash,
+                        message_id: p.message_id().to_string(),
+                    });
+                }
+                ready.push((line, p, resent));
+            }
+            // Never marked: with a journal, its failure makes its row.
+            Err(error) => failed(shared, line, hash, &error),
         }
     }
-    ready
+    (ready, marks)
 }
 
 /// Prepares a batch, marks it in flight with one commit, then sends it.
-async fn send_batch(shared: &Shared, lines: Vec<(u64, Box<BulkLine>, bool)>) {
-    let ready = prepare_all(shared, lines);
+async fn send_batch(shared: &Shared, lines: Vec<ToSend>) {
+    let (ready, marks) = prepare_all(shared, lines);
     if ready.is_empty() {
         return;
     }
     if let Some(w) = &shared.writer {
-        let marks = ready
-            .iter()
-            .map(|(line, p, _)| (*line, p.message_id().to_string()))
-            .collect();
         if let Err(e) = w.in_flight_all(marks).await {
             shared.summary().not_sent += ready.len() as u64;
             shared.abort(Error::new(ErrorKind::Transient, e.to_string()));
@@ -741,23 +814,26 @@ async fn send_one(shared: &Shared, line: u64, prepared: &crate::message::Prepare
                 reason: "ambiguous".into(),
             });
         }
-        Err(error) => failed(shared, line, &error),
+        Err(error) => failed(shared, line, None, &error),
     }
 }
 
-fn failed(shared: &Shared, line: u64, error: &Error) {
+/// A line failed. `hash` is given for a line that was never marked in flight (it failed
+/// while being prepared), whose row may not exist yet.
+fn failed(shared: &Shared, line: u64, hash: Option<LineHash>, error: &Error) {
     let kind = error.kind();
-    shared.record(
-        line,
-        Outcome::Failed {
-            kind: kind.as_str(),
-            code: error
-                .smtp_code()
-                .or_else(|| error.http_status())
-                .map(u32::from),
-            detail: error.to_string(),
-        },
-    );
+    let outcome = Outcome::Failed {
+        kind: kind.as_str(),
+        code: error
+            .smtp_code()
+            .or_else(|| error.http_status())
+            .map(u32::from),
+        detail: error.to_string(),
+    };
+    match hash {
+        Some(hash) => shared.record_line(line, hash, outcome),
+        None => shared.record(line, outcome),
+    }
     shared.observer.line(&LineEvent::Failed { line, error });
     *shared.summary().failed.entry(kind.as_str()).or_default() += 1;
     if stops_the_run(kind) {
@@ -816,6 +892,89 @@ mod tests {
         assert_eq!(s.lines, 5, "the empty line is not counted");
         assert_eq!(s.worst(), Some(ErrorKind::InvalidMessage));
         assert_eq!(memory.messages().len(), 2);
+    }
+
+    /// A transport that, before each send, counts the lines the journal has in flight.
+    #[derive(Debug)]
+    struct InFlightProbe {
+        inner: MemoryTransport,
+        journal: PathBuf,
+        delay: Duration,
+        most: std::sync::atomic::AtomicU64,
+    }
+
+    #[async_trait::async_trait]
+    impl Transport for InFlightProbe {
+        async fn send_prepared(
+            &self,
+            message: &crate::message::PreparedMessage,
+        ) -> Result<Receipt, Error> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &self.journal,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .unwrap();
+            let n: u64 = conn
+                .query_row(
+                    "SELECT count(*) FROM lines WHERE state = 'in_flight'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            self.most.fetch_max(n, Ordering::Relaxed);
+            tokio::time::sleep(self.delay).await;
+            self.inner.send_prepared(message).await
+        }
+        async fn verify(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn kind(&self) -> &'static str {
+            "memory"
+        }
+    }
+
+    async fn most_in_flight(lines: usize, delay: Duration) -> u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<String> = (1..=lines).map(line).collect();
+        let refs: Vec<&str> = text.iter().map(String::as_str).collect();
+        let input = write(dir.path(), &refs);
+        let jp = dir.path().join("j.sqlite");
+        let probe = Arc::new(InFlightProbe {
+            inner: MemoryTransport::new(),
+            journal: jp.clone(),
+            delay,
+            most: Default::default(),
+        });
+        let options = BulkOptions {
+            concurrency: 2,
+            batch: 64,
+            sync: JournalSync::Normal,
+            journal: Some(jp),
+            resend_ambiguous: false,
+        };
+        let summary = BulkRun::new(probe.clone(), options)
+            .run(&input, Arc::new(Quiet))
+            .await
+            .unwrap();
+        assert_eq!(summary.delivered, lines as u64);
+        probe.most.load(Ordering::Relaxed)
+    }
+
+    /// The batch starts at one line and grows only when sending outpaces the journal: a slow
+    /// transport keeps at most `concurrency × 2` lines in flight (a task's current line and
+    /// its next), a fast one lets the batch grow towards `--batch`.
+    #[tokio::test]
+    async fn the_batch_grows_only_when_sending_outpaces_the_journal() {
+        let slow = most_in_flight(24, Duration::from_millis(25)).await;
+        assert!(
+            (1..=4).contains(&slow),
+            "{slow} lines in flight at once with 2 slow tasks (at most 2 x 2 x 1)"
+        );
+        let fast = most_in_flight(3000, Duration::ZERO).await;
+        assert!(
+            fast > 4 && fast <= 2 * 2 * 64,
+            "{fast} lines in flight at once with 2 fast tasks (between 2 x 2 x 1 and 2 x 2 x 64)"
+        );
     }
 
     #[tokio::test]
