@@ -18,6 +18,8 @@
 //! - `--size BYTES` [5120] text body size (like `smtp-source -l`; headers come on top);
 //! - `--from ADDR` [bench@example.test], `--to ADDR` [bench@example.test];
 //! - `--no-pipelining` turns PIPELINING off (to measure what it is worth);
+//! - `--chunking` sends with `BDAT` when the server offers CHUNKING (several transactions
+//!   in flight per connection);
 //! - `--threads N` [1]: 1 runs everything on one thread (tokio's current-thread runtime, as the
 //!   `outbound` binary does, and like `smtp-source`'s single event loop); N > 1 a multi-thread
 //!   runtime with N workers (on a machine whose cores the server shares, the extra worker
@@ -56,13 +58,14 @@ struct Options {
     from: String,
     to: String,
     pipelining: bool,
+    chunking: bool,
     threads: usize,
 }
 
 const USAGE: &str =
     "usage: smtp_blast [--host H] [--port P] [--tls none|starttls|implicit|opportunistic] \
 [--ca-file FILE] [--user U --password PW] [--count N] [--concurrency C] [--pool N] \
-[--reuse | --new-connection] [--size BYTES] [--from ADDR] [--to ADDR] [--no-pipelining] \
+[--reuse | --new-connection] [--size BYTES] [--from ADDR] [--to ADDR] [--no-pipelining] [--chunking] \
 [--threads N]";
 
 fn parse_args() -> Result<Options, String> {
@@ -81,6 +84,7 @@ fn parse_args() -> Result<Options, String> {
         from: "bench@example.test".into(),
         to: "bench@example.test".into(),
         pipelining: true,
+        chunking: false,
         threads: 1,
     };
     let mut args = std::env::args().skip(1);
@@ -112,6 +116,7 @@ fn parse_args() -> Result<Options, String> {
             "--from" => o.from = value()?,
             "--to" => o.to = value()?,
             "--no-pipelining" => o.pipelining = false,
+            "--chunking" => o.chunking = true,
             "--threads" => o.threads = num(&flag, value()?)?,
             "-h" | "--help" => return Err(USAGE.into()),
             other => return Err(format!("unknown option `{other}`\n{USAGE}")),
@@ -183,6 +188,7 @@ fn build(o: &Options) -> Result<SmtpTransport, outbound::Error> {
         .pool_size(o.pool)
         .max_messages_per_connection(if o.reuse { 100 } else { 1 })
         .pipelining(o.pipelining)
+        .chunking(o.chunking)
         .timeout(Duration::from_secs(30));
     if let Some(p) = o.port {
         b = b.port(p);

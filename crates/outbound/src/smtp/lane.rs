@@ -22,7 +22,7 @@ use std::sync::{Arc, Weak};
 use tokio::sync::{mpsc, oneshot};
 
 use super::pool::{Pool, PoolOptions, Slot};
-use super::session::{Delivery, Outline, Session};
+use super::session::{BdatSent, Delivery, Outline, Session};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind};
 
@@ -196,6 +196,181 @@ async fn wait_for_job(
     }
 }
 
+/// Whether the message just started is this connection's last: its message cap, or other
+/// processes wait for the shared slot it holds (then what is queued behind it goes to another
+/// connection).
+fn ends_here(
+    lane: &Lane,
+    s: &Session,
+    started: u32,
+    opts: &PoolOptions,
+    retired: &mut bool,
+) -> bool {
+    let slot_wanted = s.lease.as_ref().is_some_and(|l| l.should_close());
+    if slot_wanted && !*retired {
+        tracing::debug!(
+            conn = lane.conn,
+            "closing after this message: other processes wait for its shared slot"
+        );
+        lane.retire();
+        *retired = true;
+    }
+    started >= opts.max_messages || slot_wanted
+}
+
+/// `BDAT` transactions written and not yet answered on one connection, at most. Each costs
+/// the server only its queued chunk; more would add lines in doubt when a connection is lost
+/// (every one written is Ambiguous then) without saving round trips on any real link.
+const BDAT_WINDOW: usize = 16;
+
+/// A `BDAT` transaction in the window.
+struct InWindow {
+    job: Job,
+    reused: bool,
+    sent: BdatSent,
+}
+
+/// What a window of `BDAT` transactions left.
+enum WindowEnd {
+    /// Every transaction was answered and the connection is usable; `next` is a queued job
+    /// that cannot go with `BDAT` (too large, too many recipients), to run next.
+    Drained { next: Option<Job> },
+    /// The connection's last message was answered: it is to be closed (QUIT).
+    Last,
+    /// The connection is lost: every job taken was answered.
+    Closed,
+}
+
+/// Sends `first` and the jobs queued behind it with `BDAT n LAST` (RFC 3030), up to
+/// [`BDAT_WINDOW`] transactions written before the oldest is answered: through a link with
+/// latency a connection then carries several messages per round trip, where DATA (which
+/// must wait for its 354, RFC 2920) allows one. Replies are read in order, each by the
+/// transaction it answers, so a refusal is its own transaction's; every transaction behind
+/// another begins with RSET, so a refused one cannot leave its state to the next.
+///
+/// If the connection is lost, every transaction written and not answered is Ambiguous (the
+/// server had each whole message); after a `421` the server processed nothing further, so
+/// those behind it are safe to resend.
+#[allow(clippy::too_many_arguments)]
+async fn bdat_window(
+    lane: &Lane,
+    s: &mut Session,
+    first: Job,
+    first_reused: bool,
+    mut last: bool,
+    jobs: &mut mpsc::UnboundedReceiver<Job>,
+    started: &mut u32,
+    opts: &PoolOptions,
+    retired: &mut bool,
+) -> WindowEnd {
+    let mut window: std::collections::VecDeque<InWindow> = std::collections::VecDeque::new();
+    let mut to_write = Some((first, first_reused));
+    let mut next_other: Option<Job> = None;
+    // The last transaction answered was refused: the server's state is its own to decide.
+    let mut unclean = false;
+    loop {
+        if let Some((job, reused)) = to_write.take() {
+            // A small message (BDAT_MAX), joined for the one chunk without keeping a copy.
+            let data = job.message.rendered().map(|d| d.to_vec());
+            let written = match data {
+                Ok(data) => {
+                    let reset = unclean || !window.is_empty();
+                    s.write_bdat(job.outline(), &data, reset).await
+                }
+                Err(e) => Err(e.into()),
+            };
+            match written {
+                Ok(sent) => {
+                    unclean = false;
+                    window.push_back(InWindow { job, reused, sent });
+                }
+                Err(e) if s.is_usable() => {
+                    // Refused before anything was written (or not renderable).
+                    *started -= 1;
+                    lane.done(job, Err(e), reused, false);
+                }
+                Err(e) => {
+                    // The chunk did not go out whole: nothing of it was delivered.
+                    lane.failed_before_data(job, e, reused);
+                    lost_window(lane, window, false);
+                    return WindowEnd::Closed;
+                }
+            }
+        }
+        // More queued messages go out before the oldest reply is read.
+        if !last && next_other.is_none() && window.len() < BDAT_WINDOW {
+            if let Some(job) = lane.next_wanted(jobs) {
+                if s.chunks(job.size, job.message.envelope().to.len()) {
+                    *started += 1;
+                    last = ends_here(lane, s, *started, opts, retired);
+                    to_write = Some((job, true));
+                    continue;
+                }
+                next_other = Some(job);
+            }
+        }
+        let Some(oldest) = window.pop_front() else {
+            break;
+        };
+        let result = s
+            .read_bdat(oldest.sent, oldest.job.message.envelope())
+            .await;
+        if !s.is_usable() {
+            // 421: the server processed nothing after that reply. Lost: Ambiguous.
+            let closed_by_server = matches!(&result, Err(e) if e.smtp_code() == Some(421));
+            let replaceable =
+                oldest.reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
+            lane.done(oldest.job, result, oldest.reused, replaceable);
+            lost_window(lane, window, closed_by_server);
+            if let Some(job) = next_other {
+                lane.answer(job, Outcome::NotStarted);
+            }
+            return WindowEnd::Closed;
+        }
+        unclean = result.is_err();
+        lane.done(oldest.job, result, oldest.reused, false);
+    }
+    if last {
+        if let Some(job) = next_other {
+            lane.answer(job, Outcome::NotStarted);
+        }
+        return WindowEnd::Last;
+    }
+    if unclean {
+        s.start_clean().await;
+        if !s.is_usable() {
+            if let Some(job) = next_other {
+                lane.answer(job, Outcome::NotStarted);
+            }
+            return WindowEnd::Closed;
+        }
+    }
+    WindowEnd::Drained { next: next_other }
+}
+
+/// Answers the transactions of a window left unanswered when the connection closed: after a
+/// `421` (`closed_by_server`) the server processed none of them, so they may go to another
+/// connection; after a lost connection each may have been delivered.
+fn lost_window(lane: &Lane, window: std::collections::VecDeque<InWindow>, closed_by_server: bool) {
+    for w in window {
+        let err = if closed_by_server {
+            Error::new(
+                ErrorKind::Network,
+                "the server closed the session (421) before this message's transaction: \
+                 nothing of it was delivered",
+            )
+        } else {
+            Error::new(
+                ErrorKind::Ambiguous,
+                "the connection was lost while waiting for the replies to this message's \
+                 transaction (BDAT, pipelined behind another message's): the server had the \
+                 whole message, so it may have been delivered; it was not retried",
+            )
+        };
+        lane.done(w.job, Err(err), w.reused, closed_by_server);
+    }
+}
+
 /// A queued job: whether its envelope commands already went out behind the previous `.`.
 struct Queued {
     job: Job,
@@ -270,45 +445,31 @@ pub(crate) async fn drive(
         };
         let reused = started > 0;
         started += 1;
-        // Other processes wait for the shared slot this connection holds (or it was lost):
-        // this message is its last; what is queued behind it goes to another connection.
-        let slot_wanted = s.lease.as_ref().is_some_and(|l| l.should_close());
-        if slot_wanted && !retired {
-            tracing::debug!(
-                conn,
-                "closing after this message: other processes wait for its shared slot"
-            );
-            lane.retire();
-            retired = true;
-        }
-        let last = started >= opts.max_messages || slot_wanted;
+        let last = ends_here(&lane, &s, started, &opts, &mut retired);
 
-        if !written && s.chunks(job.size) {
-            // CHUNKING: the whole transaction in one write and one round trip.
-            // A small message (BDAT_MAX), joined for the one chunk without keeping a copy.
-            let data = match job.message.rendered() {
-                Ok(data) => data.to_vec(),
-                Err(e) => {
-                    lane.done(job, Err(e.into()), reused, false);
+        if !written && s.chunks(job.size, job.message.envelope().to.len()) {
+            match bdat_window(
+                &lane,
+                &mut s,
+                job,
+                reused,
+                last,
+                &mut jobs,
+                &mut started,
+                &opts,
+                &mut retired,
+            )
+            .await
+            {
+                WindowEnd::Drained { next } => {
+                    carried = next.map(|job| Queued {
+                        job,
+                        written: false,
+                    });
                     continue;
                 }
-            };
-            let result = s.transaction_bdat(job.outline(), &data).await;
-            // `None`: too many recipients for one group; DATA below.
-            if let Some(result) = result.transpose() {
-                if !s.is_usable() {
-                    let replaceable =
-                        reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
-                    lane.done(job, result, reused, replaceable);
-                    break None;
-                }
-                if last {
-                    s.quit().await;
-                    lane.done(job, result, reused, false);
-                    break None;
-                }
-                lane.done(job, result, reused, false);
-                continue;
+                WindowEnd::Last => break Some(s),
+                WindowEnd::Closed => break None,
             }
         }
 

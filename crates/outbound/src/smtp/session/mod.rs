@@ -53,7 +53,7 @@ use super::tls::TlsMode;
 pub(crate) use capabilities::mechanism_bit;
 pub(crate) use capabilities::Capabilities;
 pub(crate) use io::Connection;
-pub(crate) use pipeline::Outline;
+pub(crate) use pipeline::{BdatSent, Outline};
 pub(crate) use transaction::Delivery;
 
 /// How long each phase of a session may take.

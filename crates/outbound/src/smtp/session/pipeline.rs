@@ -115,51 +115,80 @@ impl Session {
 /// message would cost a second copy of it; DATA streams instead.
 const BDAT_MAX: usize = 1024 * 1024;
 
+/// A `BDAT` transaction written by [`Session::write_bdat`] and not read yet.
+#[derive(Debug)]
+pub(crate) struct BdatSent {
+    /// It began with RSET (written behind a transaction whose outcome was not known).
+    reset: bool,
+}
+
 impl Session {
-    /// Whether a message of `size` bytes goes with `BDAT` on this session.
-    pub(crate) fn chunks(&self, size: usize) -> bool {
+    /// Whether a message of `size` bytes for `recipients` recipients goes with `BDAT` on this
+    /// session: the server offers CHUNKING and PIPELINING, both are enabled, the message is
+    /// small enough to join into one chunk and its commands fit one pipelined group.
+    pub(crate) fn chunks(&self, size: usize, recipients: usize) -> bool {
         self.caps.chunking
             && self.caps.pipelining
             && self.conn.params.chunking
             && self.conn.params.pipelining
             && size <= BDAT_MAX
+            && recipients + 3 <= PIPELINE_GROUP
     }
 
-    /// One transaction with `BDAT n LAST` (RFC 3030): MAIL, every RCPT, `BDAT` and the message
-    /// in one write, then their replies in order, so it costs one round trip. From the moment
-    /// the write completed the server holds the whole message, so losing the connection while
-    /// waiting for any of these replies is Ambiguous. A refused transaction ends with RSET.
+    /// Writes one transaction with `BDAT n LAST` (RFC 3030) and does not wait: MAIL, every
+    /// RCPT, `BDAT` and the message in one write. Its replies are read by
+    /// [`read_bdat`](Self::read_bdat), in the order the transactions were written, so a
+    /// connection can carry several such transactions at once (RFC 3030 lets a client
+    /// pipeline BDAT, and unlike DATA it need not wait for a 354). `reset`: begin with RSET,
+    /// for a transaction written behind one whose outcome is not known yet (a refused
+    /// transaction leaves the server's state to the server; RSET makes each start clean, so
+    /// one transaction's refusal cannot become the next one's).
     ///
-    /// `Ok(None)`: too many recipients for one pipelined group; use
-    /// [`transaction`](Session::transaction).
-    pub(crate) async fn transaction_bdat(
+    /// An error here: a refusal before anything was written (the message needs an extension
+    /// the server lacks, or is too large), or the connection failed before the chunk was
+    /// written whole (nothing can have been delivered).
+    pub(crate) async fn write_bdat(
         &mut self,
         outline: Outline<'_>,
         data: &[u8],
-    ) -> Result<Option<Delivery>, Error> {
-        use crate::smtp::reply::{self, Stage};
+        reset: bool,
+    ) -> Result<BdatSent, Error> {
         let envelope = outline.envelope;
         let host = &self.conn.params.host;
         let mail =
             preflight::mail_from(&self.caps, host, envelope, outline.size, outline.eight_bit)?;
-        if envelope.to.len() + 2 > PIPELINE_GROUP {
-            return Ok(None);
-        }
         let chunk = crate::smtp::wire::encode_bdat(data);
-        let mut commands = Vec::with_capacity(envelope.to.len() + 2);
+        let mut commands = Vec::with_capacity(envelope.to.len() + 3);
+        if reset {
+            commands.push(Command::Rset);
+        }
         commands.push(Command::Mail(mail));
         commands.extend(envelope.to.iter().map(|r| Command::Rcpt(r)));
         commands.push(Command::BdatLast(chunk.len()));
         self.conn.send_with_chunk(&commands, &chunk).await?;
-        drop(chunk);
+        Ok(BdatSent { reset })
+    }
 
-        let mut replies = Vec::with_capacity(commands.len());
-        for c in &commands {
-            let stage = match c {
-                Command::Mail(_) => Stage::Mail,
-                Command::Rcpt(_) => Stage::Rcpt,
-                _ => Stage::DataEnd,
-            };
+    /// Reads the replies of the oldest transaction written by [`write_bdat`](Self::write_bdat)
+    /// and not read yet. The server holds the whole message from the moment it was written,
+    /// so losing the connection while waiting for any of these replies is Ambiguous. A
+    /// refusal is this transaction's error and leaves the connection usable; the next
+    /// transaction's RSET, or [`reset`](Self::reset), starts clean.
+    pub(crate) async fn read_bdat(
+        &mut self,
+        sent: BdatSent,
+        envelope: &Envelope,
+    ) -> Result<Delivery, Error> {
+        use crate::smtp::reply::{self, Stage};
+        let stages = sent
+            .reset
+            .then_some(Stage::Rset)
+            .into_iter()
+            .chain(std::iter::once(Stage::Mail))
+            .chain(envelope.to.iter().map(|_| Stage::Rcpt))
+            .chain(std::iter::once(Stage::DataEnd));
+        let mut replies = Vec::with_capacity(envelope.to.len() + 3);
+        for stage in stages {
             let r = self.conn.read_reply_committed(stage).await?;
             if r.code == 421 {
                 return Err(reply::error_for(
@@ -174,6 +203,18 @@ impl Session {
             replies.push(r);
         }
         let mut replies = replies.into_iter();
+        if sent.reset {
+            // An RSET refused says nothing about this message, but the state it leaves is
+            // unknown: the connection is not reused.
+            if let Some(r) = replies.next().filter(|r| !r.is_positive()) {
+                self.conn.mark_broken();
+                return Err(reply::error_for(
+                    &r,
+                    Stage::Rset,
+                    "the server refused RSET before the transaction",
+                ));
+            }
+        }
         let (Some(mail), Some(bdat)) = (replies.next(), replies.next_back()) else {
             return Err(Error::new(
                 crate::ErrorKind::Network,
@@ -195,30 +236,33 @@ impl Session {
             }
         }
         self.last_used = std::time::Instant::now();
-        let refusal = if !mail.is_positive() {
-            reply::error_for(
+        if !mail.is_positive() {
+            Err(reply::error_for(
                 &mail,
                 Stage::Mail,
                 format!("the server refused the sender <{}>", envelope.from),
-            )
+            ))
         } else if accepted.is_empty() {
-            super::transaction::all_refused(&rejected)
+            Err(super::transaction::all_refused(&rejected))
         } else if !bdat.is_positive() {
-            reply::error_for(
+            Err(reply::error_for(
                 &bdat,
                 Stage::DataEnd,
                 "the server rejected the message at the end of its data (BDAT)",
-            )
+            ))
         } else {
             self.transactions += 1;
-            return Ok(Some(Delivery {
+            Ok(Delivery {
                 accepted,
                 rejected,
                 reply: bdat,
-            }));
-        };
-        // RFC 3030 leaves the state after a refused chunk to the server: start clean.
+            })
+        }
+    }
+
+    /// RSET after a refused transaction, so what follows starts clean (RFC 3030 leaves the
+    /// state after a refused chunk to the server).
+    pub(crate) async fn start_clean(&mut self) {
         self.reset().await;
-        Err(refusal)
     }
 }
