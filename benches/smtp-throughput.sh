@@ -16,12 +16,14 @@
 #   465    -> the testenv Postfix on 465: implicit TLS + AUTH PLAIN (alice)
 #   delay  -> smtp-sink through benches/delay_proxy.py (DELAY_MS each way, i.e. a round trip of
 #             2 x DELAY_MS plus loopback), to show what pipelining and the pool are worth
+#   delay25 -> the testenv Postfix on 25, which offers CHUNKING, through the same proxy: DATA
+#             pipelined across messages against BDAT with several transactions in flight
 #   oauth  -> 64 concurrent OAuth2 (XOAUTH2) sends to Postfix 587 with a cold token cache and a
 #             slow (300 ms) private token server: how many token requests they made (the live
 #             test smtp_oauth2_lifecycle::sixty_four_concurrent_sends..., built in debug)
 #
 # Options:
-#   --only LIST        comma-separated scenarios to run (default: sink,587,465,delay,oauth)
+#   --only LIST        comma-separated scenarios to run (default: sink,587,465,delay,delay25,oauth)
 #   --runs N           runs per measurement (default 3)
 #   --sink-runs N      runs per measurement in the smtp-sink scenarios, which are cheap and the
 #                      most sensitive to other load on the machine (default 5)
@@ -51,7 +53,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ONLY="sink,587,465,delay,oauth"
+ONLY="sink,587,465,delay,delay25,oauth"
 RUNS=3
 SINK_RUNS=5
 COUNT_SINK=10000
@@ -168,8 +170,9 @@ start_sink() {
     wait_port "$SINK_PORT" 5 || { say "smtp-sink did not start:"; cat "$WORK/sink.log" >&2; exit 1; }
 }
 
-start_proxy() { # -> sets PROXY_PORT
-    "$PY" "$ROOT/benches/delay_proxy.py" --listen 127.0.0.1:0 --target "127.0.0.1:$SINK_PORT" \
+start_proxy() { # [target port] -> sets PROXY_PORT (default target: smtp-sink)
+    local target=${1:-$SINK_PORT}
+    "$PY" "$ROOT/benches/delay_proxy.py" --listen 127.0.0.1:0 --target "127.0.0.1:$target" \
         --delay-ms "$DELAY_MS" --max-seconds 3600 >"$WORK/proxy.out" 2>"$WORK/proxy.err" &
     PIDS+=($!)
     local i
@@ -385,6 +388,34 @@ if want delay; then
     run_group "$sc"
 fi
 
+# e against a server that offers CHUNKING: the testenv Postfix on 25 (no TLS, no AUTH,
+# delivered to the Maildir) through the same proxy. DATA must wait for its 354 (RFC 2920),
+# so smtp-sink allows at most one message per round trip per connection; with BDAT several
+# transactions are in flight at once (smtp_blast --chunking).
+if want delay25; then
+    if postfix_up; then
+        # shellcheck disable=SC1090
+        . "$TESTENV_ENV"
+        : >"$WORK/proxy.out"
+        start_proxy "$OUTBOUND_TEST_PORT_PLAIN"
+        rtt=$((2 * DELAY_MS))
+        ADDR="--from $OUTBOUND_TEST_USER --to bench@$OUTBOUND_TEST_DOMAIN"
+        S="--port $PROXY_PORT --tls none $ADDR"
+        SP="--port $PROXY_PORT $ADDR"
+        D=$COUNT_DELAY
+        DN=$COUNT_DELAY_NEW
+        sc="Postfix 25 (CHUNKING) via ${rtt} ms RTT proxy"
+        M+=("$sc|smtplib, new connection per message|Dify's way; $DN msgs/run|$PEER $SP --mode new --threads 1 --count $DN")
+        M+=("$sc|smtplib, one reused connection||$PEER $SP --mode reuse --threads 1 --count $D")
+        M+=("$sc|Outbound, pool 1, concurrency 64|DATA, pipelined across messages|$B $S --pool 1 --concurrency 64 --count $D")
+        M+=("$sc|Outbound, pool 1, concurrency 64, BDAT|--chunking: up to 16 transactions in flight|$B $S --pool 1 --concurrency 64 --chunking --count $D")
+        M+=("$sc|lettre, pool 1, concurrency 1|one connection|$LETTRE --port $PROXY_PORT $ADDR --pool 1 --concurrency 1 --count $DN")
+        run_group "$sc"
+    else
+        say "== delay25 skipped: the test servers are not up ($TESTENV_ENV)"
+    fi
+fi
+
 if want oauth; then
     if postfix_up; then
         say "== oauth: 64 concurrent OAuth2 sends with a cold token cache (building the live test)..."
@@ -474,6 +505,8 @@ RATIOS = [
     ("e per connection: Outbound (1 conn, 64 callers) / Dify-style smtplib", "smtp-sink via", "Outbound, pool 1, concurrency 64", "smtplib, new connection per message", ">= 8"),
     ("e 3 connections: Outbound / lettre", "smtp-sink via", "Outbound, pool 3, concurrency 64", "lettre, pool 3, concurrency 3", ""),
     ("e 1 connection, 1 caller: Outbound / lettre", "smtp-sink via", "Outbound, pool 1, concurrency 1", "lettre, pool 1, concurrency 1", ""),
+    ("e per connection, CHUNKING server: Outbound BDAT (1 conn, 64 callers) / Dify-style smtplib", "Postfix 25 (CHUNKING)", "Outbound, pool 1, concurrency 64, BDAT", "smtplib, new connection per message", ">= 8"),
+    ("e per connection, CHUNKING server: Outbound BDAT (1 conn, 64 callers) / lettre (1 conn)", "Postfix 25 (CHUNKING)", "Outbound, pool 1, concurrency 64, BDAT", "lettre, pool 1, concurrency 1", ">= 4"),
     ("f 587: Outbound pooled / Dify-style smtplib", "Postfix 587", "Outbound, pool 3, concurrency 64", "smtplib, new connection per message", ">= 5"),
 ]
 ratio_rows = []

@@ -12,6 +12,11 @@
 //!   answered as safe to resend (`replaceable`), and messages still queued are handed back
 //!   ([`Outcome::NotStarted`]) to go to another connection.
 //!
+//! With CHUNKING ([`bdat_window`]) the messages queued go with `BDAT … LAST`, up to
+//! [`BDAT_WINDOW`] transactions written before the oldest is answered (RFC 3030 lets BDAT be
+//! pipelined; DATA must wait for its 354), so through a link with latency a connection
+//! carries several messages per round trip.
+//!
 //! A message whose caller has gone away (its future was dropped) before it started is skipped.
 //! A message that started is finished even then: stopping midway would only make it
 //! ambiguous.

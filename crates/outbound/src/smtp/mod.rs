@@ -495,10 +495,17 @@ impl SmtpTransportBuilder {
     /// (without it, a busy pooled connection already costs one round trip per message, by
     /// pipelining; a single caller sending one message at a time pays two).
     ///
+    /// When several sends are queued on a connection, up to 16 `BDAT` transactions are
+    /// written before the oldest is answered (each behind another begins with RSET), and
+    /// their replies are read in order, each by its own transaction: through a link with
+    /// latency one connection then carries several messages per round trip, where DATA
+    /// (which must wait for its 354) allows one.
+    ///
     /// Why it is off by default: once the write is out the server holds the whole message, so
     /// a pooled connection that died silently while idle (a NAT or firewall dropped it) makes
-    /// that message [`ErrorKind::Ambiguous`] instead of being resent on a new connection; and
-    /// the message goes out even when every recipient is then refused.
+    /// that message [`ErrorKind::Ambiguous`] instead of being resent on a new connection (and
+    /// so every transaction in flight when a connection is lost); and the message goes out
+    /// even when every recipient is then refused.
     pub fn chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
         self
