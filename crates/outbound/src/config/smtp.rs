@@ -39,6 +39,8 @@
 //!
 //! The map and DSN also take `mechanism` (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER), `max_messages`
 //! (per connection) and `idle_timeout` (seconds), which have no environment variables.
+//! `chunking` (`SMTP_CHUNKING`, DSN `?chunking=true`) sends with BDAT where the server offers
+//! CHUNKING ([`SmtpTransportBuilder::chunking`](crate::smtp::SmtpTransportBuilder::chunking)).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -148,6 +150,15 @@ pub(crate) const KEYS: &[Key] = &[
         secret: false,
         default: Some("3"),
         help: "connection cap per server and account",
+    },
+    Key {
+        name: "chunking",
+        env: &["SMTP_CHUNKING"],
+        aliases: &["bdat"],
+        secret: false,
+        default: Some("false"),
+        help: "true: BDAT (RFC 3030) when the server offers CHUNKING, up to 16 messages in \
+               flight per connection (a connection lost then leaves each of them Ambiguous)",
     },
     Key {
         name: "local_hostname",
@@ -466,6 +477,9 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     }
     if let Some(size) = settings.number::<usize>("pool_size", 1..=100)? {
         b = b.pool_size(size);
+    }
+    if let Some(chunking) = settings.bool("chunking")? {
+        b = b.chunking(chunking);
     }
     if let Some(name) = settings
         .str("local_hostname")
@@ -1009,15 +1023,18 @@ mod tests {
             ("SMTP_POOL_SIZE", "7"),
             ("SMTP_TLS_VERIFY", "false"),
             ("SMTP_USE_TLS", "true"),
+            ("SMTP_CHUNKING", "true"),
         ]))
         .unwrap();
         assert_eq!(t.inner.params.timeouts.command, Duration::from_millis(2500));
         assert_eq!(t.inner.pool.options().size, 7);
         assert!(!t.inner.tls_verify);
+        assert!(t.inner.params.chunking);
         for (var, bad) in [
             ("SMTP_TIMEOUT", "0"),
             ("SMTP_POOL_SIZE", "0"),
             ("SMTP_TLS_VERIFY", "nah"),
+            ("SMTP_CHUNKING", "sometimes"),
         ] {
             let err = builder(&env(&[("SMTP_SERVER", "h.example"), (var, bad)])).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");
@@ -1504,6 +1521,11 @@ mod tests {
         assert_eq!(t.describe(), "smtp://relay.internal:25 (none)");
         let t = crate::from_dsn("smtp://relay.internal:2525?tls=opportunistic&from=app@example.com&timeout=5&pool_size=1&local_hostname=app.example.com").unwrap();
         assert_eq!(t.describe(), "smtp://relay.internal:2525 (opportunistic)");
+        assert!(format!("{t:?}").contains("chunking: false"), "{t:?}");
+        let t = crate::from_dsn("smtp://relay.internal?tls=none&chunking=true").unwrap();
+        assert!(format!("{t:?}").contains("chunking: true"), "{t:?}");
+        let err = crate::from_dsn("smtp://relay.internal?chunking=maybe").unwrap_err();
+        assert!(err.to_string().contains("chunking"), "{err}");
         let t = crate::from_dsn(
             "smtp://app%40example.com@smtp.office365.com?auth=oauth2&access_token=tok-canary",
         )
