@@ -24,6 +24,8 @@ enum Fate {
     Close421,
     /// The connection is closed, with no reply to this transaction.
     Drop,
+    /// `502` to the RSET before it; the transaction itself is then accepted.
+    RefuseRset,
 }
 
 #[derive(Default, Debug)]
@@ -114,6 +116,8 @@ async fn session(
         }
         let reply: Vec<u8> = if upper.starts_with("EHLO") {
             b"250-test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 8BITMIME\r\n".to_vec()
+        } else if upper.starts_with("RSET") && fate_of_next == Fate::RefuseRset {
+            b"502 5.5.2 RSET not today\r\n".to_vec()
         } else if upper.starts_with("RSET")
             || upper.starts_with("MAIL")
             || upper.starts_with("RCPT")
@@ -132,7 +136,7 @@ async fn session(
             seen.lock().unwrap().connections[conn].push(format!("<chunk {subject}>"));
             transactions += 1;
             match fate_of_next {
-                Fate::Accept => {
+                Fate::Accept | Fate::RefuseRset => {
                     seen.lock().unwrap().delivered.push(subject.clone());
                     format!("250 2.0.0 queued as {subject}\r\n").into_bytes()
                 }
@@ -255,4 +259,24 @@ async fn after_a_421_the_transactions_behind_it_are_resent_once() {
     let seen = seen.lock().unwrap();
     assert_eq!(seen.delivered, ["m1", "m3"], "{seen:?}");
     assert_eq!(seen.connections.len(), 2, "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_refused_rset_leaves_its_transaction_ambiguous_and_nothing_is_resent() {
+    // The server refuses the RSET before the second transaction but then takes it (and the
+    // third) whole: the client cannot tell what it did with them.
+    let (port, seen) = serve(vec![Fate::Accept, Fate::RefuseRset, Fate::Accept], 3).await;
+    let t = transport(port);
+    let results = tokio::time::timeout(Duration::from_secs(20), send_three(&t))
+        .await
+        .expect("the transactions were pipelined");
+    t.close().await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    for r in &results[1..] {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Ambiguous, "{e}");
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.delivered, ["m1", "m2", "m3"], "{seen:?}");
+    assert_eq!(seen.connections.len(), 1, "nothing was resent: {seen:?}");
 }

@@ -204,14 +204,19 @@ impl Session {
         }
         let mut replies = replies.into_iter();
         if sent.reset {
-            // An RSET refused says nothing about this message, but the state it leaves is
-            // unknown: the connection is not reused.
+            // The server refused RSET yet read this transaction's commands and its whole
+            // message after it: what it made of them is unknown, and so is its state (the
+            // connection is not reused).
             if let Some(r) = replies.next().filter(|r| !r.is_positive()) {
                 self.conn.mark_broken();
-                return Err(reply::error_for(
-                    &r,
-                    Stage::Rset,
-                    "the server refused RSET before the transaction",
+                return Err(Error::new(
+                    crate::ErrorKind::Ambiguous,
+                    format!(
+                        "the server refused the RSET before this message's transaction ({}) \
+                         but had the whole message: it may have been delivered; it was not \
+                         retried",
+                        r.one_line()
+                    ),
                 ));
             }
         }
