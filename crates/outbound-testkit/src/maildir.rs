@@ -97,6 +97,26 @@ impl Maildir {
         }
     }
 
+    /// Waits until `id` is in at least `copies` files (one per mailbox for a message to
+    /// several local recipients, which Postfix delivers one after the other); returns them.
+    pub fn wait_for_copies(&mut self, id: &str, copies: usize, timeout: Duration) -> Vec<PathBuf> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let files = self.files_for(id);
+            if files.len() >= copies {
+                return files;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{id} reached the Maildir {} {} times, not {copies}",
+                    self.root.display(),
+                    files.len()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The files currently holding `id`.
     pub fn files_for(&mut self, id: &str) -> Vec<PathBuf> {
         self.scan();
