@@ -190,21 +190,26 @@ fn message(n: usize) -> Message {
         .unwrap()
 }
 
-/// Sends three messages at once on a pool of one connection.
-async fn send_three(t: &SmtpTransport) -> Vec<Result<outbound::Receipt, outbound::Error>> {
+type Sent = Vec<Result<outbound::Receipt, outbound::Error>>;
+
+/// Sends three messages at once on a pool of one connection to a server that holds its
+/// replies until it has read all three transactions, then meets them with `fates`; returns
+/// each send's result and what the server saw. Times out unless the three were pipelined.
+async fn send_three(fates: [Fate; 3]) -> (Sent, Arc<Mutex<Seen>>) {
+    let (port, seen) = serve(fates.to_vec(), 3).await;
+    let t = transport(port);
     let (m1, m2, m3) = (message(1), message(2), message(3));
-    let (a, b, c) = tokio::join!(t.send(&m1), t.send(&m2), t.send(&m3));
-    vec![a, b, c]
+    let sends = async { tokio::join!(t.send(&m1), t.send(&m2), t.send(&m3)) };
+    let (a, b, c) = tokio::time::timeout(Duration::from_secs(20), sends)
+        .await
+        .expect("the server holds its replies until three transactions were written");
+    t.close().await;
+    (vec![a, b, c], seen)
 }
 
 #[tokio::test]
 async fn three_bdat_transactions_are_in_flight_and_a_refused_one_is_its_own() {
-    let (port, seen) = serve(vec![Fate::Accept, Fate::Reject, Fate::Accept], 3).await;
-    let t = transport(port);
-    let results = tokio::time::timeout(Duration::from_secs(20), send_three(&t))
-        .await
-        .expect("the server holds its replies until three transactions were written");
-    t.close().await;
+    let (results, seen) = send_three([Fate::Accept, Fate::Reject, Fate::Accept]).await;
     assert!(results[0].is_ok(), "{:?}", results[0]);
     let refused = results[1].as_ref().unwrap_err();
     assert_eq!(refused.smtp_code(), Some(554), "{refused}");
@@ -226,12 +231,7 @@ async fn three_bdat_transactions_are_in_flight_and_a_refused_one_is_its_own() {
 async fn a_connection_lost_with_bdat_transactions_in_flight_leaves_those_ambiguous() {
     // The server answers the first, then closes without a word on the second and third: it
     // had both whole messages, so either may have been delivered.
-    let (port, seen) = serve(vec![Fate::Accept, Fate::Drop, Fate::Accept], 3).await;
-    let t = transport(port);
-    let results = tokio::time::timeout(Duration::from_secs(20), send_three(&t))
-        .await
-        .expect("the transactions were pipelined");
-    t.close().await;
+    let (results, seen) = send_three([Fate::Accept, Fate::Drop, Fate::Accept]).await;
     assert!(results[0].is_ok(), "{:?}", results[0]);
     for r in &results[1..] {
         let e = r.as_ref().unwrap_err();
@@ -245,12 +245,7 @@ async fn a_connection_lost_with_bdat_transactions_in_flight_leaves_those_ambiguo
 async fn after_a_421_the_transactions_behind_it_are_resent_once() {
     // 421 to the second transaction's MAIL: the server processed nothing after it, so the
     // third (already written) is sent again on a new connection, and delivered once.
-    let (port, seen) = serve(vec![Fate::Accept, Fate::Close421, Fate::Accept], 3).await;
-    let t = transport(port);
-    let results = tokio::time::timeout(Duration::from_secs(20), send_three(&t))
-        .await
-        .expect("the transactions were pipelined");
-    t.close().await;
+    let (results, seen) = send_three([Fate::Accept, Fate::Close421, Fate::Accept]).await;
     assert!(results[0].is_ok(), "{:?}", results[0]);
     let closed = results[1].as_ref().unwrap_err();
     assert_eq!(closed.smtp_code(), Some(421), "{closed}");
@@ -265,12 +260,7 @@ async fn after_a_421_the_transactions_behind_it_are_resent_once() {
 async fn a_refused_rset_leaves_its_transaction_ambiguous_and_nothing_is_resent() {
     // The server refuses the RSET before the second transaction but then takes it (and the
     // third) whole: the client cannot tell what it did with them.
-    let (port, seen) = serve(vec![Fate::Accept, Fate::RefuseRset, Fate::Accept], 3).await;
-    let t = transport(port);
-    let results = tokio::time::timeout(Duration::from_secs(20), send_three(&t))
-        .await
-        .expect("the transactions were pipelined");
-    t.close().await;
+    let (results, seen) = send_three([Fate::Accept, Fate::RefuseRset, Fate::Accept]).await;
     assert!(results[0].is_ok(), "{:?}", results[0]);
     for r in &results[1..] {
         let e = r.as_ref().unwrap_err();

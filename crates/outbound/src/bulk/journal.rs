@@ -982,12 +982,10 @@ impl PendingMark {
 
     /// Returns once the mark is committed (or the commit failed).
     pub async fn committed(self) -> Result<(), JournalError> {
+        let stopped = self.stopped();
         let result = match self.seen {
             Some(result) => result,
-            None => match self.done.await {
-                Ok(result) => result,
-                Err(_) => Err(format!("{} is no longer written", self.path.display())),
-            },
+            None => self.done.await.unwrap_or(Err(stopped)),
         };
         result.map_err(JournalError::WriterStopped)
     }

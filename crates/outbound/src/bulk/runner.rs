@@ -466,9 +466,7 @@ fn read_input(
                 detail: format!("the line is {len} bytes, more than the {MAX_LINE_BYTES} allowed"),
             },
             RawLine::Text(bytes) if is_blank(&bytes) => {
-                if let Some(hash) = hash {
-                    shared.record_line(line, hash, Outcome::Blank);
-                }
+                shared.record(line, hash, Outcome::Blank);
                 continue;
             }
             RawLine::Text(bytes) => match BulkLine::parse(&bytes) {
@@ -518,18 +516,16 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn record(&self, line: u64, outcome: Outcome) {
+    /// Records a line's outcome in the journal (if there is one). `hash` is given for a line
+    /// never marked in flight (malformed, blank, failed while prepared): its row may not
+    /// exist yet.
+    fn record(&self, line: u64, hash: Option<LineHash>, outcome: Outcome) {
         if let Some(w) = &self.writer {
-            if let Err(e) = w.record(line, outcome) {
-                self.abort(Error::new(ErrorKind::Transient, e.to_string()));
-            }
-        }
-    }
-
-    /// Records the outcome of a line never marked (malformed, blank), making its row.
-    fn record_line(&self, line: u64, hash: LineHash, outcome: Outcome) {
-        if let Some(w) = &self.writer {
-            if let Err(e) = w.record_line(line, hash, outcome) {
+            let recorded = match hash {
+                Some(hash) => w.record_line(line, hash, outcome),
+                None => w.record(line, outcome),
+            };
+            if let Err(e) = recorded {
                 self.abort(Error::new(ErrorKind::Transient, e.to_string()));
             }
         }
@@ -575,15 +571,13 @@ async fn handle(shared: &Shared, job: Job) {
             shared.observer.line(&LineEvent::AlreadyDelivered { line });
         }
         Job::Malformed { line, hash, detail } => {
-            if let Some(hash) = hash {
-                shared.record_line(
-                    line,
-                    hash,
-                    Outcome::Malformed {
-                        detail: detail.clone(),
-                    },
-                );
-            }
+            shared.record(
+                line,
+                hash,
+                Outcome::Malformed {
+                    detail: detail.clone(),
+                },
+            );
             shared.observer.line(&LineEvent::Malformed {
                 line,
                 detail: &detail,
@@ -608,6 +602,7 @@ async fn handle(shared: &Shared, job: Job) {
             if interrupted {
                 shared.record(
                     record.line,
+                    None,
                     Outcome::Ambiguous {
                         kind: "interrupted",
                         detail: "a run stopped while the line was being sent; it may have been \
@@ -772,7 +767,7 @@ async fn send_all(shared: &Shared, ready: impl Iterator<Item = Ready>) {
     for (line, prepared, resent) in ready {
         if shared.stop.load(Ordering::Relaxed) {
             // Marked but never sent: pending again, not in doubt.
-            shared.record(line, Outcome::Unsent);
+            shared.record(line, None, Outcome::Unsent);
             shared.summary().not_sent += 1;
             continue;
         }
@@ -788,6 +783,7 @@ async fn send_one(shared: &Shared, line: u64, prepared: &crate::message::Prepare
         Ok(receipt) => {
             shared.record(
                 line,
+                None,
                 Outcome::Delivered {
                     provider_id: receipt.provider_id.clone(),
                 },
@@ -803,6 +799,7 @@ async fn send_one(shared: &Shared, line: u64, prepared: &crate::message::Prepare
         Err(error) if error.kind() == ErrorKind::Ambiguous => {
             shared.record(
                 line,
+                None,
                 Outcome::Ambiguous {
                     kind: "ambiguous",
                     detail: error.to_string(),
@@ -830,10 +827,7 @@ fn failed(shared: &Shared, line: u64, hash: Option<LineHash>, error: &Error) {
             .map(u32::from),
         detail: error.to_string(),
     };
-    match hash {
-        Some(hash) => shared.record_line(line, hash, outcome),
-        None => shared.record(line, outcome),
-    }
+    shared.record(line, hash, outcome);
     shared.observer.line(&LineEvent::Failed { line, error });
     *shared.summary().failed.entry(kind.as_str()).or_default() += 1;
     if stops_the_run(kind) {

@@ -66,6 +66,11 @@ impl Job {
         !self.outcome.is_closed()
     }
 
+    /// Whether this job goes with `BDAT` on `s` (see [`Session::chunks`]).
+    fn goes_with_bdat(&self, s: &Session) -> bool {
+        s.chunks(self.size, self.message.envelope().to.len())
+    }
+
     fn outline(&self) -> Outline<'_> {
         Outline {
             envelope: self.message.envelope(),
@@ -305,7 +310,7 @@ async fn bdat_window(
         // More queued messages go out before the oldest reply is read.
         if !last && next_other.is_none() && window.len() < BDAT_WINDOW {
             if let Some(job) = lane.next_wanted(jobs) {
-                if s.chunks(job.size, job.message.envelope().to.len()) {
+                if job.goes_with_bdat(s) {
                     *started += 1;
                     last = ends_here(lane, s, *started, opts, retired);
                     to_write = Some((job, true));
@@ -342,7 +347,8 @@ async fn bdat_window(
         return WindowEnd::Last;
     }
     if unclean {
-        s.start_clean().await;
+        // RFC 3030 leaves the state after a refused chunk to the server: start clean.
+        s.reset().await;
         if !s.is_usable() {
             if let Some(job) = next_other {
                 lane.answer(job, Outcome::NotStarted);
@@ -452,7 +458,7 @@ pub(crate) async fn drive(
         started += 1;
         let last = ends_here(&lane, &s, started, &opts, &mut retired);
 
-        if !written && s.chunks(job.size, job.message.envelope().to.len()) {
+        if !written && job.goes_with_bdat(&s) {
             match bdat_window(
                 &lane,
                 &mut s,

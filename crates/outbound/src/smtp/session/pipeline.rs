@@ -173,7 +173,7 @@ impl Session {
     /// and not read yet. The server holds the whole message from the moment it was written,
     /// so losing the connection while waiting for any of these replies is Ambiguous. A
     /// refusal is this transaction's error and leaves the connection usable; the next
-    /// transaction's RSET, or [`reset`](Self::reset), starts clean.
+    /// transaction's RSET, or [`reset`](Session::reset), starts clean.
     pub(crate) async fn read_bdat(
         &mut self,
         sent: BdatSent,
@@ -263,11 +263,5 @@ impl Session {
                 reply: bdat,
             })
         }
-    }
-
-    /// RSET after a refused transaction, so what follows starts clean (RFC 3030 leaves the
-    /// state after a refused chunk to the server).
-    pub(crate) async fn start_clean(&mut self) {
-        self.reset().await;
     }
 }

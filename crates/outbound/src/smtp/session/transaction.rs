@@ -253,7 +253,7 @@ impl Session {
     }
 
     /// RSET; the connection stays usable when the server agrees, and is broken otherwise.
-    pub(super) async fn reset(&mut self) {
+    pub(crate) async fn reset(&mut self) {
         if self.conn.send(&[Command::Rset]).await.is_err() {
             return;
         }
