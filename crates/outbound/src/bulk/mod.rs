@@ -34,12 +34,13 @@
 //! `kill -9`) leaves **at most `concurrency × 2 × batch` lines in doubt per interruption**.
 //!
 //! `batch` is a ceiling (default 64): a task starts with batches of one line and doubles its
-//! batch only when it finished sending one before the next one's mark was committed. A
-//! transport slower than the journal (a real server's round trips, a rate cap) keeps the
-//! batch at one line, so at most `concurrency × 2` lines are in doubt (8 with the default
-//! concurrency of 4); only a run fast enough to outpace the commits (thousands of messages a
-//! second) grows it, up to `concurrency × 2 × batch` (4 × 2 × 64 = 512). Commits, not lines,
-//! are what the journal costs, so a fast run needs fewer, larger ones. [`Transport::send_prepared`]
+//! batch only when a batch took it less than 20 ms to send, or it finished sending one before
+//! the next one's mark was committed. So a crash leaves in doubt about 40 ms of each task's
+//! sending: a transport that takes 20 ms or more a message (a server across a network, a
+//! rate cap) keeps the batch at one line, so at most `concurrency × 2` lines are in doubt (8
+//! with the default concurrency of 4); only a fast run (thousands of messages a second)
+//! grows it, up to `concurrency × 2 × batch` (4 × 2 × 64 = 512). Commits, not lines, are what
+//! the journal costs, so a fast run needs fewer, larger ones. [`Transport::send_prepared`]
 //! sends one message per call, so no transport adds to the bound. The lines in doubt
 //! include those marked but not yet sent when the run stopped (they cannot be told apart).
 //!
@@ -47,9 +48,9 @@
 //! commits everything queued in one transaction (one `fsync`, synchronous=FULL), so a commit
 //! usually carries several tasks' batches.
 //!
-//! A line's row is written when the run first reaches it (its mark, or its outcome when it
-//! is never sent: malformed, blank), with the hash of its text; a line without a row is
-//! pending. The line count is recorded once a run has read the whole input. A re-run checks
+//! Each commit is one row of a log (the group's marks and outcomes, encoded together); the
+//! log becomes a row per line, with the hash of its text, when the journal is reopened, and
+//! `--status` reads through it. A line without a row is pending. The line count is recorded once a run has read the whole input. A re-run checks
 //! every recorded line's hash and, once known, the count, and refuses a changed input.
 //!
 //! A run stops early (remaining lines stay pending for a re-run) when a send fails in a way

@@ -635,14 +635,21 @@ type Ready = (u64, crate::message::PreparedMessage, bool);
 /// resend.
 type ToSend = (u64, Option<LineHash>, Box<BulkLine>, bool);
 
+/// A batch that takes a task less than this to send is too small: its commit would cost more
+/// than its lines are worth, so the next batch is twice as big (up to `--batch`). A crash
+/// then leaves in doubt about what a task sends in this time, and never more than its two
+/// batches.
+const BATCH_TIME: Duration = Duration::from_millis(20);
+
 /// One sending task. It keeps two batches: the one it sends, and the next one, whose
 /// in-flight mark is being committed meanwhile (so the commit's `fsync` overlaps the sends).
 ///
 /// With a journal the batch starts at one line and doubles, up to `max_batch`, each time the
-/// task finished sending a batch before the next one's mark was committed. A slow transport
-/// (a rate cap, a real server's round trips) keeps it small, so few lines are in doubt
-/// after a crash; a fast one grows it until each commit carries enough lines for the
-/// journal to keep up, since commits, not lines, are what the journal costs.
+/// task sent a batch in less than [`BATCH_TIME`] or finished sending it before the next
+/// one's mark was committed. A slow transport (a rate cap, a server's round trips across a
+/// network) keeps it small, so few lines are in doubt after a crash; a fast one grows it
+/// until each commit carries enough lines to be worth its `fsync`, since commits, not lines,
+/// are what the journal costs.
 async fn work(shared: &Shared, rx: &Queue, max_batch: usize) {
     let mut batch = if shared.writer.is_some() {
         1
@@ -670,12 +677,14 @@ async fn work(shared: &Shared, rx: &Queue, max_batch: usize) {
             _ => None,
         };
         let sent_any = !current.is_empty();
+        let sending = Instant::now();
         send_all(shared, current.drain(..)).await;
+        let quick = sending.elapsed() < BATCH_TIME;
         if let Some(mark) = mark {
             // Durable before a byte of their content goes out.
             let committed = async {
                 let mut mark = mark?;
-                if sent_any && !mark.is_committed() {
+                if sent_any && (quick || !mark.is_committed()) {
                     batch = (batch * 2).min(max_batch);
                 }
                 mark.committed().await
@@ -903,18 +912,7 @@ mod tests {
             &self,
             message: &crate::message::PreparedMessage,
         ) -> Result<Receipt, Error> {
-            let conn = rusqlite::Connection::open_with_flags(
-                &self.journal,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-            )
-            .unwrap();
-            let n: u64 = conn
-                .query_row(
-                    "SELECT count(*) FROM lines WHERE state = 'in_flight'",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap();
+            let n = super::super::journal::lines_in_flight(&self.journal);
             self.most.fetch_max(n, Ordering::Relaxed);
             tokio::time::sleep(self.delay).await;
             self.inner.send_prepared(message).await
@@ -954,9 +952,10 @@ mod tests {
         probe.most.load(Ordering::Relaxed)
     }
 
-    /// The batch starts at one line and grows only when sending outpaces the journal: a slow
-    /// transport keeps at most `concurrency × 2` lines in flight (a task's current line and
-    /// its next), a fast one lets the batch grow towards `--batch`.
+    /// The batch starts at one line and grows only when sending is quick (or outpaces the
+    /// journal): a slow transport (25 ms a message, more than `BATCH_TIME`) keeps at most
+    /// `concurrency × 2` lines in flight (a task's current line and its next), a fast one
+    /// lets the batch grow towards `--batch`.
     #[tokio::test]
     async fn the_batch_grows_only_when_sending_outpaces_the_journal() {
         let slow = most_in_flight(24, Duration::from_millis(25)).await;
@@ -1003,7 +1002,9 @@ mod tests {
             ids[0]
         );
 
-        // As a crash leaves it: line 5 in flight, line 6 failed, line 7 pending.
+        // As a crash leaves it: line 5 in flight, line 6 failed, line 7 pending. (Opening
+        // the journal makes its rows from the log.)
+        drop(Journal::open(&jp, &input).unwrap());
         let conn = rusqlite::Connection::open(&jp).unwrap();
         conn.execute_batch(
             "UPDATE lines SET state = 'in_flight' WHERE line = 5;

@@ -1,9 +1,11 @@
 //! The journal of a bulk run: one SQLite file (WAL) with a row per input line and its state.
 //!
-//! A line's row is written when the run first reaches it (its in-flight mark, or its outcome
-//! for a malformed or blank line), with the hash of its text; a line with no row is pending.
-//! Filling a row per line up front cost as much as a tenth of a fast run before the first
-//! send. The line count is recorded once a run has read the whole input.
+//! While a run sends, each commit appends one row to a `log` table: every in-flight mark and
+//! outcome of its group, encoded together (see [`log`] for the format and why). The `lines`
+//! table (one row per line reached, with the hash of its text; a line with no row is
+//! pending) is brought up to date from the log when the journal is reopened, and `--status`
+//! reads it through the log without writing. The line count is recorded once a run has read
+//! the whole input.
 //!
 //! Durability is what makes a re-run exact. A line is committed as `in_flight` before its
 //! content is sent, so a crash can leave a line in doubt but never lose track of one that
@@ -13,6 +15,11 @@
 //! not waited for: they ride in the transaction of the next mark, which is committed before
 //! that worker sends anything else. Hence a crash leaves at most two batches of lines in
 //! doubt per sending task (see the module documentation of [`crate::bulk`]).
+
+mod log;
+
+#[cfg(test)]
+pub(crate) use log::lines_in_flight;
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -25,9 +32,12 @@ use tokio::sync::oneshot;
 
 use super::input::{line_hash, LineHash, LineReader, MAX_LINE_BYTES};
 
-/// The journal format this code writes and reads. (Format 1 journals filled every row up
-/// front; this code reads them as they are: a row per line, and the line count.)
-const SCHEMA_VERSION: &str = "1";
+/// The journal format this code writes. Format 2 added the log; format 1 journals (rows
+/// written as the run went, or filled up front) are read as they are and upgraded on open.
+const SCHEMA_VERSION: &str = "2";
+
+/// The format before the log, which this code still opens.
+const SCHEMA_WITHOUT_LOG: &str = "1";
 
 /// Rows fetched at a time when comparing or reading states in line order.
 const CHUNK: u64 = 2048;
@@ -306,21 +316,13 @@ impl Journal {
         let lock = RunLock::take(path)?;
         let mut conn = Connection::open(path).map_err(sql)?;
         configure(&conn).map_err(sql)?;
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS lines (
-                 line INTEGER PRIMARY KEY,
-                 hash BLOB NOT NULL,
-                 state TEXT NOT NULL,
-                 message_id TEXT,
-                 kind TEXT,
-                 code INTEGER,
-                 detail TEXT,
-                 provider_id TEXT,
-                 sends INTEGER NOT NULL DEFAULT 0,
-                 updated INTEGER NOT NULL
-             );",
-        )
+             {}
+             {}",
+            log::lines_ddl(""),
+            log::LOG_DDL
+        ))
         .map_err(sql)?;
         let meta = |conn: &Connection, key: &str| -> Result<Option<String>, JournalError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
@@ -328,7 +330,7 @@ impl Journal {
                 .map_err(sql)
         };
         if let Some(version) = meta(&conn, "schema")? {
-            if version != SCHEMA_VERSION {
+            if version != SCHEMA_VERSION && version != SCHEMA_WITHOUT_LOG {
                 return Err(JournalError::NotAJournal {
                     path: path.to_path_buf(),
                     why: format!("its format is {version}"),
@@ -337,6 +339,14 @@ impl Journal {
         }
         let (run_id, lines, created) = match meta(&conn, "run_id")? {
             Some(run_id) => {
+                // What the last run logged becomes rows now, before the input is checked
+                // against them (and a format 1 journal, which now has a log, says so).
+                log::fold(&mut conn).map_err(|e| fold_error(path, e))?;
+                conn.execute(
+                    "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+                    [SCHEMA_VERSION],
+                )
+                .map_err(sql)?;
                 let recorded = meta(&conn, "input")?.unwrap_or_default();
                 let lines = match meta(&conn, "lines")? {
                     Some(lines) => Some(lines.parse().map_err(|_| JournalError::NotAJournal {
@@ -455,8 +465,7 @@ impl Journal {
                 why: "there is no such file".into(),
             });
         }
-        let conn =
-            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+        let conn = read_through_log(path)?;
         let meta = |key: &str| -> Result<Option<String>, JournalError> {
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
                 .optional()
@@ -519,16 +528,43 @@ impl Journal {
 
     /// Every line's record, in line order (for tests and tools; reads the whole table).
     pub fn all_records(path: &Path) -> Result<Vec<LineRecord>, JournalError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
-            |source| JournalError::Sqlite {
-                path: path.to_path_buf(),
-                source,
-            },
-        )?;
+        let conn = read_through_log(path)?;
         records(&conn, "1 ORDER BY line").map_err(|source| JournalError::Sqlite {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+/// A read-only connection to the journal at `path` that sees its log applied (a private
+/// copy of the tables; the file is not changed, and a run may be writing it meanwhile).
+fn read_through_log(path: &Path) -> Result<Connection, JournalError> {
+    let sql = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(sql)?;
+    // One read transaction, so the copy and the log are of the same moment.
+    conn.execute_batch("BEGIN").map_err(sql)?;
+    log::overlay(&conn).map_err(|e| fold_error(path, e))?;
+    conn.execute_batch("COMMIT").map_err(sql)?;
+    Ok(conn)
+}
+
+/// A fold's failure, as the journal's error.
+fn fold_error(path: &Path, e: log::FoldError) -> JournalError {
+    match e {
+        log::FoldError::Sqlite(source) => JournalError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        },
+        log::FoldError::Damaged(d) => JournalError::NotAJournal {
+            path: path.to_path_buf(),
+            why: format!(
+                "its log row {} does not decode (the file is damaged)",
+                d.seq
+            ),
+        },
     }
 }
 
@@ -620,6 +656,7 @@ fn begin(
     };
     let tx = conn.transaction().map_err(sql)?;
     tx.execute("DELETE FROM lines", []).map_err(sql)?;
+    tx.execute("DELETE FROM log", []).map_err(sql)?;
     tx.execute("DELETE FROM meta", []).map_err(sql)?;
     let shown = std::fs::canonicalize(input)
         .unwrap_or_else(|_| input.to_path_buf())
@@ -1002,6 +1039,7 @@ impl PendingMark {
 /// commit and an `fsync` per few lines, and made the journal half of a fast run's time.
 fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Recorded) {
     let mut group: Vec<Write> = Vec::new();
+    let mut buf = Vec::new();
     loop {
         let disconnected = match rx.recv_timeout(OUTCOME_DELAY) {
             Ok(w) => {
@@ -1033,7 +1071,7 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Record
             continue;
         }
         writes.append(&mut group);
-        let result = commit(&mut conn, &writes).map_err(|e| e.to_string());
+        let result = commit(&mut conn, &writes, &mut buf).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "the bulk journal could not be written");
         }
@@ -1062,122 +1100,16 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Record
     }
 }
 
-fn commit(conn: &mut Connection, group: &[Write]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
-    {
-        let t = now();
-        // The row is made here when the run first reaches the line.
-        let mut in_flight = tx.prepare_cached(
-            "INSERT INTO lines (line, hash, state, message_id, sends, updated) \
-             VALUES (?1, ?2, 'in_flight', ?3, 1, ?4) \
-             ON CONFLICT (line) DO UPDATE SET state = 'in_flight', \
-             message_id = excluded.message_id, kind = NULL, code = NULL, detail = NULL, \
-             sends = sends + 1, updated = excluded.updated",
-        )?;
-        let mut outcome = tx.prepare_cached(
-            "UPDATE lines SET state = ?2, kind = ?3, code = ?4, detail = ?5, \
-             provider_id = coalesce(?6, provider_id), updated = ?7 WHERE line = ?1",
-        )?;
-        let mut first_outcome = tx.prepare_cached(
-            "INSERT INTO lines (line, hash, state, kind, code, detail, provider_id, updated) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-             ON CONFLICT (line) DO UPDATE SET state = excluded.state, kind = excluded.kind, \
-             code = excluded.code, detail = excluded.detail, \
-             provider_id = coalesce(excluded.provider_id, provider_id), \
-             updated = excluded.updated",
-        )?;
-        let mut lines = tx.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES ('lines', ?1) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?;
-        for w in group {
-            match w {
-                Write::InFlight { lines, .. } => {
-                    for m in lines {
-                        in_flight.execute(params![m.line, &m.hash[..], m.message_id, t])?;
-                    }
-                }
-                Write::Outcome {
-                    line,
-                    hash,
-                    outcome: o,
-                } => {
-                    let (state, kind, code, detail, provider_id) = columns(o);
-                    match hash {
-                        // A line never marked may have no row yet.
-                        Some(hash) => first_outcome.execute(params![
-                            line,
-                            &hash[..],
-                            state.as_str(),
-                            kind,
-                            code,
-                            detail,
-                            provider_id,
-                            t
-                        ])?,
-                        None => outcome.execute(params![
-                            line,
-                            state.as_str(),
-                            kind,
-                            code,
-                            detail,
-                            provider_id,
-                            t
-                        ])?,
-                    };
-                }
-                Write::Lines(n) => {
-                    lines.execute([n.to_string()])?;
-                }
-                Write::Flush { .. } | Write::Wake => {}
-            }
-        }
+/// Commits a group: one log row holding all of it (see [`log`]).
+fn commit(conn: &mut Connection, group: &[Write], buf: &mut Vec<u8>) -> rusqlite::Result<()> {
+    buf.clear();
+    log::encode(group, buf);
+    if buf.is_empty() {
+        return Ok(());
     }
-    tx.commit()
-}
-
-/// An outcome's columns: state, kind, code, detail, provider id.
-fn columns(
-    o: &Outcome,
-) -> (
-    LineState,
-    Option<&str>,
-    Option<u32>,
-    Option<&str>,
-    Option<&str>,
-) {
-    match o {
-        Outcome::Delivered { provider_id } => (
-            LineState::Delivered,
-            None,
-            None,
-            None,
-            provider_id.as_deref(),
-        ),
-        Outcome::Failed { kind, code, detail } => (
-            LineState::Failed,
-            Some(*kind),
-            *code,
-            Some(detail.as_str()),
-            None,
-        ),
-        Outcome::Ambiguous { kind, detail } => (
-            LineState::Ambiguous,
-            Some(*kind),
-            None,
-            Some(detail.as_str()),
-            None,
-        ),
-        Outcome::Unsent => (LineState::Pending, None, None, None, None),
-        Outcome::Malformed { detail } => (
-            LineState::Malformed,
-            None,
-            None,
-            Some(detail.as_str()),
-            None,
-        ),
-        Outcome::Blank => (LineState::Blank, None, None, None, None),
-    }
+    conn.prepare_cached("INSERT INTO log (at, body) VALUES (?1, ?2)")?
+        .execute(params![now(), &buf[..]])?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1441,6 +1373,106 @@ mod tests {
                 (other, _) => panic!("{text:?}: {other:?}"),
             }
         }
+    }
+
+    /// A journal of format 1 (rows only, no log) opens as it is, is checked the same, and is
+    /// then format 2.
+    #[test]
+    fn a_format_1_journal_opens_and_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let inp = input(dir.path(), "a\nb\n");
+        let jp = dir.path().join("j.sqlite");
+        let conn = Connection::open(&jp).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             {}
+             INSERT INTO meta VALUES ('schema', '1'), ('run_id', 'r1'), ('input', 'in'),
+                                     ('created', '1'), ('lines', '2');",
+            log::lines_ddl("")
+        ))
+        .unwrap();
+        for (line, text, state) in [(1, "a", "delivered"), (2, "b", "in_flight")] {
+            conn.execute(
+                "INSERT INTO lines (line, hash, state, updated) VALUES (?1, ?2, ?3, 0)",
+                params![line, &hash(text)[..], state],
+            )
+            .unwrap();
+        }
+        drop(conn);
+        let journal = Journal::open(&jp, &inp).unwrap();
+        assert_eq!((journal.run_id(), journal.lines()), ("r1", Some(2)));
+        let mut reader = journal.reader().unwrap();
+        assert_eq!(reader.get(2).unwrap().unwrap().state, LineState::InFlight);
+        drop((reader, journal));
+        let status = Journal::status(&jp).unwrap();
+        assert_eq!(
+            (status.states["delivered"], status.states["in_flight"]),
+            (1, 1)
+        );
+        let conn = Connection::open(&jp).unwrap();
+        let schema: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(schema, SCHEMA_VERSION);
+        drop(conn);
+        std::fs::write(&inp, "a\nB\n").unwrap();
+        assert!(matches!(
+            Journal::open(&jp, &inp),
+            Err(JournalError::InputChanged { line: 2, .. })
+        ));
+    }
+
+    /// What a run logged becomes rows when the journal is reopened (the log is then empty),
+    /// and `--status` reads the log without writing the file.
+    #[tokio::test]
+    async fn the_log_is_folded_into_rows_on_reopening_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inp, jp) = recorded_abc(dir.path()).await;
+        let count = |table: &str| -> u64 {
+            let conn = Connection::open_with_flags(&jp, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(
+            (count("lines"), count("log") > 0),
+            (0, true),
+            "a run only logs"
+        );
+        let status = Journal::status(&jp).unwrap();
+        assert_eq!((status.lines, status.states["in_flight"]), (Some(3), 3));
+        assert_eq!(count("lines"), 0, "--status changes nothing");
+        drop(Journal::open(&jp, &inp).unwrap());
+        assert_eq!(
+            (count("lines"), count("log")),
+            (3, 0),
+            "folded on reopening"
+        );
+        assert_eq!(state(&jp, 2).message_id.as_deref(), Some("<2@x>"));
+    }
+
+    /// A log row that does not decode is reported as damage, by `open` and by `--status`.
+    #[tokio::test]
+    async fn a_damaged_log_is_refused_not_guessed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (inp, jp) = recorded_abc(dir.path()).await;
+        let conn = Connection::open(&jp).unwrap();
+        conn.execute("INSERT INTO log (at, body) VALUES (0, x'02ff')", [])
+            .unwrap();
+        drop(conn);
+        for err in [
+            Journal::status(&jp).unwrap_err(),
+            Journal::open(&jp, &inp).unwrap_err(),
+        ] {
+            match err {
+                JournalError::NotAJournal { why, .. } => {
+                    assert!(why.contains("does not decode"), "{why}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(Journal::all_records(&jp).map(|r| r.len()).ok(), None);
     }
 
     #[test]
