@@ -44,7 +44,7 @@
 //! sends one message per call, so no transport adds to the bound. The lines in doubt
 //! include those marked but not yet sent when the run stopped (they cannot be told apart).
 //!
-//! Commits are grouped: the writer thread waits a moment (2 ms) after the first request, then
+//! Commits are grouped: the writer thread waits a moment (5 ms) after the first request, then
 //! commits everything queued in one transaction (one `fsync`, synchronous=FULL), so a commit
 //! usually carries several tasks' batches.
 //!
