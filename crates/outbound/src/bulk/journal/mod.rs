@@ -611,10 +611,11 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // a committed in-flight mark survives a power cut, not only a crash of this process.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Checkpoint every 8192 pages (32 MiB of WAL) rather than 1000: a line's page is written
-    // to the WAL at its mark and again at its outcome, and a rarer checkpoint copies it to
-    // the database once.
-    conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+    // Checkpoint every 256 pages (1 MiB of WAL). A line is written once, in its commit's log
+    // row, so checkpoints copy little; and a WAL reset by a checkpoint is written again from
+    // its start instead of growing, so a commit's fsync need not also write the file's new
+    // size (about a fifth of the writer's kernel time, measured).
+    conn.pragma_update(None, "wal_autocheckpoint", 256)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }
