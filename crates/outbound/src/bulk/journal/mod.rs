@@ -1,7 +1,7 @@
 //! The journal of a bulk run: one SQLite file (WAL) with a row per input line and its state.
 //!
 //! While a run sends, each commit appends one row to a `log` table: every in-flight mark and
-//! outcome of its group, encoded together (see [`log`] for the format and why). The `lines`
+//! outcome of its group, encoded together (see `log.rs` for the format and why). The `lines`
 //! table (one row per line reached, with the hash of its text; a line with no row is
 //! pending) is brought up to date from the log when the journal is reopened, and `--status`
 //! reads it through the log without writing. The line count is recorded once a run has read
