@@ -44,9 +44,9 @@
 //! sends one message per call, so no transport adds to the bound. The lines in doubt
 //! include those marked but not yet sent when the run stopped (they cannot be told apart).
 //!
-//! Commits are grouped: the writer thread waits a moment (5 ms) after the first request, then
-//! commits everything queued in one transaction (one `fsync`, synchronous=FULL), so a commit
-//! usually carries several tasks' batches.
+//! Commits are grouped: after the first request the writer thread waits until every sending
+//! task has marked (at most 10 ms), then commits everything queued in one transaction (one
+//! `fsync`, synchronous=FULL), so a commit usually carries every task's next batch.
 //!
 //! Each commit is one row of a log (the group's marks and outcomes, encoded together); the
 //! log becomes a row per line, with the hash of its text, when the journal is reopened, and

@@ -318,7 +318,8 @@ impl BulkRun {
             .filter(|j| !j.is_new())
             .map(Journal::reader)
             .transpose()?;
-        let writer = journal.map(Journal::into_writer).transpose()?;
+        let tasks = self.options.concurrency;
+        let writer = journal.map(|j| j.into_writer_for(tasks)).transpose()?;
         let shared = Arc::new(Shared {
             transport: self.transport.clone(),
             writer,

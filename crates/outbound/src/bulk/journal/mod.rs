@@ -45,11 +45,13 @@ const CHUNK: u64 = 2048;
 /// Requests committed in one transaction at most (bounds a transaction's duration).
 const MAX_GROUP: usize = 4096;
 
-/// How long a mark waits for others to share its commit. Each commit costs an `fsync`; 5 ms
-/// (rather than 2) lets the four default tasks' marks meet in one commit about twice as
-/// often, and is still shorter than a fast task's batch takes to send (so it waits for
-/// nothing) and than one message to a server across a network.
-const GATHER: Duration = Duration::from_millis(5);
+/// How long a mark waits, at most, for others to share its commit. Each commit costs an
+/// `fsync` (on a virtual machine, a VM exit and the host's I/O thread); a writer told how many
+/// tasks mark ([`Journal::into_writer_for`]) commits as soon as it holds a mark from each, so
+/// the wait is about one task's turn, and 10 ms only bounds it. That stays shorter than a
+/// fast task's batch takes to send (so a task waits for nothing) and than one message to a
+/// server across a network.
+const GATHER: Duration = Duration::from_millis(10);
 
 /// How long recorded outcomes wait for a mark to ride with before they are committed on
 /// their own (so `--status` sees progress even while no mark comes, e.g. under a slow rate).
@@ -430,8 +432,34 @@ impl Journal {
             })
     }
 
-    /// Hands the connection to a writer thread that commits in groups.
+    /// Hands the connection to a writer thread that commits in groups: a mark waits the whole
+    /// gathering time (10 ms) for others to share its commit.
     pub fn into_writer(self) -> Result<JournalWriter, JournalError> {
+        self.start_writer(None)
+    }
+
+    /// Like [`into_writer`](Self::into_writer), for `tasks` tasks that each have at most one
+    /// mark waiting: a commit goes as soon as it holds `tasks` marks (one from each), and
+    /// waits the whole gathering time only when some task is not marking.
+    ///
+    /// ```
+    /// use outbound::bulk::{line_hash, Journal, RawLine};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let input = dir.path().join("in.jsonl");
+    /// std::fs::write(&input, "{\"to\":\"a@example.com\",\"text\":\"hi\"}\n")?;
+    /// let writer = Journal::open(&dir.path().join("run.journal"), &input)?.into_writer_for(1)?;
+    /// let hash = line_hash(&RawLine::Text(std::fs::read(&input)?.trim_ascii_end().to_vec()));
+    /// writer.in_flight(1, hash, "<bulk.1@example.com>").await?; // committed at once
+    /// writer.finish().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn into_writer_for(self, tasks: usize) -> Result<JournalWriter, JournalError> {
+        self.start_writer(Some(tasks.max(1)))
+    }
+
+    fn start_writer(self, tasks: Option<usize>) -> Result<JournalWriter, JournalError> {
         let (tx, rx) = mpsc::channel();
         let path = self.path.clone();
         let (conn, lock) = (self.conn, self.lock);
@@ -441,7 +469,7 @@ impl Journal {
             .name("outbound-journal".into())
             // The lock is released when the writer is done, not before.
             .spawn(move || {
-                write_loop(conn, rx, &shared);
+                write_loop(conn, rx, &shared, tasks);
                 shared
                     .stopped
                     .store(true, std::sync::atomic::Ordering::Release);
@@ -1036,16 +1064,41 @@ impl PendingMark {
     }
 }
 
+/// Waits (at most [`GATHER`]) until `group` holds `tasks` marks. Returns whether the channel
+/// closed meanwhile.
+fn gather(rx: &mpsc::Receiver<Write>, group: &mut Vec<Write>, tasks: usize) -> bool {
+    let is_mark = |w: &Write| matches!(w, Write::InFlight { .. });
+    let deadline = std::time::Instant::now() + GATHER;
+    let mut marks = group.iter().filter(|w| is_mark(w)).count();
+    while marks < tasks {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(w) => {
+                marks += usize::from(is_mark(&w));
+                group.push(w);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return false,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
+        }
+    }
+    false
+}
+
 /// Commits what is queued, a group at a time. A group with a mark (or a flush) in it is
 /// committed at once, after a moment ([`GATHER`]) for other workers' marks to share it.
 /// Outcomes wait in [`Recorded`] for the next commit: at most [`OUTCOME_DELAY`], or until
 /// [`MAX_GROUP`] of them are waiting. Committing each trickle of outcomes on its own cost a
 /// commit and an `fsync` per few lines, and made the journal half of a fast run's time.
-fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Recorded) {
+fn write_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Write>,
+    recorded: &Recorded,
+    tasks: Option<usize>,
+) {
     let mut group: Vec<Write> = Vec::new();
     let mut buf = Vec::new();
     loop {
-        let disconnected = match rx.recv_timeout(OUTCOME_DELAY) {
+        let mut disconnected = match rx.recv_timeout(OUTCOME_DELAY) {
             Ok(w) => {
                 group.push(w);
                 false
@@ -1054,13 +1107,16 @@ fn write_loop(mut conn: Connection, rx: mpsc::Receiver<Write>, recorded: &Record
             Err(mpsc::RecvTimeoutError::Disconnected) => true,
         };
         let awaited = group.iter().any(|w| !matches!(w, Write::Wake));
-        if awaited && !disconnected {
+        let flush = group.iter().any(|w| matches!(w, Write::Flush { .. }));
+        if awaited && !flush && !disconnected {
             // Other workers' marks usually follow within a moment: gathered, they share the
             // commit (and its fsync). The worker waiting meanwhile is still sending its
-            // previous batch, so the wait costs it nothing. A sleep, not a wait on the
-            // channel: a wait would wake this thread (and make each sender wake it) once
-            // per mark, and on a busy machine those wake-ups cost more than the commits.
-            std::thread::sleep(GATHER);
+            // previous batch, so the wait costs it nothing.
+            match tasks {
+                Some(tasks) => disconnected = gather(&rx, &mut group, tasks),
+                // Not told how many mark: the whole time, asleep (no wake-up per request).
+                None => std::thread::sleep(GATHER),
+            }
         }
         while let Ok(w) = rx.try_recv() {
             group.push(w);
