@@ -318,8 +318,10 @@ impl BulkRun {
             .filter(|j| !j.is_new())
             .map(Journal::reader)
             .transpose()?;
-        let tasks = self.options.concurrency;
-        let writer = journal.map(|j| j.into_writer_for(tasks)).transpose()?;
+        let concurrency = self.options.concurrency.max(1);
+        let writer = journal
+            .map(|j| j.into_writer_for(concurrency))
+            .transpose()?;
         let shared = Arc::new(Shared {
             transport: self.transport.clone(),
             writer,
@@ -334,7 +336,6 @@ impl BulkRun {
                 .unwrap_or_else(|| PathBuf::from(".")),
         });
 
-        let concurrency = self.options.concurrency.max(1);
         let batch = self.options.batch.max(1);
         // Room for every task's next batch, so a task finds a full one waiting.
         let (tx, rx) = mpsc::channel::<Job>(concurrency * batch * 2);

@@ -334,7 +334,8 @@ impl Journal {
                 .optional()
                 .map_err(sql)
         };
-        if let Some(version) = meta(&conn, "schema")? {
+        let version = meta(&conn, "schema")?;
+        if let Some(version) = &version {
             if version != SCHEMA_VERSION && version != SCHEMA_WITHOUT_LOG {
                 return Err(JournalError::NotAJournal {
                     path: path.to_path_buf(),
@@ -347,11 +348,13 @@ impl Journal {
                 // What the last run logged becomes rows now, before the input is checked
                 // against them (and a format 1 journal, which now has a log, says so).
                 log::fold(&mut conn).map_err(|e| fold_error(path, e))?;
-                conn.execute(
-                    "UPDATE meta SET value = ?1 WHERE key = 'schema'",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(sql)?;
+                if version.as_deref() == Some(SCHEMA_WITHOUT_LOG) {
+                    conn.execute(
+                        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+                        [SCHEMA_VERSION],
+                    )
+                    .map_err(sql)?;
+                }
                 let recorded = meta(&conn, "input")?.unwrap_or_default();
                 let lines = match meta(&conn, "lines")? {
                     Some(lines) => Some(lines.parse().map_err(|_| JournalError::NotAJournal {
