@@ -186,6 +186,26 @@ impl SmtpTransport {
 /// to another connection, which is not an attempt) before giving up.
 const MAX_REROUTES: u32 = 8;
 
+/// The error of a send whose connections kept closing before it started.
+fn kept_closing(host: &str) -> Error {
+    Error::new(
+        ErrorKind::Network,
+        format!(
+            "connections to {host} kept closing before the message could be sent; nothing was \
+             sent"
+        ),
+    )
+}
+
+/// The error of a send whose connection's task ended without answering it.
+fn task_stopped() -> Error {
+    Error::new(
+        ErrorKind::Ambiguous,
+        "the SMTP connection's task stopped while the message was being sent (the async \
+         runtime shut down?): it may have been delivered; it was not retried",
+    )
+}
+
 impl fmt::Debug for SmtpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = &self.inner.params;
@@ -233,22 +253,13 @@ impl Transport for SmtpTransport {
                 Ok(Outcome::NotStarted) => {
                     reroutes += 1;
                     if reroutes > MAX_REROUTES {
-                        return Err(Error::new(
-                            ErrorKind::Network,
-                            format!(
-                                "connections to {} kept closing before the message could be                                  sent; nothing was sent",
-                                self.inner.params.host
-                            ),
-                        ));
+                        return Err(kept_closing(&self.inner.params.host));
                     }
                     continue;
                 }
                 Err(_) => {
                     // The connection's task ended without an answer: its runtime shut down.
-                    return Err(Error::new(
-                        ErrorKind::Ambiguous,
-                        "the SMTP connection's task stopped while the message was being sent                          (the async runtime shut down?): it may have been delivered; it was                          not retried",
-                    ));
+                    return Err(task_stopped());
                 }
             };
             attempts += 1;
@@ -726,6 +737,20 @@ mod tests {
             .build()
             .unwrap();
         assert!(!format!("{t:?} {}", t.describe()).contains("canary-token-913"));
+    }
+
+    #[test]
+    fn send_errors_read_as_one_sentence() {
+        for err in [kept_closing("mx.example"), task_stopped()] {
+            let text = err.to_string();
+            assert!(!text.contains("  "), "a run of spaces in {text:?}");
+            assert!(!text.contains('\n'), "{text:?}");
+        }
+        assert_eq!(
+            kept_closing("mx.example").message(),
+            "connections to mx.example kept closing before the message could be sent; nothing \
+             was sent"
+        );
     }
 
     #[test]
