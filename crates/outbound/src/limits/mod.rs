@@ -6,7 +6,8 @@
 //!
 //! - [`ConnectionSlots`]: a cluster-wide semaphore per (server, account). The SMTP pool takes a
 //!   [`ConnectionLease`] before it opens a connection and holds it while the connection lives.
-//!   In Redis a lease is a member of a sorted set scored by its expiry; the holder renews it
+//!   The same trait is the pool's own cap in one process ([`LocalSlots`], its default); a
+//!   shared cap is held within it, one lease for both. In Redis a lease is a member of a sorted set scored by its expiry; the holder renews it
 //!   while the connection lives, so a process that dies (even `kill -9`) loses its slots
 //!   within the lease time. Waiters queue in ticket order, and a holder gives its slot back
 //!   after its current message when others wait, so no process starves.
@@ -36,6 +37,7 @@ mod lease;
 mod local;
 #[cfg(feature = "shared-limits")]
 mod redis;
+mod slots;
 
 use std::fmt;
 use std::str::FromStr;
@@ -47,6 +49,7 @@ pub use lease::ConnectionLease;
 pub use local::LocalRate;
 #[cfg(feature = "shared-limits")]
 pub use redis::SharedLimits;
+pub use slots::LocalSlots;
 
 use crate::Error;
 
@@ -109,14 +112,24 @@ impl fmt::Display for FailPolicy {
     }
 }
 
-/// A connection cap shared beyond this process: the SMTP pool takes a lease before opening a
-/// connection and keeps it with the connection.
+/// A connection cap: the SMTP pool takes a lease before opening a connection and keeps it
+/// with the connection. Two implementations: [`LocalSlots`], this process's cap (every pool
+/// has one, of `pool_size`), and the cap shared with other processes through Redis
+/// (`SharedLimits::connection_slots`, feature `shared-limits`), which a pool holds within
+/// its own (a connection then holds a slot of each, as one lease).
 #[async_trait]
 pub trait ConnectionSlots: Send + Sync + fmt::Debug {
-    /// Waits (bounded) for a slot. Dropping the lease gives the slot back.
+    /// A slot if one is free now, without waiting and without a round trip; `None` when every
+    /// slot is held, or when the implementation can tell only by asking (Redis): then
+    /// [`acquire`](Self::acquire).
+    fn try_acquire(&self) -> Option<ConnectionLease> {
+        None
+    }
+
+    /// Waits for a slot (bounded, for a shared cap). Dropping the lease gives the slot back.
     async fn acquire(&self) -> Result<ConnectionLease, Error>;
 
-    /// E.g. `redis://127.0.0.1:6379/ (3 connections)`.
+    /// E.g. `3 connections shared through redis://127.0.0.1:6379/`.
     fn describe(&self) -> String;
 }
 

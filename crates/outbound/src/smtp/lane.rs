@@ -24,9 +24,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::pool::{Pool, PoolOptions, Slot};
+use super::pool::{Pool, PoolOptions};
 use super::session::{BdatSent, Delivery, Outline, Session};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind};
@@ -105,13 +105,23 @@ pub(crate) struct Done {
 struct Lane {
     conn: u64,
     load: Arc<AtomicUsize>,
+    /// Woken when the lane has nothing left to do (its load fell to 0).
+    idle: Arc<Notify>,
     pool: Weak<Pool>,
 }
 
 impl Lane {
     fn answer(&self, job: Job, outcome: Outcome) {
-        self.load.fetch_sub(1, Ordering::SeqCst);
+        self.unload();
         job.answer(outcome);
+    }
+
+    /// One job fewer on this lane; the last one makes it idle, which may be what a send
+    /// waiting for a connection needs.
+    fn unload(&self) {
+        if self.load.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     fn done(&self, job: Job, result: Result<Delivery, Error>, reused: bool, replaceable: bool) {
@@ -136,7 +146,7 @@ impl Lane {
             if job.wanted() {
                 return Some(job);
             }
-            self.load.fetch_sub(1, Ordering::SeqCst);
+            self.unload();
         }
         None
     }
@@ -394,15 +404,16 @@ struct Queued {
 /// the slot back.
 pub(crate) async fn drive(
     session: Session,
-    slot: Slot,
     mut jobs: mpsc::UnboundedReceiver<Job>,
     load: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
     pool: Weak<Pool>,
     opts: PoolOptions,
 ) {
     let lane = Lane {
         conn: session.id(),
         load,
+        idle,
         pool,
     };
     let conn = lane.conn;
@@ -420,7 +431,8 @@ pub(crate) async fn drive(
                 let waited = if retired {
                     Waited::Job(jobs.recv().await)
                 } else {
-                    wait_for_job(&mut jobs, s.lease.as_ref(), opts.idle_timeout).await
+                    let shared = s.lease.as_ref().filter(|l| l.is_shared());
+                    wait_for_job(&mut jobs, shared, opts.idle_timeout).await
                 };
                 let job = match waited {
                     Waited::Job(Some(job)) => job,
@@ -441,7 +453,7 @@ pub(crate) async fn drive(
                     }
                 };
                 if !job.wanted() {
-                    lane.load.fetch_sub(1, Ordering::SeqCst);
+                    lane.unload();
                     continue;
                 }
                 if started > 0 && !s.probe_idle() {
@@ -639,5 +651,4 @@ pub(crate) async fn drive(
     if let Some(s) = end {
         s.quit().await;
     }
-    drop(slot);
 }

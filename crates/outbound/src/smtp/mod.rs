@@ -66,7 +66,7 @@ pub use tls::TlsMode;
 pub use wire::WireStats;
 
 use lane::{Job, Outcome};
-use pool::{Assignment, Pool, PoolOptions, Slot};
+use pool::{Assignment, Pool, PoolOptions};
 use session::{ConnectParams, Session};
 use wire::Counters;
 
@@ -78,10 +78,6 @@ use crate::{Error, ErrorKind, Receipt, Transport};
 pub const DEFAULT_POOL_SIZE: usize = 3;
 /// Default number of messages sent over one connection before it is replaced.
 pub const DEFAULT_MAX_MESSAGES_PER_CONNECTION: u32 = 100;
-/// How often a send waiting for a shared connection slot looks for a connection of this
-/// process to queue on instead.
-const SHARED_IDLE_RECHECK: Duration = Duration::from_millis(25);
-
 /// Default time an unused pooled connection is kept open.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -100,8 +96,6 @@ pub(crate) struct Inner {
     pub(crate) pool: Arc<Pool>,
     counters: Arc<Counters>,
     pub(crate) tls_verify: bool,
-    /// A connection cap shared with other processes: a lease per open connection.
-    connection_slots: Option<Arc<dyn ConnectionSlots>>,
 }
 
 impl SmtpTransport {
@@ -132,44 +126,14 @@ impl SmtpTransport {
         self.inner.counters.snapshot()
     }
 
-    async fn open(&self) -> Result<Session, Error> {
-        // The shared slot first: a connection never opens beyond the shared cap.
-        let lease = match &self.inner.connection_slots {
-            Some(slots) => Some(slots.acquire().await?),
-            None => None,
-        };
-        self.connect(lease).await
-    }
-
-    /// Opens a connection for `job` with the pool's `slot` and starts its lane. With a shared
-    /// cap, waiting for the shared slot can take long while this process's own connections
-    /// carry on: so while it waits, the job goes to one of them as soon as there is one (it
-    /// may even hold the very slot waited for), and the local slot is given back.
-    async fn open_lane(&self, slot: Slot, mut job: Job) -> Result<(), Error> {
-        let lease = match &self.inner.connection_slots {
-            None => None,
-            Some(shared) => {
-                let acquire = shared.acquire();
-                tokio::pin!(acquire);
-                loop {
-                    tokio::select! {
-                        lease = &mut acquire => break Some(lease?),
-                        () = tokio::time::sleep(SHARED_IDLE_RECHECK) => {
-                            match self.inner.pool.queue_on_existing(job) {
-                                Ok(()) => return Ok(()),
-                                Err(back) => job = back,
-                            }
-                        }
-                    }
-                }
-            }
-        };
+    /// Opens a connection for `job` with `lease` (from the pool's gate) and starts its lane.
+    async fn open_lane(&self, lease: ConnectionLease, job: Job) -> Result<(), Error> {
         let session = self.connect(lease).await?;
-        self.inner.pool.start_lane(session, slot, job);
+        self.inner.pool.start_lane(session, job);
         Ok(())
     }
 
-    async fn connect(&self, lease: Option<ConnectionLease>) -> Result<Session, Error> {
+    async fn connect(&self, lease: ConnectionLease) -> Result<Session, Error> {
         let pool = &self.inner.pool;
         let mut session = Session::open(
             self.inner.params.clone(),
@@ -177,7 +141,7 @@ impl SmtpTransport {
             &|| pool.next_id(),
         )
         .await?;
-        session.lease = lease;
+        session.lease = Some(lease);
         Ok(session)
     }
 }
@@ -245,8 +209,8 @@ impl Transport for SmtpTransport {
         let mut reroutes = 0u32;
         loop {
             let (job, outcome) = Job::new(message.clone(), size, eight_bit);
-            if let Assignment::Open(slot, job) = self.inner.pool.assign(job).await {
-                self.open_lane(slot, job).await?;
+            if let Assignment::Open(lease, job) = self.inner.pool.assign(job).await? {
+                self.open_lane(lease, job).await?;
             }
             let done = match outcome.await {
                 Ok(Outcome::Done(done)) => done,
@@ -314,11 +278,10 @@ impl Transport for SmtpTransport {
     /// says QUIT. Sends nothing. Always uses a new connection (and counts against the cap).
     async fn verify(&self) -> Result<(), Error> {
         // A new connection while idle ones exist would exceed the cap: one is closed first.
-        let slot = self.inner.pool.exclusive_slot().await;
-        let session = self.open().await?;
+        let lease = self.inner.pool.exclusive_lease().await?;
+        let session = self.connect(lease).await?;
         tracing::debug!(conn = session.id(), "verified; closing");
         session.quit().await;
-        drop(slot);
         Ok(())
     }
 
@@ -646,14 +609,16 @@ impl SmtpTransportBuilder {
         Ok(SmtpTransport {
             inner: Arc::new(Inner {
                 params: Arc::new(params),
-                pool: Arc::new(Pool::new(PoolOptions {
-                    size: self.pool_size,
-                    max_messages: self.max_messages,
-                    idle_timeout: self.idle_timeout,
-                })),
+                pool: Arc::new(Pool::new(
+                    PoolOptions {
+                        size: self.pool_size,
+                        max_messages: self.max_messages,
+                        idle_timeout: self.idle_timeout,
+                    },
+                    self.connection_slots,
+                )),
                 counters: Arc::new(Counters::default()),
                 tls_verify: self.tls_verify,
-                connection_slots: self.connection_slots,
             }),
         })
     }

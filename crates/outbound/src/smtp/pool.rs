@@ -5,13 +5,18 @@
 //! `432 4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded`; an idle pooled connection
 //! counts just like a busy one.
 //!
-//! How the cap holds: every open connection holds a [`Slot`] from [`ConnectionSlots`] (`size`
-//! of them) from before it is opened until after it is closed. A live connection is a *lane*
-//! (`smtp::lane`): a task that owns the session and runs the messages queued on it, in order,
-//! pipelining the next one's commands behind the previous one's final `.`. A send goes to an
-//! idle lane if there is one, else opens a new connection if a slot is free, else queues on
-//! the least busy lane — so concurrent sends share connections instead of waiting for one, and
-//! the gain of pipelining reaches every caller without a new method.
+//! How the cap holds: every open connection holds a [`ConnectionLease`] from the pool's one
+//! gate ([`Gate`]) from before it is opened until after it is closed: a slot of this process's
+//! cap ([`LocalSlots`], `size` of them) and, when the cap is shared with other processes
+//! ([`ConnectionSlots`] through Redis), a slot of the shared cap too. A live connection is a
+//! *lane* (`smtp::lane`): a task that owns the session and runs the messages queued on it, in
+//! order, pipelining the next one's commands behind the previous one's final `.`. A send goes
+//! to an idle lane if there is one, else opens a new connection if a slot is free, else queues
+//! on the least busy lane — so concurrent sends share connections instead of waiting for one,
+//! and the gain of pipelining reaches every caller without a new method.
+//!
+//! Nothing polls: whoever waits (for a slot of this process, or of the shared cap) wakes on
+//! the pool's notification, which a slot given back, a lane started and a lane left idle fire.
 //!
 //! A lane takes at most `max_messages` messages (then it leaves the list, finishes them and
 //! says QUIT), closes itself after `idle_timeout` without work, and probes an idle connection
@@ -22,10 +27,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify};
 
 use super::lane::{self, Job, Outcome};
 use super::session::Session;
+use crate::limits::{ConnectionLease, ConnectionSlots, LocalSlots};
+use crate::Error;
 
 /// Pool limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,44 +45,13 @@ pub(crate) struct PoolOptions {
     pub idle_timeout: Duration,
 }
 
-/// Where the right to keep a connection open comes from: the one place to change to make the
-/// cap span several processes (leases in a shared store instead of a local semaphore).
-pub(crate) struct ConnectionSlots {
-    free: Arc<Semaphore>,
-    /// Woken whenever a slot is given back.
-    released: Arc<Notify>,
-}
-
-/// The right to keep one connection open; given back when dropped.
-pub(crate) struct Slot {
-    permit: Option<OwnedSemaphorePermit>,
-    released: Arc<Notify>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // The permit goes back before the waiters wake, so they find it.
-        drop(self.permit.take());
-        self.released.notify_waiters();
-    }
-}
-
-impl ConnectionSlots {
-    fn new(size: usize, released: Arc<Notify>) -> Self {
-        ConnectionSlots {
-            free: Arc::new(Semaphore::new(size.max(1))),
-            released,
-        }
-    }
-
-    /// A slot, if one is free now.
-    fn try_acquire(&self) -> Option<Slot> {
-        let permit = self.free.clone().try_acquire_owned().ok()?;
-        Some(Slot {
-            permit: Some(permit),
-            released: self.released.clone(),
-        })
-    }
+/// The one gate every connection of the pool opens through (a send's, and `verify`'s): the
+/// right to open one comes from here only, as one [`ConnectionLease`].
+struct Gate {
+    /// This process's cap (`pool_size`); always held.
+    local: LocalSlots,
+    /// A cap shared with other processes, held within the local one.
+    cluster: Option<Arc<dyn ConnectionSlots>>,
 }
 
 /// A live connection as the pool sees it.
@@ -93,14 +69,14 @@ struct LaneEntry {
 pub(crate) enum Assignment {
     /// Queued on a live connection; its outcome comes on the job's channel.
     Queued,
-    /// No connection could take it: open one with this slot and [`Pool::start_lane`].
-    Open(Slot, Job),
+    /// No connection could take it: open one with this lease and [`Pool::start_lane`].
+    Open(ConnectionLease, Job),
 }
 
 pub(crate) struct Pool {
-    slots: ConnectionSlots,
+    gate: Gate,
     lanes: Mutex<Vec<LaneEntry>>,
-    /// Woken when a slot is given back or a lane starts.
+    /// Woken when a slot is given back, a lane starts, or a lane has nothing left to do.
     changed: Arc<Notify>,
     opts: PoolOptions,
     next_id: AtomicU64,
@@ -118,10 +94,15 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(opts: PoolOptions) -> Self {
+    /// A pool of `opts.size` connections at most, each also holding a slot of `cluster` when
+    /// the cap is shared with other processes.
+    pub(crate) fn new(opts: PoolOptions, cluster: Option<Arc<dyn ConnectionSlots>>) -> Self {
         let changed = Arc::new(Notify::new());
         Pool {
-            slots: ConnectionSlots::new(opts.size, changed.clone()),
+            gate: Gate {
+                local: LocalSlots::notifying(opts.size, changed.clone()),
+                cluster,
+            },
             lanes: Mutex::new(Vec::new()),
             changed,
             opts,
@@ -143,9 +124,19 @@ impl Pool {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Queues `job` on an idle connection, else asks the caller to open one (a slot is free),
-    /// else queues it on the least busy connection; waits when there is none and no slot.
-    pub(crate) async fn assign(&self, mut job: Job) -> Assignment {
+    /// Queues `job` on an idle connection, else gives the caller a lease to open one (a slot
+    /// is free), else queues it on the least busy connection; waits when there is none and no
+    /// slot. With a shared cap, the lease waits for a shared slot too (see
+    /// [`within_cluster`](Self::within_cluster)); an error means none came in time.
+    pub(crate) async fn assign(&self, job: Job) -> Result<Assignment, Error> {
+        match self.place(job).await {
+            Assignment::Open(local, job) => self.within_cluster(local, job).await,
+            queued => Ok(queued),
+        }
+    }
+
+    /// [`assign`](Self::assign) within this process: the lease it gives holds a local slot only.
+    async fn place(&self, mut job: Job) -> Assignment {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -155,8 +146,8 @@ impl Pool {
                 let best = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst));
                 let target = match best {
                     Some(i) if lanes[i].load.load(Ordering::SeqCst) == 0 => Some(i),
-                    _ => match self.slots.try_acquire() {
-                        Some(slot) => return Assignment::Open(slot, job),
+                    _ => match self.gate.local.try_acquire() {
+                        Some(lease) => return Assignment::Open(lease, job),
                         None => best,
                     },
                 };
@@ -175,9 +166,40 @@ impl Pool {
         }
     }
 
+    /// Adds a shared slot to `local` when the cap is shared. Waiting for it can take long
+    /// while this process's own connections carry on: so while it waits, the job goes to one
+    /// of them as soon as one starts, has nothing left to do, or another closes (the pool's
+    /// notification; it may even hold the very slot waited for), and the local slot is given
+    /// back. The first wait is the shared cap's alone, so a free shared slot opens a new
+    /// connection rather than queueing behind a busy one.
+    async fn within_cluster(&self, local: ConnectionLease, job: Job) -> Result<Assignment, Error> {
+        let Some(cluster) = &self.gate.cluster else {
+            return Ok(Assignment::Open(local, job));
+        };
+        let acquire = cluster.acquire();
+        tokio::pin!(acquire);
+        let mut job = job;
+        let mut woken = false;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if woken {
+                match self.queue_on_existing(job) {
+                    Ok(()) => return Ok(Assignment::Queued),
+                    Err(back) => job = back,
+                }
+            }
+            tokio::select! {
+                shared = &mut acquire => return Ok(Assignment::Open(local.join(shared?), job)),
+                () = changed => woken = true,
+            }
+        }
+    }
+
     /// Queues `job` on the least busy live connection, if there is one (a send that waits for
-    /// a shared slot, see `SmtpTransport::open_lane`).
-    pub(crate) fn queue_on_existing(&self, mut job: Job) -> Result<(), Job> {
+    /// a shared slot, see [`within_cluster`](Self::within_cluster)).
+    fn queue_on_existing(&self, mut job: Job) -> Result<(), Job> {
         let mut lanes = self.lanes();
         loop {
             let Some(i) = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst))
@@ -208,16 +230,17 @@ impl Pool {
         Ok(())
     }
 
-    /// Starts a lane on `session` (opened with `slot`), with `job` as its first message.
-    pub(crate) fn start_lane(self: &Arc<Self>, session: Session, slot: Slot, job: Job) {
+    /// Starts a lane on `session` (opened with a lease from [`assign`](Self::assign)), with
+    /// `job` as its first message.
+    pub(crate) fn start_lane(self: &Arc<Self>, session: Session, job: Job) {
         let (tx, jobs) = mpsc::unbounded_channel();
         let load = Arc::new(AtomicUsize::new(0));
         let id = session.id();
         let driver = tokio::spawn(lane::drive(
             session,
-            slot,
             jobs,
             load.clone(),
+            self.changed.clone(),
             Arc::downgrade(self),
             self.opts,
         ));
@@ -244,15 +267,15 @@ impl Pool {
         self.lanes().retain(|l| l.id != id);
     }
 
-    /// A slot for a connection that must be new (verify): when every slot is held, an idle
-    /// connection is closed to free one.
-    pub(crate) async fn exclusive_slot(&self) -> Slot {
-        loop {
+    /// A lease for a connection that must be new (verify), through the same gate: when every
+    /// slot of this process is held, an idle connection is closed to free one.
+    pub(crate) async fn exclusive_lease(&self) -> Result<ConnectionLease, Error> {
+        let local = loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
-            if let Some(slot) = self.slots.try_acquire() {
-                return slot;
+            if let Some(lease) = self.gate.local.try_acquire() {
+                break lease;
             }
             let idle = {
                 let mut lanes = self.lanes();
@@ -264,6 +287,10 @@ impl Pool {
             // Dropping its sender ends the lane (QUIT), which gives its slot back.
             drop(idle);
             changed.await;
+        };
+        match &self.gate.cluster {
+            Some(cluster) => Ok(local.join(cluster.acquire().await?)),
+            None => Ok(local),
         }
     }
 
