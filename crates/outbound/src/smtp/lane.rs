@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::pool::{Pool, PoolOptions};
 use super::session::{BdatSent, Delivery, Outline, Session};
+use super::verdict::{self, End, Reached, Verdict};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind};
 
@@ -134,10 +135,35 @@ impl Lane {
         self.answer(job, outcome);
     }
 
-    /// A failure of the connection before any of the message's data went out.
+    /// Answers `job` as `verdict` says.
+    fn judged(&self, job: Job, verdict: Verdict, reused: bool) {
+        match verdict {
+            Verdict::NotStarted => self.answer(job, Outcome::NotStarted),
+            Verdict::Failed { error, elsewhere } => self.done(job, Err(error), reused, elsewhere),
+            Verdict::Ambiguous(error) => self.done(job, Err(error), reused, false),
+        }
+    }
+
+    /// A failure of the connection while the message was in flight (its error says whether
+    /// its end may have reached the server).
     fn failed_before_data(&self, job: Job, err: Error, reused: bool) {
-        let replaceable = reused && err.kind() == ErrorKind::Network;
-        self.done(job, Err(err), reused, replaceable);
+        let reached = if err.kind() == ErrorKind::Ambiguous {
+            Reached::Whole
+        } else {
+            Reached::Commands
+        };
+        self.judged(job, verdict::judge(reached, End::Lost(err), reused), reused);
+    }
+
+    /// `job`, pipelined behind the message whose connection was just lost: `written` when its
+    /// commands went out.
+    fn lost_under(&self, job: Job, written: bool) {
+        let reached = if written {
+            Reached::Commands
+        } else {
+            Reached::Nothing
+        };
+        self.judged(job, verdict::judge(reached, End::LostUnder, true), true);
     }
 
     /// The next queued job whose caller still waits, if one is queued now.
@@ -156,16 +182,6 @@ impl Lane {
             pool.retire(self.conn);
         }
     }
-}
-
-/// The error of a message whose commands were pipelined behind another message's final `.`
-/// when the connection was lost: none of its data was sent.
-fn lost_before_data() -> Error {
-    Error::new(
-        ErrorKind::Network,
-        "the connection was lost before this message's data was sent (its commands were \
-         pipelined behind another message's); nothing of it was delivered",
-    )
 }
 
 /// How often an idle connection holding a shared slot checks whether to give it up.
@@ -338,9 +354,18 @@ async fn bdat_window(
         if !s.is_usable() {
             // 421: the server processed nothing after that reply. Lost: Ambiguous.
             let closed_by_server = matches!(&result, Err(e) if e.smtp_code() == Some(421));
-            let replaceable =
-                oldest.reused && matches!(&result, Err(e) if e.kind() == ErrorKind::Network);
-            lane.done(oldest.job, result, oldest.reused, replaceable);
+            match result {
+                Err(e) if e.kind() == ErrorKind::Ambiguous => {
+                    let v = verdict::judge(Reached::Whole, End::Lost(e), oldest.reused);
+                    lane.judged(oldest.job, v, oldest.reused);
+                }
+                // Its own reply (a 421): not delivered.
+                Err(e) => {
+                    let v = verdict::judge(Reached::Whole, End::Answered(e), oldest.reused);
+                    lane.judged(oldest.job, v, oldest.reused);
+                }
+                Ok(d) => lane.done(oldest.job, Ok(d), oldest.reused, false),
+            }
             lost_window(lane, window, closed_by_server);
             if let Some(job) = next_other {
                 lane.answer(job, Outcome::NotStarted);
@@ -374,21 +399,16 @@ async fn bdat_window(
 /// connection; after a lost connection each may have been delivered.
 fn lost_window(lane: &Lane, window: std::collections::VecDeque<InWindow>, closed_by_server: bool) {
     for w in window {
-        let err = if closed_by_server {
-            Error::new(
-                ErrorKind::Network,
-                "the server closed the session (421) before this message's transaction: \
-                 nothing of it was delivered",
-            )
+        let end = if closed_by_server {
+            End::ClosedBefore
         } else {
-            Error::new(
-                ErrorKind::Ambiguous,
-                "the connection was lost while waiting for the replies to this message's \
-                 transaction (BDAT, pipelined behind another message's): the server had the \
-                 whole message, so it may have been delivered; it was not retried",
-            )
+            End::LostUnder
         };
-        lane.done(w.job, Err(err), w.reused, closed_by_server);
+        lane.judged(
+            w.job,
+            verdict::judge(Reached::Whole, end, w.reused),
+            w.reused,
+        );
     }
 }
 
@@ -605,11 +625,7 @@ pub(crate) async fn drive(
             // Before the `.`: this message's connection failure; from the `.` on: Ambiguous.
             lane.failed_before_data(job, e, reused);
             if let Some(n) = next {
-                if next_written {
-                    lane.done(n, Err(lost_before_data()), true, true);
-                } else {
-                    lane.answer(n, Outcome::NotStarted);
-                }
+                lane.lost_under(n, next_written);
             }
             break None;
         }
@@ -619,13 +635,26 @@ pub(crate) async fn drive(
 
         let result = s.end_of_data(accepted).await;
         if !s.is_usable() {
-            lane.done(job, result, reused, false);
-            if let Some(n) = next {
-                if next_written {
-                    lane.done(n, Err(lost_before_data()), true, true);
-                } else {
-                    lane.answer(n, Outcome::NotStarted);
+            match result {
+                Err(e) if e.kind() == ErrorKind::Ambiguous => {
+                    lane.judged(
+                        job,
+                        verdict::judge(Reached::Whole, End::Lost(e), reused),
+                        reused,
+                    );
                 }
+                // Its own reply (a 421): not delivered.
+                Err(e) => {
+                    lane.judged(
+                        job,
+                        verdict::judge(Reached::Whole, End::Answered(e), reused),
+                        reused,
+                    );
+                }
+                Ok(d) => lane.done(job, Ok(d), reused, false),
+            }
+            if let Some(n) = next {
+                lane.lost_under(n, next_written);
             }
             break None;
         }

@@ -13,6 +13,7 @@ use super::socket::Tuning;
 use super::{secs, ConnectParams};
 use crate::message::RenderedMessage;
 use crate::smtp::reply::{self, Reply, ReplyError, Stage};
+use crate::smtp::verdict::{self, Reached};
 use crate::smtp::wire::{self, Command, Counters};
 use crate::{Error, ErrorKind};
 
@@ -143,7 +144,12 @@ impl Connection {
                 self.counters.wrote_commands(commands.len() as u64);
                 Ok(())
             }
-            Err(failure) => Err(self.failure(failure, &format!("sending {what}"), limit, false)),
+            Err(failure) => Err(self.failure(
+                failure,
+                &format!("sending {what}"),
+                limit,
+                Reached::Commands,
+            )),
         }
     }
 
@@ -165,7 +171,14 @@ impl Connection {
         self.wbuf.extend_from_slice(chunk);
         let limit = self.params.timeouts.data_end;
         let buf = std::mem::take(&mut self.wbuf);
-        let result = self.write_all(&buf, limit).await;
+        let mut taken = 0;
+        let result = self.write_tracked(&buf, limit, &mut taken).await;
+        // The server can have the message only if the stream took the whole chunk (its end).
+        let reached = if taken == buf.len() {
+            Reached::Whole
+        } else {
+            Reached::Commands
+        };
         self.wbuf = buf;
         if self.wbuf.capacity() > 64 * 1024 {
             self.wbuf = Vec::with_capacity(1024); // do not keep a large message's buffer
@@ -175,7 +188,7 @@ impl Connection {
                 self.counters.wrote_commands(commands.len() as u64);
                 Ok(())
             }
-            Err(f) => Err(self.failure(f, "sending the message (BDAT)", limit, false)),
+            Err(f) => Err(self.failure(f, "sending the message (BDAT)", limit, reached)),
         }
     }
 
@@ -210,7 +223,8 @@ impl Connection {
                     if buf.len() >= CHUNK {
                         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                         if let Err(f) = self.write_all(&buf, left).await {
-                            return Err(self.failure(f, "sending the message", limit, false));
+                            let what = "sending the message";
+                            return Err(self.failure(f, what, limit, Reached::Commands));
                         }
                         buf.clear();
                     }
@@ -231,10 +245,12 @@ impl Connection {
                     self.counters.wrote_commands(next.len() as u64);
                     Ok(())
                 }
+                // What the server may have: the message's end only once the stream took a
+                // byte of the `.` (the verdict is `verdict`'s).
                 Err(f) if written <= end_at => {
-                    Err(self.failure(f, "sending the message", limit, false))
+                    Err(self.failure(f, "sending the message", limit, Reached::Commands))
                 }
-                Err(f) => Err(self.failure(f, "sending the end of DATA", limit, true)),
+                Err(f) => Err(self.failure(f, "sending the end of DATA", limit, Reached::Whole)),
             }
         }
         .await;
@@ -305,7 +321,7 @@ impl Connection {
     /// chunk was written): whatever it answers, a failure to get it is Ambiguous.
     pub(crate) async fn read_reply_committed(&mut self, stage: Stage) -> Result<Reply, Error> {
         let limit = self.params.timeouts.data_end;
-        self.read_reply_inner(stage, limit, true)
+        self.read_reply_inner(stage, limit, Reached::Whole)
             .await
             .map(|(r, _)| r)
     }
@@ -316,15 +332,21 @@ impl Connection {
         stage: Stage,
         limit: Duration,
     ) -> Result<(Reply, Vec<u8>), Error> {
-        self.read_reply_inner(stage, limit, stage == Stage::DataEnd)
-            .await
+        let reached = if stage == Stage::DataEnd {
+            Reached::Whole
+        } else {
+            Reached::Commands
+        };
+        self.read_reply_inner(stage, limit, reached).await
     }
 
+    /// Reads one reply; `reached`: what the server may have of the message in flight, should
+    /// the reply not come.
     async fn read_reply_inner(
         &mut self,
         stage: Stage,
         limit: Duration,
-        after_end_of_data: bool,
+        reached: Reached,
     ) -> Result<(Reply, Vec<u8>), Error> {
         let result = tokio::time::timeout(limit, self.read_frame()).await;
         let what = || format!("waiting for the reply to {}", stage.what());
@@ -342,8 +364,8 @@ impl Connection {
                 }
                 Ok((reply, raw))
             }
-            Ok(Err(failure)) => Err(self.failure(failure, &what(), limit, after_end_of_data)),
-            Err(_) => Err(self.failure(Failure::Timeout, &what(), limit, after_end_of_data)),
+            Ok(Err(failure)) => Err(self.failure(failure, &what(), limit, reached)),
+            Err(_) => Err(self.failure(Failure::Timeout, &what(), limit, reached)),
         }
     }
 
@@ -370,15 +392,14 @@ impl Connection {
         }
     }
 
-    /// Gives a low-level failure its meaning, and leaves the connection broken. After the end of
-    /// DATA was (or may have been) sent it is [`ErrorKind::Ambiguous`]: the server may have
-    /// queued the message.
+    /// Describes a low-level failure, leaves the connection broken, and asks `verdict` what it
+    /// means for the message in flight, which had `reached` the server.
     fn failure(
         &mut self,
         failure: Failure,
         what: &str,
         limit: Duration,
-        after_end_of_data: bool,
+        reached: Reached,
     ) -> Error {
         self.broken = true;
         let host = &self.params.host;
@@ -400,21 +421,11 @@ impl Connection {
             ),
             Failure::Reply(e) => (ErrorKind::Permanent, format!("{e} ({what})"), None),
         };
-        let mut err = if after_end_of_data {
-            Error::new(
-                ErrorKind::Ambiguous,
-                format!(
-                    "{message} after the end of DATA was sent: the message may have been \
-                     delivered; it was not retried"
-                ),
-            )
-        } else {
-            Error::new(kind, message)
-        };
-        if let Some(e) = source {
-            err = err.with_source(e);
+        let err = verdict::connection_failed(reached, kind, message);
+        match source {
+            Some(e) => err.with_source(e),
+            None => err,
         }
-        err
     }
 
     /// Whether the connection is usable, nothing is buffered, and a non-blocking read finds

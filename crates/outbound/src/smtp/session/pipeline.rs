@@ -17,6 +17,7 @@ use super::preflight;
 use super::transaction::{pair_replies, Accepted, Delivery, PIPELINE_GROUP};
 use super::Session;
 use crate::message::{Envelope, RenderedMessage};
+use crate::smtp::verdict;
 use crate::smtp::wire::Command;
 use crate::Error;
 
@@ -209,15 +210,7 @@ impl Session {
             // connection is not reused).
             if let Some(r) = replies.next().filter(|r| !r.is_positive()) {
                 self.conn.mark_broken();
-                return Err(Error::new(
-                    crate::ErrorKind::Ambiguous,
-                    format!(
-                        "the server refused the RSET before this message's transaction ({}) \
-                         but had the whole message: it may have been delivered; it was not \
-                         retried",
-                        r.one_line()
-                    ),
-                ));
+                return Err(verdict::unclear(verdict::Reached::Whole, &r.one_line()));
             }
         }
         let (Some(mail), Some(bdat)) = (replies.next(), replies.next_back()) else {
