@@ -23,13 +23,13 @@
 //! without a round trip before using it ([`Session::probe_idle`]). A connection that failed is
 //! never reused.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
-use super::lane::{self, Job, Outcome};
+use super::lane::{Job, LaneHandle, LaneOptions, Outcome};
 use super::session::Session;
 use crate::limits::{ConnectionLease, ConnectionSlots, LocalSlots};
 use crate::Error;
@@ -56,13 +56,9 @@ struct Gate {
 
 /// A live connection as the pool sees it.
 struct LaneEntry {
-    id: u64,
-    jobs: mpsc::UnboundedSender<Job>,
-    /// Messages queued or running on it.
-    load: Arc<AtomicUsize>,
+    lane: LaneHandle,
     /// Messages given to it so far (at most `max_messages`).
     given: u32,
-    driver: tokio::task::JoinHandle<()>,
 }
 
 /// Where a send goes.
@@ -143,9 +139,11 @@ impl Pool {
             changed.as_mut().enable();
             {
                 let mut lanes = self.lanes();
-                let best = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst));
+                // A lane that closed its queue is ending: it takes no more jobs.
+                lanes.retain(|l| l.lane.takes_jobs());
+                let best = (0..lanes.len()).min_by_key(|&i| lanes[i].lane.load());
                 let target = match best {
-                    Some(i) if lanes[i].load.load(Ordering::SeqCst) == 0 => Some(i),
+                    Some(i) if lanes[i].lane.load() == 0 => Some(i),
                     _ => match self.gate.local.try_acquire() {
                         Some(lease) => return Assignment::Open(lease, job),
                         None => best,
@@ -202,8 +200,7 @@ impl Pool {
     fn queue_on_existing(&self, mut job: Job) -> Result<(), Job> {
         let mut lanes = self.lanes();
         loop {
-            let Some(i) = (0..lanes.len()).min_by_key(|&i| lanes[i].load.load(Ordering::SeqCst))
-            else {
+            let Some(i) = (0..lanes.len()).min_by_key(|&i| lanes[i].lane.load()) else {
                 return Err(job);
             };
             match self.give(&mut lanes, i, job) {
@@ -214,17 +211,15 @@ impl Pool {
     }
 
     /// Puts `job` on lane `i`; a lane that reached its message cap leaves the list (it
-    /// finishes what it has and closes).
+    /// finishes what it has and closes), and so does one that takes no more jobs.
     fn give(&self, lanes: &mut Vec<LaneEntry>, i: usize, job: Job) -> Result<(), Job> {
-        let lane = &mut lanes[i];
-        lane.load.fetch_add(1, Ordering::SeqCst);
-        if let Err(mpsc::error::SendError(job)) = lane.jobs.send(job) {
-            lane.load.fetch_sub(1, Ordering::SeqCst);
+        let entry = &mut lanes[i];
+        if let Err(job) = entry.lane.give(job) {
             lanes.remove(i);
             return Err(job);
         }
-        lane.given += 1;
-        if lane.given >= self.opts.max_messages {
+        entry.given += 1;
+        if entry.given >= self.opts.max_messages {
             lanes.remove(i);
         }
         Ok(())
@@ -232,39 +227,24 @@ impl Pool {
 
     /// Starts a lane on `session` (opened with a lease from [`assign`](Self::assign)), with
     /// `job` as its first message.
-    pub(crate) fn start_lane(self: &Arc<Self>, session: Session, job: Job) {
-        let (tx, jobs) = mpsc::unbounded_channel();
-        let load = Arc::new(AtomicUsize::new(0));
-        let id = session.id();
-        let driver = tokio::spawn(lane::drive(
-            session,
-            jobs,
-            load.clone(),
-            self.changed.clone(),
-            Arc::downgrade(self),
-            self.opts,
-        ));
+    pub(crate) fn start_lane(&self, session: Session, job: Job) {
+        let opts = LaneOptions {
+            max_messages: self.opts.max_messages,
+            idle_timeout: self.opts.idle_timeout,
+        };
         let entry = LaneEntry {
-            id,
-            jobs: tx,
-            load,
+            lane: LaneHandle::spawn(session, opts, self.changed.clone()),
             given: 0,
-            driver,
         };
         let mut lanes = self.lanes();
         lanes.push(entry);
         let last = lanes.len() - 1;
         if let Err(job) = self.give(&mut lanes, last, job) {
-            // The driver ended before its first message (its runtime is shutting down).
+            // The lane ended before its first message (its runtime is shutting down).
             job.answer(Outcome::NotStarted);
         }
         drop(lanes);
         self.changed.notify_waiters();
-    }
-
-    /// Takes lane `id` out of the list: no more messages go to it.
-    pub(crate) fn retire(&self, id: u64) {
-        self.lanes().retain(|l| l.id != id);
     }
 
     /// A lease for a connection that must be new (verify), through the same gate: when every
@@ -279,9 +259,7 @@ impl Pool {
             }
             let idle = {
                 let mut lanes = self.lanes();
-                let pos = lanes
-                    .iter()
-                    .position(|l| l.load.load(Ordering::SeqCst) == 0);
+                let pos = lanes.iter().position(|l| l.lane.load() == 0);
                 pos.map(|p| lanes.remove(p))
             };
             // Dropping its sender ends the lane (QUIT), which gives its slot back.
@@ -298,10 +276,8 @@ impl Pool {
     /// they are closed. Later sends open new connections.
     pub(crate) async fn close_all(&self) {
         let lanes: Vec<LaneEntry> = std::mem::take(&mut *self.lanes());
-        for lane in lanes {
-            let LaneEntry { jobs, driver, .. } = lane;
-            drop(jobs);
-            let _ = driver.await;
+        for entry in lanes {
+            entry.lane.finish().await;
         }
     }
 }

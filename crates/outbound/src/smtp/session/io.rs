@@ -33,6 +33,10 @@ pub(crate) struct Connection {
     pub(super) tuning: Tuning,
     /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
     broken: bool,
+    /// Why it broke under a message, when it was not the server's `421`: what the server may
+    /// have had of the message in flight (a failure, or a reply that leaves the server's state
+    /// unknown). `None` with `broken`: the server closed the session with a `421`.
+    lost_at: Option<Reached>,
     /// Something was written since the last read from the socket: the next read that has to
     /// wait for the server is a round trip.
     awaiting_server: bool,
@@ -75,6 +79,7 @@ impl Connection {
             local,
             tuning,
             broken: false,
+            lost_at: None,
             awaiting_server: false,
             secrets: Vec::new(),
         }
@@ -105,10 +110,18 @@ impl Connection {
         self.broken
     }
 
-    /// The server refused to go on in a way that leaves the connection unusable (e.g. RSET
-    /// refused).
-    pub(super) fn mark_broken(&mut self) {
+    /// The server refused to go on in a way that leaves the connection unusable and its state
+    /// unknown (e.g. RSET refused), while a message had `reached` it.
+    pub(super) fn mark_broken(&mut self, reached: Reached) {
         self.broken = true;
+        self.lost_at = Some(reached);
+    }
+
+    /// Why the connection is broken, if it is: `Some(None)` when the server closed it with a
+    /// `421` (and processed nothing after), `Some(Some(reached))` when it failed (or the
+    /// server's state became unknown) while a message had `reached` the server.
+    pub(super) fn broken(&self) -> Option<Option<Reached>> {
+        self.broken.then_some(self.lost_at)
     }
 
     /// Whether bytes the server sent are waiting unread.
@@ -402,6 +415,7 @@ impl Connection {
         reached: Reached,
     ) -> Error {
         self.broken = true;
+        self.lost_at = Some(reached);
         let host = &self.params.host;
         let (kind, message, source) = match failure {
             Failure::Timeout => (

@@ -37,6 +37,7 @@ mod opening;
 mod pipeline;
 mod preflight;
 mod socket;
+mod step;
 mod transaction;
 
 #[cfg(test)]
@@ -54,7 +55,8 @@ pub(crate) use capabilities::mechanism_bit;
 pub(crate) use capabilities::Capabilities;
 pub(crate) use io::Connection;
 pub(crate) use pipeline::{BdatSent, Outline};
-pub(crate) use transaction::Delivery;
+pub(crate) use step::{Lost, Step};
+pub(crate) use transaction::{Accepted, Delivery};
 
 /// How long each phase of a session may take.
 ///

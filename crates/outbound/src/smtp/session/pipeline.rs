@@ -14,10 +14,11 @@
 //! transaction; a connection lost after a final `.` is Ambiguous for that message only.
 
 use super::preflight;
+use super::step::{Lost, Step};
 use super::transaction::{pair_replies, Accepted, Delivery, PIPELINE_GROUP};
 use super::Session;
 use crate::message::{Envelope, RenderedMessage};
-use crate::smtp::verdict;
+use crate::smtp::verdict::{self, Reached};
 use crate::smtp::wire::Command;
 use crate::Error;
 
@@ -57,14 +58,20 @@ impl Session {
     }
 
     /// Writes a transaction's envelope commands on a quiet connection.
-    pub(crate) async fn begin(&mut self, commands: &[Command<'_>]) -> Result<(), Error> {
-        self.conn.send(commands).await
+    pub(crate) async fn begin(mut self, commands: &[Command<'_>]) -> Result<Session, Lost> {
+        let written = self.conn.send(commands).await;
+        self.wrote(written)
     }
 
     /// Reads the replies to a transaction's envelope (written by [`begin`](Self::begin) or
     /// behind the previous end of data) and decides whether its payload may follow. A refusal
     /// ends the transaction (RSET) and is this transaction's error.
-    pub(crate) async fn envelope(&mut self, envelope: &Envelope) -> Result<Accepted, Error> {
+    pub(crate) async fn envelope(mut self, envelope: &Envelope) -> Step<Accepted> {
+        let accepted = self.read_envelope(envelope).await;
+        self.step(accepted)
+    }
+
+    async fn read_envelope(&mut self, envelope: &Envelope) -> Result<Accepted, Error> {
         let mut replies = Vec::with_capacity(envelope.to.len() + 2);
         // Only the kinds of the commands matter for reading (which stage each reply answers).
         let mut shape = Vec::with_capacity(envelope.to.len() + 2);
@@ -82,19 +89,22 @@ impl Session {
     }
 
     /// Writes the payload and the final `.`, with `next` (the next transaction's envelope
-    /// commands, possibly none) in the same write as the `.`. A failure before the `.` went
-    /// out is this message's Network/Timeout error; from the `.` on it is Ambiguous.
+    /// commands, possibly none) in the same write as the `.`. A failure records how far the
+    /// writing got ([`Lost::reached`]): before the `.`, this message's Network/Timeout error;
+    /// from its first byte on, Ambiguous (`verdict`).
     pub(crate) async fn payload(
-        &mut self,
+        mut self,
         data: &RenderedMessage,
         next: &[Command<'_>],
-    ) -> Result<(), Error> {
-        self.conn.write_payload(data, next).await
+    ) -> Result<Session, Lost> {
+        let written = self.conn.write_payload(data, next).await;
+        self.wrote(written)
     }
 
     /// Reads the reply to the final `.` (see [`payload`](Self::payload)).
-    pub(crate) async fn end_of_data(&mut self, accepted: Accepted) -> Result<Delivery, Error> {
-        self.final_reply(accepted).await
+    pub(crate) async fn end_of_data(mut self, accepted: Accepted) -> Step<Delivery> {
+        let delivered = self.final_reply(accepted).await;
+        self.step(delivered)
     }
 
     /// Counts a transaction whose commands went out behind the previous `.`.
@@ -103,11 +113,6 @@ impl Session {
             .counters()
             .pipelined_transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether the connection can carry another command.
-    pub(crate) fn is_usable(&self) -> bool {
-        !self.conn.is_broken()
     }
 }
 
@@ -149,6 +154,16 @@ impl Session {
     /// the server lacks, or is too large), or the connection failed before the chunk was
     /// written whole (nothing can have been delivered).
     pub(crate) async fn write_bdat(
+        mut self,
+        outline: Outline<'_>,
+        data: &[u8],
+        reset: bool,
+    ) -> Step<BdatSent> {
+        let sent = self.send_bdat(outline, data, reset).await;
+        self.step(sent)
+    }
+
+    async fn send_bdat(
         &mut self,
         outline: Outline<'_>,
         data: &[u8],
@@ -175,7 +190,12 @@ impl Session {
     /// so losing the connection while waiting for any of these replies is Ambiguous. A
     /// refusal is this transaction's error and leaves the connection usable; the next
     /// transaction's RSET, or [`reset`](Session::reset), starts clean.
-    pub(crate) async fn read_bdat(
+    pub(crate) async fn read_bdat(mut self, sent: BdatSent, envelope: &Envelope) -> Step<Delivery> {
+        let delivered = self.read_bdat_replies(sent, envelope).await;
+        self.step(delivered)
+    }
+
+    async fn read_bdat_replies(
         &mut self,
         sent: BdatSent,
         envelope: &Envelope,
@@ -209,8 +229,8 @@ impl Session {
             // message after it: what it made of them is unknown, and so is its state (the
             // connection is not reused).
             if let Some(r) = replies.next().filter(|r| !r.is_positive()) {
-                self.conn.mark_broken();
-                return Err(verdict::unclear(verdict::Reached::Whole, &r.one_line()));
+                self.conn.mark_broken(Reached::Whole);
+                return Err(verdict::unclear(Reached::Whole, &r.one_line()));
             }
         }
         let (Some(mail), Some(bdat)) = (replies.next(), replies.next_back()) else {
@@ -256,5 +276,14 @@ impl Session {
                 reply: bdat,
             })
         }
+    }
+}
+
+impl Session {
+    /// RSET, to start clean after a refused `BDAT` transaction (RFC 3030 leaves the state
+    /// after a refused chunk to the server); the session comes back if the server agreed.
+    pub(crate) async fn start_clean(mut self) -> Option<Session> {
+        self.reset().await;
+        self.usable()
     }
 }

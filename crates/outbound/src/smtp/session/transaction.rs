@@ -4,9 +4,11 @@
 
 use std::time::Instant;
 
+use super::step::Step;
 use super::{preflight, Session};
 use crate::message::{Envelope, RenderedMessage};
 use crate::smtp::reply::{self, Reply, Stage};
+use crate::smtp::verdict::Reached;
 use crate::smtp::wire::{Command, MailFrom};
 use crate::{Error, ErrorKind, RejectedRecipient};
 
@@ -43,23 +45,33 @@ impl Session {
     ///
     /// The session comes back when its connection is still usable (the transaction succeeded,
     /// was refused before MAIL FROM, or was reset), and is dropped otherwise.
-    pub(crate) async fn transaction(
+    pub(crate) async fn whole(
         mut self,
         envelope: &Envelope,
         data: &RenderedMessage,
         size: usize,
         eight_bit: bool,
-    ) -> (Option<Session>, Result<Delivery, Error>) {
+    ) -> Step<Delivery> {
         let host = &self.conn.params.host;
         let result = match preflight::mail_from(&self.caps, host, envelope, size, eight_bit) {
             Ok(mail) => self.run(mail, envelope, data).await,
             Err(e) => Err(e),
         };
-        if self.conn.is_broken() {
-            tracing::debug!(conn = self.id(), "discarding a connection that failed");
-            return (None, result);
-        }
-        (Some(self), result)
+        self.step(result)
+    }
+
+    /// [`whole`](Self::whole), its session and result apart.
+    #[cfg(test)]
+    pub(crate) async fn transaction(
+        self,
+        envelope: &Envelope,
+        data: &RenderedMessage,
+        size: usize,
+        eight_bit: bool,
+    ) -> (Option<Session>, Result<Delivery, Error>) {
+        self.whole(envelope, data, size, eight_bit)
+            .await
+            .into_parts()
     }
 
     async fn run(
@@ -247,6 +259,8 @@ impl Session {
                 .is_err()
                 || self.conn.read_reply(Stage::DataEnd).await.is_err())
         {
+            // What ended there was an empty payload, never this message's data.
+            self.conn.mark_broken(Reached::Commands);
             return;
         }
         self.reset().await;
@@ -261,7 +275,7 @@ impl Session {
             Ok(r) if r.is_positive() => {}
             Ok(r) => {
                 tracing::debug!(conn = self.id(), reply = %r, "RSET refused; dropping the connection");
-                self.conn.mark_broken();
+                self.conn.mark_broken(Reached::Commands);
             }
             Err(_) => {}
         }
