@@ -281,3 +281,71 @@ impl Pool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::smtp::session::testing::{open, params, EHLO_PIPE};
+
+    /// A shared cap with never a free slot (every other process holds them).
+    #[derive(Debug)]
+    struct Full;
+
+    #[async_trait::async_trait]
+    impl ConnectionSlots for Full {
+        async fn acquire(&self) -> Result<ConnectionLease, Error> {
+            std::future::pending().await
+        }
+        fn describe(&self) -> String {
+            "full".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_send_waiting_for_a_shared_slot_goes_to_a_lane_of_this_process_once_it_is_free() {
+        let opts = PoolOptions {
+            size: 2,
+            max_messages: 100,
+            idle_timeout: Duration::from_secs(30),
+        };
+        let pool = Pool::new(opts, Some(Arc::new(Full)));
+        let (session, mut script, _) =
+            open(params(true, None, Duration::from_secs(5)), EHLO_PIPE).await;
+        let (first, rx1) = Job::for_test(1, "first");
+        pool.start_lane(session.unwrap(), first);
+        // The lane is busy and a local slot is free, but the shared cap has none: it waits,
+        // and nothing wakes it while the lane stays busy.
+        let (second, rx2) = Job::for_test(2, "second");
+        let assign = pool.assign(second);
+        tokio::pin!(assign);
+        let waited = tokio::time::timeout(Duration::from_millis(100), &mut assign).await;
+        assert!(waited.is_err(), "it waits while the only lane is busy");
+        // The lane answers its message and has nothing left to do: that wakes the send, which
+        // goes to it and gives its local slot back.
+        let server = async {
+            for n in 1..=2 {
+                script.expect("MAIL FROM").await;
+                script.expect("RCPT TO").await;
+                script.expect("DATA").await;
+                script.say("250 ok\r\n250 ok\r\n354 go\r\n").await;
+                script.read_data().await;
+                script.say(&format!("250 queued {n}\r\n")).await;
+            }
+        };
+        let (assigned, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(assign, server)
+        })
+        .await
+        .unwrap();
+        assert!(matches!(assigned, Ok(Assignment::Queued)));
+        for rx in [rx1, rx2] {
+            assert!(matches!(rx.await, Ok(Outcome::Done(d)) if d.result.is_ok()));
+        }
+        let both = (pool.gate.local.try_acquire(), pool.gate.local.try_acquire());
+        assert!(
+            both.0.is_some() && both.1.is_some(),
+            "no local slot is held"
+        );
+    }
+}

@@ -39,6 +39,24 @@ impl Job {
         (job, rx)
     }
 
+    /// A job for a test: a small message from `a@example.com` to `user{n}@example.com`.
+    #[cfg(test)]
+    pub(crate) fn for_test(n: usize, text: &str) -> (Job, oneshot::Receiver<Outcome>) {
+        let message = crate::Message::builder()
+            .from("a@example.com")
+            .to(format!("user{n}@example.com"))
+            .subject(format!("m{n}"))
+            .text(text)
+            .build()
+            .and_then(|m| m.prepare(None))
+            .unwrap_or_else(|e| panic!("a test message: {e}"));
+        let (size, eight_bit) = match message.rendered() {
+            Ok(r) => (r.len(), !r.is_ascii()),
+            Err(e) => panic!("a test message: {e}"),
+        };
+        Job::new(message, size, eight_bit)
+    }
+
     /// Sends the outcome (the caller may have gone away; then nobody needs it). Consumes the
     /// job: nothing is answered twice.
     pub(crate) fn answer(self, outcome: Outcome) {

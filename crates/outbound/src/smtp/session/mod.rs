@@ -41,6 +41,8 @@ mod step;
 mod transaction;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::time::{Duration, Instant};

@@ -4,105 +4,16 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use secrecy::{ExposeSecret, SecretString};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::io::BufReader;
 
 use super::opening::Opening;
+use super::testing::*;
 use super::*;
 use crate::message::Envelope;
 use crate::smtp::auth;
 use crate::smtp::reply;
 use crate::smtp::wire::Counters;
 use crate::{Error, ErrorKind};
-
-fn params(
-    pipelining: bool,
-    credentials: Option<Credentials>,
-    timeout: Duration,
-) -> Arc<ConnectParams> {
-    Arc::new(ConnectParams {
-        host: "mx.test".into(),
-        port: 25,
-        tls_mode: TlsMode::None,
-        tls: None,
-        credentials,
-        mechanism: None,
-        ehlo_name: Some("client.example".into()),
-        timeouts: Timeouts::all(timeout),
-        pipelining,
-        chunking: true,
-    })
-}
-
-/// A scripted server: for each expected client line (prefix), the reply to send. A reply of
-/// `None` means "read the line but stay silent".
-struct Script {
-    server: BufReader<DuplexStream>,
-    seen: Vec<String>,
-}
-
-impl Script {
-    async fn say(&mut self, text: &str) {
-        self.server
-            .get_mut()
-            .write_all(text.as_bytes())
-            .await
-            .unwrap();
-    }
-    async fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.server.read_line(&mut l).await.unwrap();
-        let l = l.trim_end().to_string();
-        self.seen.push(l.clone());
-        l
-    }
-    async fn expect(&mut self, prefix: &str) -> String {
-        let l = self.line().await;
-        assert!(l.starts_with(prefix), "expected {prefix:?}, got {l:?}");
-        l
-    }
-    async fn read_data(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        loop {
-            let mut l = Vec::new();
-            self.server.read_until(b'\n', &mut l).await.unwrap();
-            if l == b".\r\n" {
-                return out;
-            }
-            out.extend_from_slice(&l);
-        }
-    }
-}
-
-async fn open(
-    p: Arc<ConnectParams>,
-    ehlo: &str,
-) -> (Result<Session, Error>, Script, Arc<Counters>) {
-    let (client, server) = tokio::io::duplex(64 * 1024);
-    let counters = Arc::new(Counters::default());
-    let session = Opening::over(Box::new(client), None, p, counters.clone(), 1);
-    let mut script = Script {
-        server: BufReader::new(server),
-        seen: Vec::new(),
-    };
-    let ehlo = ehlo.to_string();
-    let server_side = async {
-        script.say("220 mx.test ESMTP\r\n").await;
-        script.expect("EHLO client.example").await;
-        script.say(&ehlo).await;
-    };
-    let (session, ()) = tokio::join!(session.handshake_and_login(), server_side);
-    (session, script, counters)
-}
-
-fn envelope(to: &[&str]) -> Envelope {
-    Envelope {
-        from: "a@example.com".into(),
-        to: to.iter().map(|s| s.to_string()).collect(),
-        smtputf8: false,
-    }
-}
-
-const EHLO_PIPE: &str = "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250 8BITMIME\r\n";
 
 #[tokio::test]
 async fn pipelines_envelope_and_reports_partial_rejection() {
@@ -918,11 +829,4 @@ async fn smtp_auth_disabled_for_the_tenant_costs_no_token_refresh() {
     assert!(err.message().contains("Set-CASMailbox"), "{err}");
     assert_eq!(source.invalidations(), 0, "the token was not the problem");
     assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 1);
-}
-
-/// A message given as its bytes (leaked: it outlives the test's futures, which borrow it).
-fn body(bytes: &[u8]) -> &'static crate::message::RenderedMessage {
-    Box::leak(Box::new(crate::message::RenderedMessage::from_bytes(
-        bytes.to_vec(),
-    )))
 }
