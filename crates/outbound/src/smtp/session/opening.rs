@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 use secrecy::SecretString;
 use tokio::net::TcpStream;
 
+use super::sasl::{self as auth, AuthFailure};
 use super::socket::Tuning;
 use super::{secs, Capabilities, ConnectParams, Connection, Session};
 use crate::oauth::{self, Attempt};
-use crate::smtp::auth::{self, AccessTokenSource, AuthFailure, Credentials};
+use crate::smtp::auth::{AccessTokenSource, Credentials};
 use crate::smtp::ehlo;
 use crate::smtp::reply::{self, Stage};
 use crate::smtp::tls::{self, TlsMode};

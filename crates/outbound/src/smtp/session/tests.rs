@@ -1,7 +1,7 @@
 //! Sessions driven over an in-memory pipe by a scripted server.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::io::BufReader;
@@ -10,7 +10,7 @@ use super::opening::Opening;
 use super::testing::*;
 use super::*;
 use crate::message::Envelope;
-use crate::smtp::auth;
+use crate::smtp::auth::{self, Credentials};
 use crate::smtp::reply;
 use crate::smtp::wire::Counters;
 use crate::{Error, ErrorKind};
