@@ -145,6 +145,53 @@ impl SmtpTransport {
         session.lease = Some(lease);
         Ok(session)
     }
+
+    /// Queues `message` on a connection (opening one when the pool says so) and waits for
+    /// what became of it.
+    async fn run_on_a_lane(
+        &self,
+        message: &PreparedMessage,
+        size: usize,
+        eight_bit: bool,
+    ) -> Result<Outcome, Error> {
+        let (job, outcome) = Job::new(message.clone(), size, eight_bit);
+        if let Assignment::Open(lease, job) = self.inner.pool.assign(job).await? {
+            self.open_lane(lease, job).await?;
+        }
+        // No answer: the connection's task ended without one (its runtime shut down).
+        outcome.await.map_err(|_| verdict::no_answer())
+    }
+
+    /// The receipt of `message`, delivered on connection `conn` as `delivery` says.
+    fn receipt(
+        &self,
+        message: &PreparedMessage,
+        delivery: session::Delivery,
+        reused: bool,
+        attempts: u32,
+        conn: u64,
+    ) -> Receipt {
+        let counters = &self.inner.counters;
+        counters.transactions.fetch_add(1, Ordering::Relaxed);
+        if reused {
+            counters.reused_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut receipt = Receipt::new("smtp", message.message_id(), delivery.accepted)
+            .with_rejected(delivery.rejected);
+        if let Some(id) = reply::provider_id(&delivery.reply) {
+            receipt = receipt.with_provider_id(id);
+        }
+        receipt.attempts = attempts;
+        tracing::debug!(
+            conn,
+            message_id = %receipt.message_id,
+            provider_id = ?receipt.provider_id,
+            accepted = receipt.accepted.len(),
+            rejected = receipt.rejected.len(),
+            "message accepted"
+        );
+        receipt
+    }
 }
 
 /// How often one send may find its connection closing before it started (each time it goes
@@ -182,55 +229,26 @@ impl Transport for SmtpTransport {
     /// duplicated); a failure after the end of DATA is [`ErrorKind::Ambiguous`] and is never
     /// retried here.
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
-        let message_id = message.message_id();
         let rendered = message.rendered()?;
         let (size, eight_bit) = (rendered.len(), !rendered.is_ascii());
-
         let mut attempts = 0u32;
         let mut reroutes = 0u32;
         loop {
-            let (job, outcome) = Job::new(message.clone(), size, eight_bit);
-            if let Assignment::Open(lease, job) = self.inner.pool.assign(job).await? {
-                self.open_lane(lease, job).await?;
-            }
-            let done = match outcome.await {
-                Ok(Outcome::Done(done)) => done,
-                Ok(Outcome::NotStarted) => {
+            let done = match self.run_on_a_lane(message, size, eight_bit).await? {
+                Outcome::Done(done) => done,
+                Outcome::NotStarted => {
                     reroutes += 1;
                     if reroutes > MAX_REROUTES {
                         return Err(verdict::kept_closing(&self.inner.params.host));
                     }
                     continue;
                 }
-                Err(_) => {
-                    // The connection's task ended without an answer: its runtime shut down.
-                    return Err(verdict::no_answer());
-                }
             };
             attempts += 1;
             let conn = done.conn;
             match done.result {
                 Ok(delivery) => {
-                    let counters = &self.inner.counters;
-                    counters.transactions.fetch_add(1, Ordering::Relaxed);
-                    if done.reused {
-                        counters.reused_connections.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let mut receipt = Receipt::new("smtp", message_id, delivery.accepted)
-                        .with_rejected(delivery.rejected);
-                    if let Some(id) = reply::provider_id(&delivery.reply) {
-                        receipt = receipt.with_provider_id(id);
-                    }
-                    receipt.attempts = attempts;
-                    tracing::debug!(
-                        conn,
-                        message_id = %receipt.message_id,
-                        provider_id = ?receipt.provider_id,
-                        accepted = receipt.accepted.len(),
-                        rejected = receipt.rejected.len(),
-                        "message accepted"
-                    );
-                    return Ok(receipt);
+                    return Ok(self.receipt(message, delivery, done.reused, attempts, conn));
                 }
                 Err(err) if done.replaceable && attempts == 1 => {
                     // The pooled connection died (while idle, or under the message pipelined
@@ -245,7 +263,6 @@ impl Transport for SmtpTransport {
                         error = %err,
                         "a pooled connection was broken; sending on another connection"
                     );
-                    continue;
                 }
                 Err(err) => {
                     tracing::debug!(conn, error = %err, "send failed");
@@ -477,6 +494,53 @@ impl SmtpTransportBuilder {
     /// Checks everything and builds the transport (no network access happens here; the CA
     /// file and the system's roots are read).
     pub fn build(self) -> Result<SmtpTransport, Error> {
+        let host = self.checked_host()?;
+        let port = self.port.unwrap_or(self.tls.default_port());
+        if port == 0 {
+            return Err(Error::config("the SMTP port must be from 1 to 65535"));
+        }
+        let tls = self.tls_client(&host, port)?;
+        if self.tls == TlsMode::None && self.credentials.is_some() {
+            tracing::warn!(
+                host = %host,
+                port,
+                "tls=none: credentials will be sent without encryption"
+            );
+        }
+        let ehlo_name = self.ehlo_name()?;
+        self.check_limits()?;
+        let params = ConnectParams {
+            host,
+            port,
+            tls_mode: self.tls,
+            tls,
+            credentials: self.credentials,
+            mechanism: self.mechanism,
+            ehlo_name,
+            timeouts: self.timeouts,
+            pipelining: self.pipelining,
+            chunking: self.chunking,
+        };
+        let pool = Pool::new(
+            PoolOptions {
+                size: self.pool_size,
+                max_messages: self.max_messages,
+                idle_timeout: self.idle_timeout,
+            },
+            self.connection_slots,
+        );
+        Ok(SmtpTransport {
+            inner: Arc::new(Inner {
+                params: Arc::new(params),
+                pool: Arc::new(pool),
+                counters: Arc::new(Counters::default()),
+                tls_verify: self.tls_verify,
+            }),
+        })
+    }
+
+    /// The host, trimmed, if it can be one.
+    fn checked_host(&self) -> Result<String, Error> {
         let host = self.host.trim().to_string();
         if host.is_empty() {
             return Err(Error::config_for(
@@ -495,39 +559,37 @@ impl SmtpTransportBuilder {
                 ),
             ));
         }
-        let port = self.port.unwrap_or(self.tls.default_port());
-        if port == 0 {
-            return Err(Error::config("the SMTP port must be from 1 to 65535"));
+        Ok(host)
+    }
+
+    /// The TLS client and the name the certificate must match, when the mode may use TLS.
+    fn tls_client(&self, host: &str, port: u16) -> Result<Option<TlsClient>, Error> {
+        if !self.tls.uses_tls() {
+            return Ok(None);
         }
-        let tls = if self.tls.uses_tls() {
-            let extra = match &self.ca_file {
-                Some(path) => {
-                    tls::load_ca_file(path, "`ca_file`").map_err(|e| e.for_setting("ca_file"))?
-                }
-                None => Vec::new(),
-            };
-            if !self.tls_verify {
-                tracing::warn!(
-                    host = %host,
-                    port,
-                    "TLS certificate verification is OFF: anyone on the network path can \
-                     impersonate the server and read the credentials"
-                );
+        let extra = match &self.ca_file {
+            Some(path) => {
+                tls::load_ca_file(path, "`ca_file`").map_err(|e| e.for_setting("ca_file"))?
             }
-            let config = tls::client_config(self.tls_verify, extra)?;
-            let name = tls::server_name(self.tls_server_name.as_deref().unwrap_or(&host), "`host`")
-                .map_err(|e| e.for_setting("host"))?;
-            Some((TlsConnector::from(config), name))
-        } else {
-            None
+            None => Vec::new(),
         };
-        if self.tls == TlsMode::None && self.credentials.is_some() {
+        if !self.tls_verify {
             tracing::warn!(
                 host = %host,
                 port,
-                "tls=none: credentials will be sent without encryption"
+                "TLS certificate verification is OFF: anyone on the network path can \
+                 impersonate the server and read the credentials"
             );
         }
+        let config = tls::client_config(self.tls_verify, extra)?;
+        let name = tls::server_name(self.tls_server_name.as_deref().unwrap_or(host), "`host`")
+            .map_err(|e| e.for_setting("host"))?;
+        Ok(Some((TlsConnector::from(config), name)))
+    }
+
+    /// The configured EHLO name, checked; else this host's name when it is a FQDN (`None`:
+    /// the address literal of each connection's local end).
+    fn ehlo_name(&self) -> Result<Option<String>, Error> {
         let configured = self
             .local_hostname
             .as_deref()
@@ -544,14 +606,18 @@ impl SmtpTransportBuilder {
                 ));
             }
         }
-        let ehlo_name = configured.map(str::to_string).or_else(|| {
+        Ok(configured.map(str::to_string).or_else(|| {
             ehlo::system_hostname()
                 .filter(|h| ehlo::is_fqdn(h.trim()))
                 .map(|h| {
                     let h = h.trim();
                     h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
                 })
-        });
+        }))
+    }
+
+    /// The pool's limits, the timeouts, and the mechanism against the credentials.
+    fn check_limits(&self) -> Result<(), Error> {
         if self.pool_size == 0 {
             return Err(Error::config("the SMTP pool size must be at least 1"));
         }
@@ -575,35 +641,12 @@ impl SmtpTransportBuilder {
                 )));
             }
         }
-        let params = ConnectParams {
-            host,
-            port,
-            tls_mode: self.tls,
-            tls,
-            credentials: self.credentials,
-            mechanism: self.mechanism,
-            ehlo_name,
-            timeouts: self.timeouts,
-            pipelining: self.pipelining,
-            chunking: self.chunking,
-        };
-        Ok(SmtpTransport {
-            inner: Arc::new(Inner {
-                params: Arc::new(params),
-                pool: Arc::new(Pool::new(
-                    PoolOptions {
-                        size: self.pool_size,
-                        max_messages: self.max_messages,
-                        idle_timeout: self.idle_timeout,
-                    },
-                    self.connection_slots,
-                )),
-                counters: Arc::new(Counters::default()),
-                tls_verify: self.tls_verify,
-            }),
-        })
+        Ok(())
     }
 }
+
+/// A TLS client and the name the server's certificate must match.
+type TlsClient = (TlsConnector, rustls::pki_types::ServerName<'static>);
 
 #[cfg(test)]
 mod tests {
