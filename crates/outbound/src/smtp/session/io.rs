@@ -33,6 +33,9 @@ pub(crate) struct Connection {
     pub(super) tuning: Tuning,
     /// An I/O failure or timeout, a `421`, or unasked bytes: never reused, no QUIT.
     broken: bool,
+    /// The stream is TLS: a write that fails may have sent records of what it was given
+    /// before the one that failed (a TCP write that fails took nothing).
+    tls: bool,
     /// Why it broke under a message, when it was not the server's `421`: what the server may
     /// have had of the message in flight (a failure, or a reply that leaves the server's state
     /// unknown). `None` with `broken`: the server closed the session with a `421`.
@@ -78,6 +81,7 @@ impl Connection {
             id,
             local,
             tuning,
+            tls: false,
             broken: false,
             lost_at: None,
             awaiting_server: false,
@@ -136,8 +140,10 @@ impl Connection {
             .ok_or_else(|| Error::new(ErrorKind::Network, "the connection is closed"))
     }
 
+    /// Puts back the stream [`take_stream`](Self::take_stream) took, now wrapped in TLS.
     pub(super) fn put_stream(&mut self, io: Box<dyn Io>) {
         self.io = Some(io);
+        self.tls = true;
     }
 
     /// Writes `commands` in one network write (a pipelined group when there are several).
@@ -260,7 +266,7 @@ impl Connection {
                 }
                 // What the server may have: the message's end only once the stream took a
                 // byte of the `.` (the verdict is `verdict`'s).
-                Err(f) if written <= end_at => {
+                Err(f) if written <= end_at && !self.may_have_sent_past(&f, end_at, buf.len()) => {
                     Err(self.failure(f, "sending the message", limit, Reached::Commands))
                 }
                 Err(f) => Err(self.failure(f, "sending the end of DATA", limit, Reached::Whole)),
@@ -273,6 +279,16 @@ impl Connection {
             buf
         };
         result
+    }
+
+    /// Whether a write that failed with `failure` and was given bytes up to `len` may have
+    /// sent past `end_at` although the stream reported taking less. A TCP write either takes
+    /// bytes or fails; a TLS write fails when the socket does, possibly after earlier records
+    /// of the same write went out, so when bytes follow the end of data (the next message's
+    /// commands), the records holding the `.` may have reached the server. (Without such
+    /// bytes the `.` ends the last record, which cannot have gone out whole.)
+    fn may_have_sent_past(&self, failure: &Failure, end_at: usize, len: usize) -> bool {
+        self.tls && matches!(failure, Failure::Io(_)) && len > end_at + wire::END_OF_DATA.len()
     }
 
     async fn write_all(&mut self, bytes: &[u8], limit: Duration) -> Result<(), Failure> {

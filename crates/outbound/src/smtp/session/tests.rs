@@ -12,7 +12,7 @@ use super::*;
 use crate::message::Envelope;
 use crate::smtp::auth::{self, Credentials};
 use crate::smtp::reply;
-use crate::smtp::wire::Counters;
+use crate::smtp::wire::{Command, Counters};
 use crate::{Error, ErrorKind};
 
 #[tokio::test]
@@ -829,4 +829,75 @@ async fn smtp_auth_disabled_for_the_tenant_costs_no_token_refresh() {
     assert!(err.message().contains("Set-CASMailbox"), "{err}");
     assert_eq!(source.invalidations(), 0, "the token was not the problem");
     assert_eq!(seen.iter().filter(|l| l.starts_with("AUTH")).count(), 1);
+}
+
+/// A stream that fails every write with an I/O error, as a TLS stream does when the socket
+/// fails: unlike TCP's, such an error can come after earlier records of the same write (the
+/// final `.` among them) reached the server.
+struct FailingWrites;
+
+impl tokio::io::AsyncRead for FailingWrites {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncWrite for FailingWrites {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        _: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()))
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// A write that fails while carrying a message's final `.` and the next message's commands
+/// behind it: over TCP nothing of that write was taken (safe to resend); over TLS the records
+/// before the failing one may have reached the server, the `.` among them (Ambiguous), unless
+/// the `.` ends the write (then its last record, the `.`'s end, did not).
+#[tokio::test]
+async fn a_failed_write_carrying_the_final_dot_is_ambiguous_over_tls_only_when_commands_follow() {
+    let next = [Command::Rset];
+    for (tls, next, expected) in [
+        (false, &next[..], ErrorKind::Network),
+        (true, &next[..], ErrorKind::Ambiguous),
+        (true, &[][..], ErrorKind::Network),
+    ] {
+        let p = params(true, None, Duration::from_secs(5));
+        let counters = Arc::new(Counters::default());
+        let tuning = super::socket::Tuning::none();
+        let mut conn = Connection::new(Box::new(FailingWrites), None, tuning, p, counters, 1);
+        if tls {
+            // As after a TLS handshake: the stream comes back wrapped.
+            let stream = conn.take_stream().unwrap();
+            conn.put_stream(stream);
+        }
+        let err = conn
+            .write_payload(body(b"Subject: x\r\n\r\nhello\r\n"), next)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            expected,
+            "tls {tls}, {} commands: {err}",
+            next.len()
+        );
+    }
 }
