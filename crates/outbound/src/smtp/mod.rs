@@ -8,11 +8,17 @@
 //!
 //! The modules, one concern each:
 //! - [`tls`](TlsMode): the four TLS modes and certificate verification;
-//! - `session`: one session by phase (opening, transaction) — the phase at the moment of a
-//!   failure decides whether it is retryable or [`Ambiguous`](crate::ErrorKind::Ambiguous);
-//! - `auth`: SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER ([`Credentials`], [`AccessTokenSource`]);
-//! - `reply`: server replies to [`ErrorKind`]s;
-//! - `pool`: connection reuse under a hard cap on open connections;
+//! - `session`: one session by phase (opening, AUTH, transaction), each step consuming the
+//!   session and giving it back only while its connection is usable;
+//! - `verdict`: what a failure means for each message, from what the server may have received
+//!   of it: safe to resend, or [`Ambiguous`](crate::ErrorKind::Ambiguous);
+//! - `lane`: one connection's task, a typed state machine that pipelines the messages queued
+//!   on it;
+//! - `pool`: connection reuse under a hard cap on open connections, the one gate every
+//!   connection opens through ([`crate::limits::ConnectionSlots`]);
+//! - `auth`: credentials and SASL PLAIN, LOGIN, XOAUTH2, OAUTHBEARER ([`Credentials`],
+//!   [`AccessTokenSource`]);
+//! - `reply`: server replies to [`ErrorKind`](crate::ErrorKind)s;
 //! - `ehlo`: the EHLO name; `wire`: command lines, dot-stuffing, [`WireStats`].
 //!
 //! Configuration from environment variables and DSNs is not here: it lives in
@@ -226,8 +232,8 @@ impl Transport for SmtpTransport {
     /// is busy and the cap is reached (then its commands are pipelined behind the previous
     /// message's final `.`). An idle connection that turns out to be broken before the end of
     /// DATA is replaced once, transparently (the message is not lost and cannot be
-    /// duplicated); a failure after the end of DATA is [`ErrorKind::Ambiguous`] and is never
-    /// retried here.
+    /// duplicated); a failure after the end of DATA is
+    /// [`ErrorKind::Ambiguous`](crate::ErrorKind::Ambiguous) and is never retried here.
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let rendered = message.rendered()?;
         let (size, eight_bit) = (rendered.len(), !rendered.is_ascii());
@@ -475,8 +481,9 @@ impl SmtpTransportBuilder {
     ///
     /// Why it is off by default: once the write is out the server holds the whole message, so
     /// a pooled connection that died silently while idle (a NAT or firewall dropped it) makes
-    /// that message [`ErrorKind::Ambiguous`] instead of being resent on a new connection (and
-    /// so every transaction in flight when a connection is lost); and the message goes out
+    /// that message [`ErrorKind::Ambiguous`](crate::ErrorKind::Ambiguous) instead of being
+    /// resent on a new connection (and so every transaction in flight when a connection is
+    /// lost); and the message goes out
     /// even when every recipient is then refused.
     pub fn chunking(mut self, enabled: bool) -> Self {
         self.chunking = enabled;
