@@ -1,0 +1,656 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The fault sweep: several messages sent at once over one pooled connection (pipelined over
+//! DATA, or several `BDAT … LAST` in flight), one at a time, and without PIPELINING, against a
+//! scripted server (`support::scripted_smtpd`) that breaks the exchange at one event per run:
+//! every reply (dropped after it, aborted after it, stalled, `421`, a `4xx`, a `5xx`) and every
+//! point of the client's byte stream (each command line, half the payload, the payload without
+//! its `.`, inside the final `.`, half a BDAT chunk, the whole chunk: dropped, aborted,
+//! stalled). The events come from a run without faults, so every one of them is broken once.
+//!
+//! After each run, every message that failed "safe to resend" is sent again, as `Retry` would;
+//! then, for every message, from the server's record (what it processed, and everything the
+//! client wrote) the invariant is checked:
+//! - reported delivered => the server accepted exactly that copy (250 to its end of data);
+//! - the server received its end of data (and did not refuse it) => never safe to resend;
+//!   nor when the client wrote its end of data, unless the server closed with `421` first;
+//! - a refusal => the server sent that code to this message or to the session;
+//! - Ambiguous => the client wrote its end of data (the server may have it);
+//! - every send resolves (none hangs), and at most one copy is held by the server;
+//! - the transport's own replacement of a broken pooled connection re-sends a message only if
+//!   the server never received its end of data.
+//!
+//! No sleeps order anything: a fault is "the k-th event", the sends are joined in one task,
+//! and the server is waited for by notification. Timeouts only end stalls.
+
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use outbound::message::PreparedMessage;
+use outbound::smtp::{SmtpTransport, TlsMode};
+use outbound::{Error, ErrorKind, Message, Receipt, Transport};
+use support::scripted_smtpd::{Action, At, Expected, Fault, Record, Server, Stop};
+
+/// The client's limit for every phase: how long a stall lasts.
+const STALL: Duration = Duration::from_millis(400);
+/// A send or the server not done after this has hung.
+const HANG: Duration = Duration::from_secs(20);
+/// Fault points run at once per thread.
+const CONCURRENCY: usize = 24;
+/// Messages per run.
+const MESSAGES: usize = 4;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sends {
+    /// All at once: queued on the one connection, pipelined behind each other.
+    Together,
+    /// One after another, each after the previous one's outcome (a pooled idle connection).
+    OneByOne,
+}
+
+#[derive(Debug)]
+struct Scenario {
+    name: &'static str,
+    keywords: &'static [&'static str],
+    chunking: bool,
+    sends: Sends,
+}
+
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "DATA, pipelined",
+        keywords: &["PIPELINING", "8BITMIME", "SIZE 10485760"],
+        chunking: false,
+        sends: Sends::Together,
+    },
+    Scenario {
+        name: "BDAT, pipelined",
+        keywords: &["PIPELINING", "CHUNKING", "8BITMIME"],
+        chunking: true,
+        sends: Sends::Together,
+    },
+    Scenario {
+        name: "DATA, no PIPELINING",
+        keywords: &["8BITMIME", "SIZE 10485760"],
+        chunking: false,
+        sends: Sends::Together,
+    },
+    Scenario {
+        name: "DATA, one by one",
+        keywords: &["PIPELINING", "8BITMIME"],
+        chunking: false,
+        sends: Sends::OneByOne,
+    },
+    Scenario {
+        name: "BDAT, one by one",
+        keywords: &["PIPELINING", "CHUNKING"],
+        chunking: true,
+        sends: Sends::OneByOne,
+    },
+];
+
+const REPLY_ACTIONS: &[Action] = &[
+    Action::Drop,
+    Action::Abort,
+    Action::Stall,
+    Action::Close421,
+    Action::Refuse4xx,
+    Action::Refuse5xx,
+];
+const POINT_ACTIONS: &[Action] = &[Action::Drop, Action::Abort, Action::Stall];
+
+/// The messages: each with its own envelope sender (how the server tells them apart), one or
+/// two recipients.
+fn messages() -> Vec<Message> {
+    (0..MESSAGES)
+        .map(|i| {
+            let mut b = Message::builder()
+                .from(format!("s{i}@example.test"))
+                .to(format!("r{i}a@example.test"))
+                .subject(format!("fault sweep {i}"))
+                .text(format!("Message {i} of the fault sweep.\nSecond line.\n"));
+            if i % 2 == 0 {
+                b = b.to(format!("r{i}b@example.test"));
+            }
+            b.build().unwrap()
+        })
+        .collect()
+}
+
+fn transport(port: u16, chunking: bool) -> SmtpTransport {
+    SmtpTransport::builder("127.0.0.1")
+        .port(port)
+        .tls(TlsMode::None)
+        .local_hostname("client.example.test")
+        .pool_size(1)
+        .chunking(chunking)
+        .timeout(STALL)
+        .build()
+        .unwrap()
+}
+
+/// A message as it goes on the wire.
+struct Wire {
+    prepared: PreparedMessage,
+    /// The payload with its final `.`'s first byte, as DATA sends it.
+    data_end: Vec<u8>,
+    /// `BDAT n LAST` and the whole chunk.
+    bdat: Vec<u8>,
+}
+
+fn wire(prepared: PreparedMessage) -> Wire {
+    let bytes = prepared.bytes().unwrap().to_vec();
+    assert!(
+        !bytes.starts_with(b".") && !bytes.windows(3).any(|w| w == b"\n.."),
+        "the sweep's messages need no dot-stuffing"
+    );
+    let mut payload = bytes;
+    if !payload.ends_with(b"\r\n") {
+        payload.extend_from_slice(b"\r\n");
+    }
+    let mut bdat = format!("BDAT {} LAST\r\n", payload.len()).into_bytes();
+    bdat.extend_from_slice(&payload);
+    let mut data_end = payload;
+    data_end.push(b'.');
+    Wire {
+        prepared,
+        data_end,
+        bdat,
+    }
+}
+
+type Outcome = Result<Receipt, Error>;
+
+/// Polls every future in order, in this task, until all are done: the sends are all queued
+/// before the first one's connection has its first reply.
+async fn join_all<T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> Vec<T> {
+    let mut out: Vec<Option<T>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futures.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+async fn send_all(
+    t: &SmtpTransport,
+    wires: &[Wire],
+    which: &[usize],
+    sends: Sends,
+) -> Vec<(usize, Outcome)> {
+    match sends {
+        Sends::Together => {
+            let futures = which
+                .iter()
+                .map(|&i| {
+                    Box::pin(async move { (i, t.send_prepared(&wires[i].prepared).await) })
+                        as Pin<Box<dyn Future<Output = _> + Send>>
+                })
+                .collect();
+            join_all(futures).await
+        }
+        Sends::OneByOne => {
+            let mut out = Vec::new();
+            for &i in which {
+                out.push((i, t.send_prepared(&wires[i].prepared).await));
+            }
+            out
+        }
+    }
+}
+
+/// What one run gave.
+struct Run {
+    scenario: &'static str,
+    fault: Option<Fault>,
+    fired: Option<String>,
+    /// Replies and points the server counted (for a run without faults: the events to break).
+    replies: usize,
+    points: usize,
+    outcomes: Vec<(u8, usize, String)>,
+    violations: Vec<String>,
+    trace: Vec<String>,
+    /// The server's transactions, one line each.
+    txns: Vec<String>,
+    stats: outbound::smtp::WireStats,
+    rsets: usize,
+}
+
+/// Runs `scenario` against a server with `fault`: round 1 sends every message; round 2 sends
+/// again those that failed safe to resend. Then checks the invariant.
+async fn run(scenario: &'static Scenario, fault: Option<Fault>) -> Run {
+    let wires: Vec<Wire> = messages()
+        .iter()
+        .map(|m| wire(m.prepare(None).unwrap()))
+        .collect();
+    let expected = wires
+        .iter()
+        .map(|w| Expected {
+            sender: w.prepared.envelope().from.clone(),
+            data_len: w.data_end.len() - 1,
+        })
+        .collect();
+    let server = Server::start(scenario.keywords, expected, fault).await;
+    let t = transport(server.port, scenario.chunking);
+    let mut violations = Vec::new();
+    let mut rounds: Vec<(u8, Vec<(usize, Outcome)>)> = Vec::new();
+    let mut which: Vec<usize> = (0..MESSAGES).collect();
+    for round in [1u8, 2] {
+        if which.is_empty() {
+            break;
+        }
+        server.set_round(round);
+        let outcomes = tokio::time::timeout(HANG, send_all(&t, &wires, &which, scenario.sends));
+        let Ok(outcomes) = outcomes.await else {
+            violations.push(format!("round {round}: a send never resolved"));
+            break;
+        };
+        // Every connection closed, so the next round's are its own.
+        t.close().await;
+        if tokio::time::timeout(HANG, server.wait_idle())
+            .await
+            .is_err()
+        {
+            violations.push(format!(
+                "round {round}: the client left a connection open after close()"
+            ));
+            break;
+        }
+        which = outcomes
+            .iter()
+            .filter(|(_, o)| o.as_ref().is_err_and(Error::is_retryable))
+            .map(|(i, _)| *i)
+            .collect();
+        rounds.push((round, outcomes));
+    }
+    let rec = server.record();
+    for (round, outcomes) in &rounds {
+        for (i, outcome) in outcomes {
+            check(&rec, &wires, *round, *i, outcome, &mut violations);
+        }
+    }
+    check_copies(&rec, &wires, &rounds, &mut violations);
+    Run {
+        scenario: scenario.name,
+        fault,
+        fired: rec.fired.clone(),
+        replies: rec.replies,
+        points: rec.points,
+        outcomes: rounds
+            .iter()
+            .flat_map(|(r, o)| o.iter().map(move |(i, o)| (*r, *i, describe(o))))
+            .collect(),
+        violations,
+        trace: rec.trace.clone(),
+        txns: rec.txns.iter().map(|t| format!("{t:?}")).collect(),
+        stats: t.stats(),
+        rsets: rec.rsets,
+    }
+}
+
+fn describe(o: &Outcome) -> String {
+    match o {
+        Ok(r) => format!("Ok (accepted {:?})", r.accepted),
+        Err(e) => format!("{:?}: {e}", e.kind()),
+    }
+}
+
+/// Where the client wrote the end of data of message `w` on the connections of `round`:
+/// `(written, written_unprocessed_after_421)` counts, and whether a connection of the round
+/// was aborted (its record of the client's bytes stops there).
+fn ends_written(rec: &Record, w: &Wire, round: u8) -> (usize, usize, bool) {
+    let mut written = 0;
+    let mut behind_421 = 0;
+    let mut aborted = false;
+    for c in rec.conns.iter().filter(|c| c.round == round) {
+        aborted |= c.stop == Some(Stop::Abort);
+        for needle in [&w.data_end, &w.bdat] {
+            for start in find_all(&c.raw, needle) {
+                let unprocessed = start >= c.processed;
+                if c.stop == Some(Stop::Closed421) && unprocessed {
+                    behind_421 += 1;
+                } else {
+                    written += 1;
+                }
+            }
+        }
+    }
+    (written, behind_421, aborted)
+}
+
+fn find_all<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(move |(_, w)| *w == needle)
+        .map(|(i, _)| i)
+}
+
+/// The invariant for message `i`'s outcome in `round`.
+fn check(
+    rec: &Record,
+    wires: &[Wire],
+    round: u8,
+    i: usize,
+    outcome: &Outcome,
+    v: &mut Vec<String>,
+) {
+    let txns: Vec<_> = rec
+        .txns
+        .iter()
+        .filter(|t| t.msg == Some(i) && t.round == round)
+        .collect();
+    let held = txns.iter().filter(|t| t.held()).count();
+    let accepted: Vec<_> = txns.iter().filter(|t| t.accepted()).collect();
+    let (written, _, aborted) = ends_written(rec, &wires[i], round);
+    let mut fail = |what: String| v.push(format!("round {round}, message {i}: {what}"));
+
+    // The transport re-sends on its own only what the server never received.
+    if let Some((_, earlier)) = txns.split_last() {
+        if let Some(t) = earlier.iter().find(|t| t.end_complete) {
+            fail(format!(
+                "re-sent by the transport after the server had received its end of data on c{}",
+                t.conn
+            ));
+        }
+    }
+    if written > 1 {
+        fail(format!(
+            "its end of data was written {written} times (re-sent after it was written)"
+        ));
+    }
+    match outcome {
+        Ok(receipt) => {
+            if accepted.len() != 1 {
+                fail(format!(
+                    "reported delivered, but the server accepted {} copies",
+                    accepted.len()
+                ));
+            }
+            if receipt.message_id != wires[i].prepared.message_id() {
+                fail(format!(
+                    "receipt for another message: {}",
+                    receipt.message_id
+                ));
+            }
+            if let Some(t) = accepted.first() {
+                let mut got = receipt.accepted.clone();
+                let mut want = t.rcpts.clone();
+                got.sort();
+                want.sort();
+                if got != want {
+                    fail(format!(
+                        "receipt names recipients {got:?}, the server accepted {want:?}"
+                    ));
+                }
+            }
+        }
+        Err(e) => match e.kind() {
+            ErrorKind::Ambiguous => {
+                let data_354 = txns.iter().any(|t| t.got_354);
+                if written == 0 && !(aborted && (data_354 || wires_bdat(rec, round))) {
+                    fail(format!(
+                        "Ambiguous, but the client never wrote its end of data: {e}"
+                    ));
+                }
+            }
+            ErrorKind::Transient | ErrorKind::Permanent => {
+                let sent = e.smtp_code().is_some_and(|code| {
+                    txns.iter().any(|t| t.codes.contains(&code))
+                        || rec.session_codes.contains(&(round, code))
+                });
+                if !sent {
+                    fail(format!("a refusal the server did not send: {e}"));
+                }
+                if held > 0 {
+                    fail(format!("reported refused, but the server has it: {e}"));
+                }
+            }
+            ErrorKind::Network | ErrorKind::Timeout => {
+                if held > 0 {
+                    fail(format!(
+                        "reported safe to resend, but the server received its end of data: {e}"
+                    ));
+                }
+                if written > 0 {
+                    fail(format!(
+                        "reported safe to resend, but the client had written its end of data: {e}"
+                    ));
+                }
+            }
+            other => fail(format!("unexpected kind {other:?}: {e}")),
+        },
+    }
+}
+
+/// Whether a connection of `round` carried `BDAT` (a chunk goes out in one write with its
+/// commands: the server may have read none of it).
+fn wires_bdat(rec: &Record, round: u8) -> bool {
+    rec.conns
+        .iter()
+        .any(|c| c.round == round && c.raw.windows(5).any(|w| w == b"BDAT "))
+}
+
+/// At most one copy per message over both rounds; only what failed safe to resend went out
+/// again; every copy carries its own Message-ID.
+fn check_copies(
+    rec: &Record,
+    wires: &[Wire],
+    rounds: &[(u8, Vec<(usize, Outcome)>)],
+    v: &mut Vec<String>,
+) {
+    for (i, w) in wires.iter().enumerate() {
+        let held = rec
+            .txns
+            .iter()
+            .filter(|t| t.msg == Some(i) && t.held())
+            .count();
+        if held > 1 {
+            v.push(format!("message {i}: the server holds {held} copies"));
+        }
+        let resent = rounds
+            .iter()
+            .any(|(r, o)| *r == 2 && o.iter().any(|(j, _)| *j == i));
+        if !resent && rec.txns.iter().any(|t| t.msg == Some(i) && t.round == 2) {
+            v.push(format!("message {i}: sent in round 2 though not asked"));
+        }
+        let id = w.prepared.message_id().trim_matches(['<', '>']);
+        for t in rec.txns.iter().filter(|t| t.msg == Some(i)) {
+            if t.message_id.as_deref().is_some_and(|m| m != id) {
+                v.push(format!(
+                    "message {i}: its transaction carried Message-ID {:?}",
+                    t.message_id
+                ));
+            }
+        }
+    }
+    if rec.txns.iter().any(|t| t.msg.is_none()) {
+        v.push("a transaction for an unknown sender".into());
+    }
+}
+
+/// Every fault point of `scenario`: each action at each reply and point of a run without
+/// faults.
+fn faults(replies: usize, points: usize) -> Vec<Fault> {
+    let mut out = Vec::new();
+    for k in 0..replies {
+        for &action in REPLY_ACTIONS {
+            out.push(Fault {
+                at: At::Reply(k),
+                action,
+            });
+        }
+    }
+    for k in 0..points {
+        for &action in POINT_ACTIONS {
+            out.push(Fault {
+                at: At::Point(k),
+                action,
+            });
+        }
+    }
+    out
+}
+
+/// Runs `jobs` on `threads` threads, each a current-thread runtime running up to
+/// [`CONCURRENCY`] at once.
+fn run_all(jobs: Vec<(&'static Scenario, Fault)>, threads: usize) -> Vec<Run> {
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    let mut set = tokio::task::JoinSet::new();
+                    loop {
+                        while set.len() < CONCURRENCY {
+                            let k = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(&(scenario, fault)) = jobs.get(k) else {
+                                break;
+                            };
+                            set.spawn(run(scenario, Some(fault)));
+                        }
+                        match set.join_next().await {
+                            Some(r) => results.lock().unwrap().push(r.unwrap()),
+                            None => break,
+                        }
+                    }
+                });
+            });
+        }
+    });
+    results.into_inner().unwrap()
+}
+
+fn report(r: &Run) -> String {
+    let mut s = format!(
+        "[{}] fault {:?} fired: {:?}\n  violations:\n",
+        r.scenario, r.fault, r.fired
+    );
+    for v in &r.violations {
+        s += &format!("    - {v}\n");
+    }
+    s += "  outcomes:\n";
+    for (round, i, o) in &r.outcomes {
+        s += &format!("    round {round} message {i}: {o}\n");
+    }
+    s += "  server transactions:\n";
+    for t in &r.txns {
+        s += &format!("    {t}\n");
+    }
+    s += "  trace:\n";
+    for l in &r.trace {
+        s += &format!("    {l}\n");
+    }
+    s
+}
+
+#[test]
+fn fault_sweep_keeps_the_delivery_invariant() {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The events of each scenario, from a run without faults (which must deliver everything).
+    let mut jobs = Vec::new();
+    for scenario in SCENARIOS {
+        let clean = rt.block_on(run(scenario, None));
+        assert!(clean.violations.is_empty(), "{}", report(&clean));
+        assert!(
+            clean.outcomes.len() == MESSAGES
+                && clean.outcomes.iter().all(|o| o.2.starts_with("Ok")),
+            "{}",
+            report(&clean)
+        );
+        match (
+            scenario.sends,
+            scenario.chunking,
+            scenario.keywords.contains(&"PIPELINING"),
+        ) {
+            // The sends queued behind each other: pipelined behind the previous `.`…
+            (Sends::Together, false, true) => assert!(
+                clean.stats.pipelined_transactions >= 2,
+                "{:?}\n{}",
+                clean.stats,
+                report(&clean)
+            ),
+            // …or written in one BDAT window (each behind another begins with RSET).
+            (Sends::Together, true, _) => assert!(clean.rsets >= 2, "{}", report(&clean)),
+            _ => {}
+        }
+        assert_eq!(clean.stats.connections_opened, 1, "{}", report(&clean));
+        for fault in faults(clean.replies, clean.points) {
+            jobs.push((scenario, fault));
+        }
+    }
+    drop(rt);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let runs = run_all(jobs, threads);
+
+    let fired: Vec<&Run> = runs.iter().filter(|r| r.fired.is_some()).collect();
+    let checked: usize = runs.iter().map(|r| r.outcomes.len()).sum();
+    println!(
+        "fault sweep: {} fault points ({} planned), {checked} message outcomes checked, {:.1} s",
+        fired.len(),
+        runs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for scenario in SCENARIOS {
+        let mine: Vec<_> = fired
+            .iter()
+            .filter(|r| r.scenario == scenario.name)
+            .collect();
+        let mut kinds = std::collections::BTreeMap::<&str, usize>::new();
+        for (_, _, o) in mine.iter().flat_map(|r| &r.outcomes) {
+            *kinds
+                .entry(o.split([' ', ':']).next().unwrap_or(""))
+                .or_default() += 1;
+        }
+        println!(
+            "  {}: {} fault points; outcomes {kinds:?}",
+            scenario.name,
+            mine.len()
+        );
+    }
+    let bad: Vec<&Run> = runs.iter().filter(|r| !r.violations.is_empty()).collect();
+    for r in bad.iter().take(5) {
+        eprintln!("{}", report(r));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} of {} fault points broke the invariant; the first: {:?}",
+        bad.len(),
+        runs.len(),
+        bad.iter()
+            .take(20)
+            .map(|r| (r.scenario, r.fault, &r.violations))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        fired.len() >= 300,
+        "only {} fault points fired",
+        fired.len()
+    );
+}
