@@ -67,6 +67,19 @@ pub struct Expected {
     /// The payload's length on the wire in DATA: dot-stuffed, ending with CRLF, without the
     /// final `.` line.
     pub data_len: usize,
+    /// A refusal the server always gives this message (besides any fault).
+    pub refusal: Option<Refusal>,
+}
+
+/// Where a scripted refusal comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `550` to the RCPT with this index (from 0).
+    Rcpt(usize),
+    /// `451` to DATA.
+    Data,
+    /// `554` to the end of data (the final `.` or the `BDAT … LAST` chunk).
+    End,
 }
 
 /// How a connection ended on the server's side.
@@ -116,6 +129,8 @@ pub struct Txn {
     pub end_reply: Option<u16>,
     /// Every negative reply code sent to its commands.
     pub codes: Vec<u16>,
+    /// RCPT commands received.
+    pub rcpts_seen: usize,
     /// The Message-ID header of the data received.
     pub message_id: Option<String>,
 }
@@ -466,6 +481,12 @@ impl<'a> Conn<'a> {
         Sent { code, stop }
     }
 
+    /// The scripted refusal of the message transaction `txn` carries.
+    fn scripted(&self, rec: &Record, txn: Option<usize>) -> Option<Refusal> {
+        let msg = rec.txns[txn?].msg?;
+        self.shared.messages[msg].refusal
+    }
+
     /// A point of the client's stream: where the fault may stop the server.
     fn point(&mut self, rec: &mut Record, what: &str) -> Option<Stop> {
         match rec.point_event(self.id, what)? {
@@ -534,6 +555,7 @@ impl<'a> Conn<'a> {
                     end_complete: false,
                     end_reply: None,
                     codes: Vec::new(),
+                    rcpts_seen: 0,
                     message_id: None,
                 });
                 let t = rec.txns.len() - 1;
@@ -548,7 +570,15 @@ impl<'a> Conn<'a> {
                         .reply(rec, "RCPT", 503, "503 5.5.1 MAIL first\r\n", true, txn)
                         .stop;
                 }
-                let sent = self.reply(rec, "RCPT", 250, "250 2.1.5 recipient ok\r\n", true, txn);
+                let seen = txn.map_or(0, |t| {
+                    rec.txns[t].rcpts_seen += 1;
+                    rec.txns[t].rcpts_seen - 1
+                });
+                let (code, text) = match self.scripted(rec, txn) {
+                    Some(Refusal::Rcpt(n)) if n == seen => (550, SCRIPTED_550),
+                    _ => (250, "250 2.1.5 recipient ok\r\n"),
+                };
+                let sent = self.reply(rec, "RCPT", code, text, true, txn);
                 if sent.positive() {
                     if let Some(t) = txn {
                         rec.txns[t].rcpts.push(angle(line));
@@ -567,14 +597,11 @@ impl<'a> Conn<'a> {
                     let text = "554 5.5.1 no valid recipients\r\n";
                     return self.reply(rec, "DATA", 554, text, false, txn).stop;
                 }
-                let sent = self.reply(
-                    rec,
-                    "DATA",
-                    354,
-                    "354 end with <CRLF>.<CRLF>\r\n",
-                    false,
-                    txn,
-                );
+                let (code, text) = match self.scripted(rec, txn) {
+                    Some(Refusal::Data) => (451, "451 4.3.0 not now (scripted)\r\n"),
+                    _ => (354, "354 end with <CRLF>.<CRLF>\r\n"),
+                };
+                let sent = self.reply(rec, "DATA", code, text, false, txn);
                 if sent.code == 354 {
                     let expect = txn
                         .and_then(|t| rec.txns[t].msg)
@@ -671,7 +698,11 @@ impl<'a> Conn<'a> {
             if let Some(stop) = self.point(rec, "the whole `.`") {
                 return Ok(Some(stop));
             }
-            let sent = self.reply(rec, "end of data", 250, "250 2.0.0 queued\r\n", false, t);
+            let (code, text) = match self.scripted(rec, t) {
+                Some(Refusal::End) => (554, SCRIPTED_554),
+                _ => (250, "250 2.0.0 queued\r\n"),
+            };
+            let sent = self.reply(rec, "end of data", code, text, false, t);
             if let Some(t) = t {
                 rec.txns[t].end_reply = Some(sent.code).filter(|&c| c != 0);
             }
@@ -716,7 +747,11 @@ impl<'a> Conn<'a> {
                 return Ok(Some(stop));
             }
             let sent = if valid {
-                self.reply(rec, "BDAT", 250, "250 2.0.0 queued\r\n", false, t)
+                let (code, text) = match self.scripted(rec, t) {
+                    Some(Refusal::End) => (554, SCRIPTED_554),
+                    _ => (250, "250 2.0.0 queued\r\n"),
+                };
+                self.reply(rec, "BDAT", code, text, false, t)
             } else if self.open {
                 let text = "554 5.5.1 no valid recipients\r\n";
                 self.reply(rec, "BDAT", 554, text, false, t)
@@ -732,6 +767,9 @@ impl<'a> Conn<'a> {
         }
     }
 }
+
+const SCRIPTED_550: &str = "550 5.1.1 no such mailbox (scripted)\r\n";
+const SCRIPTED_554: &str = "554 5.7.1 message refused (scripted)\r\n";
 
 /// The address between `<` and `>` in a MAIL or RCPT line.
 fn angle(line: &str) -> String {
