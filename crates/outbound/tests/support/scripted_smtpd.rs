@@ -10,16 +10,16 @@
 //! The events, counted over every connection of one server in the order it processes them:
 //! - a *reply*: each reply it is about to send (greeting, EHLO, each command, the end of data);
 //! - a *point*: a place in the client's byte stream, reached as the server processes it: the
-//!   end of each command line (before it is acted on), and inside a message: half its payload,
-//!   the whole payload without the final `.`, `\r\n.`, `\r\n.\r`, the whole `.` (before the
-//!   reply); for `BDAT`, half the chunk and the whole chunk.
+//!   end of each command line (before it is acted on), and inside a message: its first byte,
+//!   half its payload, the whole payload without the final `.`, `\r\n.`, `\r\n.\r`, the whole
+//!   `.` (before the reply); for `BDAT`, half the chunk and the whole chunk.
 //!
 //! A [`Fault`] names one event and what happens there. After the server stops processing a
 //! connection it keeps reading (unless it aborted it) and keeps those bytes apart: so the
 //! record knows both what the server processed and everything the client wrote.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,7 +41,9 @@ pub enum Action {
     Drop,
     /// Like `Drop`, but an abortive close (RST).
     Abort,
-    /// Send nothing more: the server stops answering (the client's timeout ends it).
+    /// Send nothing more and read nothing more (so a large write blocks): the server stops
+    /// answering (the client's timeout ends it). Once the test says the round is done, what
+    /// the client wrote is read into the record.
     Stall,
     /// At a reply: `421` instead, then close.
     Close421,
@@ -122,6 +124,8 @@ pub struct Txn {
     pub rcpts: Vec<String>,
     /// The server said 354 to its DATA.
     pub got_354: bool,
+    /// The server processed the first byte of its final `.`, or its whole `BDAT` chunk.
+    pub end_written: bool,
     /// The server received its whole end of data (the final `.`, or the whole `BDAT … LAST`
     /// chunk) and processed it.
     pub end_complete: bool,
@@ -156,6 +160,9 @@ pub struct Record {
     pub points: usize,
     /// The fault, once it happened: where.
     pub fired: Option<String>,
+    /// What each reply and each point was (by index), e.g. `c0: end of data`.
+    pub reply_events: Vec<String>,
+    pub point_events: Vec<String>,
     pub conns: Vec<ConnRecord>,
     pub txns: Vec<Txn>,
     /// Negative codes sent outside a transaction (greeting, EHLO, RSET, …), with the round.
@@ -177,12 +184,14 @@ impl Record {
     fn reply_event(&mut self, conn: usize, what: &str) -> Option<Action> {
         let k = self.replies;
         self.replies += 1;
+        self.reply_events.push(format!("c{conn}: {what}"));
         self.fire(At::Reply(k), conn, what)
     }
 
     fn point_event(&mut self, conn: usize, what: &str) -> Option<Action> {
         let k = self.points;
         self.points += 1;
+        self.point_events.push(format!("c{conn}: {what}"));
         self.fire(At::Point(k), conn, what)
     }
 
@@ -201,6 +210,8 @@ struct Shared {
     ehlo: String,
     messages: Vec<Expected>,
     round: AtomicU8,
+    /// The last round whose sends all have their outcome (stalled connections wait for it).
+    round_done: tokio::sync::watch::Sender<u8>,
     active: AtomicUsize,
     idle: Notify,
 }
@@ -244,6 +255,7 @@ impl Server {
             ehlo,
             messages,
             round: AtomicU8::new(1),
+            round_done: tokio::sync::watch::Sender::new(0),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
         });
@@ -278,6 +290,11 @@ impl Server {
     /// Connections accepted from now on belong to `round`.
     pub fn set_round(&self, round: u8) {
         self.shared.round.store(round, Ordering::SeqCst);
+    }
+
+    /// Every send of `round` has its outcome: stalled connections of that round read on.
+    pub fn round_done(&self, round: u8) {
+        self.shared.round_done.send_replace(round);
     }
 
     /// Waits until every connection accepted so far has ended.
@@ -331,6 +348,7 @@ async fn serve(mut stream: TcpStream, id: usize, shared: &Shared) {
         conn.inbuf.drain(..pos);
         conn.consumed += pos;
         conn.pos = 0;
+        rec.conns[id].processed = conn.consumed;
     }
 }
 
@@ -347,7 +365,13 @@ async fn finish(mut stream: TcpStream, id: usize, shared: &Shared, stop: Stop, p
             let _ = stream.set_zero_linger();
             return; // dropped: RST
         }
-        Stop::Stall => {}
+        Stop::Stall => {
+            // Not even reading (so a large write blocks), until the test has every outcome
+            // of the round; then what the client wrote is read into the record.
+            let round = shared.record().conns[id].round;
+            let mut done = shared.round_done.subscribe();
+            let _ = done.wait_for(|&d| d >= round).await;
+        }
         Stop::Drop | Stop::Closed421 | Stop::Quit => {
             let _ = stream.shutdown().await;
         }
@@ -552,6 +576,7 @@ impl<'a> Conn<'a> {
                     round: self.round,
                     rcpts: Vec::new(),
                     got_354: false,
+                    end_written: false,
                     end_complete: false,
                     end_reply: None,
                     codes: Vec::new(),
@@ -658,7 +683,8 @@ impl<'a> Conn<'a> {
         }
     }
 
-    /// DATA, a byte at a time (so a cut lands on any byte): `Err` when more are needed.
+    /// DATA, up to the next cut or the end of data at a time (a cut lands on its byte):
+    /// `Err` when more bytes are needed.
     fn data(
         &mut self,
         rec: &mut Record,
@@ -666,35 +692,58 @@ impl<'a> Conn<'a> {
         expect: Option<usize>,
     ) -> Result<Option<Stop>, ()> {
         loop {
-            let Some(&b) = self.inbuf.get(self.pos) else {
+            let available = self.inbuf.len() - self.pos;
+            if available == 0 {
                 self.mode = Mode::Data { got, expect };
                 return Err(());
+            }
+            let cuts = expect.map(|e| {
+                [
+                    (1, "the first byte of the payload"),
+                    (e / 2, "half the payload"),
+                    (e, "the payload, no `.`"),
+                    (e + 1, "`\\r\\n.`"),
+                    (e + 2, "`\\r\\n.\\r`"),
+                ]
+            });
+            let next_cut = cuts
+                .into_iter()
+                .flatten()
+                .filter(|&(at, _)| at > got.len())
+                .min_by_key(|&(at, _)| at);
+            let take = next_cut.map_or(available, |(at, _)| (at - got.len()).min(available));
+            let before = got.len();
+            let from = before.saturating_sub(4);
+            got.extend_from_slice(&self.inbuf[self.pos..self.pos + take]);
+            let end = if got.starts_with(b".\r\n") {
+                Some(3) // an empty payload
+            } else {
+                static END: OnceLock<memchr::memmem::Finder<'static>> = OnceLock::new();
+                let end = END.get_or_init(|| memchr::memmem::Finder::new(b"\r\n.\r\n"));
+                end.find(&got[from..]).map(|p| from + p + 5)
             };
-            self.pos += 1;
-            got.push(b);
-            let n = got.len();
-            if !(got.ends_with(b"\r\n.\r\n") || got == b".\r\n") {
-                let cut = expect.and_then(|e| match n {
-                    _ if n == e / 2 => Some("half the payload"),
-                    _ if n == e => Some("the payload, no `.`"),
-                    _ if n == e + 1 => Some("`\\r\\n.`"),
-                    _ if n == e + 2 => Some("`\\r\\n.\\r`"),
-                    _ => None,
-                });
-                if let Some(what) = cut {
+            if let (Some(e), Some(t)) = (expect, self.txn) {
+                rec.txns[t].end_written |= got.len() > e;
+            }
+            let Some(end) = end else {
+                self.pos += take;
+                if let Some((at, what)) = next_cut.filter(|&(at, _)| at == got.len()) {
+                    debug_assert!(at > before);
                     if let Some(stop) = self.point(rec, what) {
                         return Ok(Some(stop));
                     }
                 }
                 continue;
-            }
+            };
+            got.truncate(end);
+            self.pos += end - before;
             let t = self.txn;
             if let Some(t) = t {
                 rec.txns[t].end_complete = true;
                 rec.txns[t].message_id = message_id(&got);
             }
             self.open = false;
-            rec.log(format!("c{} C: <{} bytes of data> .", self.id, n));
+            rec.log(format!("c{} C: <{} bytes of data> .", self.id, got.len()));
             if let Some(stop) = self.point(rec, "the whole `.`") {
                 return Ok(Some(stop));
             }
@@ -738,6 +787,9 @@ impl<'a> Conn<'a> {
                 continue;
             }
             let t = self.txn;
+            if let Some(t) = t {
+                rec.txns[t].end_written = true;
+            }
             if let (true, Some(t)) = (valid, t) {
                 rec.txns[t].end_complete = true;
                 rec.txns[t].message_id = message_id(&got);
@@ -780,7 +832,7 @@ fn angle(line: &str) -> String {
 
 /// The Message-ID header of a message (without angle brackets).
 fn message_id(data: &[u8]) -> Option<String> {
-    let text = String::from_utf8_lossy(data);
+    let text = String::from_utf8_lossy(&data[..data.len().min(64 * 1024)]);
     let head = text.split("\r\n\r\n").next()?;
     head.split("\r\n").find_map(|l| {
         let (name, value) = l.split_once(':')?;
