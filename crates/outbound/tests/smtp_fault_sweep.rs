@@ -4,11 +4,11 @@
 //! connection), and without PIPELINING; also with a server that refuses part of every message
 //! (so RSET after a refusal is an event too), and with a large message first (so a write
 //! blocks or fails midway). A scripted server (`support::scripted_smtpd`) breaks the exchange
-//! at one event per run: every reply (dropped after it, stalled, `421`, a `4xx`, a `5xx`; with
-//! the large message also aborted after it) and every point of the client's byte stream (each command line, the first
-//! byte and half of a payload, the payload without its `.`, inside the final `.`, the whole
-//! `.`, half a BDAT chunk, the whole chunk: dropped, aborted, stalled). The events come from a
-//! run without faults, so every one of them is broken once.
+//! at one event per run: every reply (dropped after it, stalled, `421`, a `4xx`, a `5xx`;
+//! with the large message also aborted after it) and every point of the client's byte stream
+//! (each command line, the first byte and half of a payload, the payload without its `.`,
+//! inside the final `.`, the whole `.`, half a BDAT chunk, the whole chunk: dropped, aborted,
+//! stalled). The events come from a run without faults, so every one of them is broken once.
 //!
 //! After each run, every message that failed "safe to resend" is sent again, as `Retry` would;
 //! then, for every message, from the server's record (what it processed, and everything the
