@@ -15,8 +15,9 @@
 //!   `.` (before the reply); for `BDAT`, half the chunk and the whole chunk.
 //!
 //! A [`Fault`] names one event and what happens there. After the server stops processing a
-//! connection it keeps reading (unless it aborted it) and keeps those bytes apart: so the
-//! record knows both what the server processed and everything the client wrote.
+//! connection it still reads what the client writes, without acting on it (after a stall,
+//! only once the test says the round is done; after an abort, not at all): so the record
+//! knows both what the server processed and everything the client wrote.
 
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -107,7 +108,7 @@ pub struct ConnRecord {
     pub round: u8,
     /// Every byte the client wrote that the server read, processed or not.
     pub raw: Vec<u8>,
-    /// How many bytes of `raw` the server processed before it stopped.
+    /// How many bytes of `raw` the server processed (acted on).
     pub processed: usize,
     /// How it ended, if the server ended it.
     pub stop: Option<Stop>,
