@@ -17,6 +17,7 @@
 //! doubt per sending task (see the module documentation of [`crate::bulk`]).
 
 mod log;
+pub(crate) mod store;
 
 #[cfg(test)]
 pub(crate) use log::lines_in_flight;
@@ -25,12 +26,13 @@ use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::input::{line_hash, LineHash, LineReader, MAX_LINE_BYTES};
+use store::{unix_now as now, Durability, DurableStore, Schema, SCHEMA_KEY};
 
 /// The journal format this code writes. Format 2 added the log; format 1 journals (rows
 /// written as the run went, or filled up front) are read as they are and upgraded on open.
@@ -187,6 +189,19 @@ pub enum JournalError {
     WriterStopped(String),
 }
 
+impl From<store::StoreError> for JournalError {
+    fn from(e: store::StoreError) -> JournalError {
+        match e {
+            store::StoreError::Sqlite { path, source } => JournalError::Sqlite { path, source },
+            store::StoreError::Busy { path, lock } => JournalError::Busy { path, lock },
+            store::StoreError::Version { path, found } => JournalError::NotAJournal {
+                path,
+                why: format!("its format is {found}"),
+            },
+        }
+    }
+}
+
 /// One line's row, as read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineRecord {
@@ -264,19 +279,10 @@ pub enum Outcome {
     Unsent,
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 /// An open journal, before the run starts writing to it.
 #[derive(Debug)]
 pub struct Journal {
-    conn: Connection,
-    lock: RunLock,
-    path: PathBuf,
+    store: DurableStore,
     run_id: String,
     lines: Option<u64>,
     created: bool,
@@ -318,65 +324,48 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        let lock = RunLock::take(path)?;
-        let mut conn = Connection::open(path).map_err(sql)?;
-        configure(&conn).map_err(sql)?;
-        conn.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             {}
-             {}",
-            log::lines_ddl(""),
-            log::LOG_DDL
-        ))
-        .map_err(sql)?;
-        let meta = |conn: &Connection, key: &str| -> Result<Option<String>, JournalError> {
-            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-                .optional()
-                .map_err(sql)
-        };
-        let version = meta(&conn, "schema")?;
-        if let Some(version) = &version {
-            if version != SCHEMA_VERSION && version != SCHEMA_WITHOUT_LOG {
-                return Err(JournalError::NotAJournal {
-                    path: path.to_path_buf(),
-                    why: format!("its format is {version}"),
-                });
-            }
-        }
-        let (run_id, lines, created) = match meta(&conn, "run_id")? {
+        let tables = format!("{}\n{}", log::lines_ddl(""), log::LOG_DDL);
+        let mut store = DurableStore::open(
+            path,
+            &Schema {
+                tables: &tables,
+                versions: &[SCHEMA_VERSION, SCHEMA_WITHOUT_LOG],
+            },
+        )?;
+        let (run_id, lines, created) = match store.meta("run_id").map_err(sql)? {
             Some(run_id) => {
                 // What the last run logged becomes rows now, before the input is checked
                 // against them (and a format 1 journal, which now has a log, says so).
-                log::fold(&mut conn).map_err(|e| fold_error(path, e))?;
-                if version.as_deref() == Some(SCHEMA_WITHOUT_LOG) {
-                    conn.execute(
-                        "UPDATE meta SET value = ?1 WHERE key = 'schema'",
-                        [SCHEMA_VERSION],
-                    )
-                    .map_err(sql)?;
+                log::fold(store.conn_mut()).map_err(|e| fold_error(path, e))?;
+                if store.version() == Some(SCHEMA_WITHOUT_LOG) {
+                    store
+                        .conn()
+                        .execute(
+                            "UPDATE meta SET value = ?1 WHERE key = 'schema'",
+                            [SCHEMA_VERSION],
+                        )
+                        .map_err(sql)?;
                 }
-                let recorded = meta(&conn, "input")?.unwrap_or_default();
-                let lines = match meta(&conn, "lines")? {
+                let recorded = store.meta("input").map_err(sql)?.unwrap_or_default();
+                let lines = match store.meta("lines").map_err(sql)? {
                     Some(lines) => Some(lines.parse().map_err(|_| JournalError::NotAJournal {
                         path: path.to_path_buf(),
                         why: format!("its line count is `{lines}`"),
                     })?),
                     None => None,
                 };
-                compare(&conn, path, input, &recorded, lines)?;
+                compare(store.conn(), path, input, &recorded, lines)?;
                 (run_id, lines, false)
             }
             None => {
                 // New (or its first commit never happened): start clean.
                 let run_id = new_run_id();
-                begin(&mut conn, path, input, &run_id)?;
+                begin(store.conn_mut(), path, input, &run_id)?;
                 (run_id, None, true)
             }
         };
         Ok(Journal {
-            conn,
-            lock,
-            path: path.to_path_buf(),
+            store,
             run_id,
             lines,
             created,
@@ -400,22 +389,22 @@ impl Journal {
 
     /// The journal file.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.store.path()
     }
 
     /// A second connection that reads states in line order while the writer writes.
     pub fn reader(&self) -> Result<StateReader, JournalError> {
         let conn = Connection::open_with_flags(
-            &self.path,
+            self.store.path(),
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|source| JournalError::Sqlite {
-            path: self.path.clone(),
+            path: self.store.path().to_path_buf(),
             source,
         })?;
         Ok(StateReader {
             conn,
-            path: self.path.clone(),
+            path: self.store.path().to_path_buf(),
             buffered: std::collections::VecDeque::new(),
             next: 1,
         })
@@ -423,16 +412,11 @@ impl Journal {
 
     /// Sets how hard commits are pushed to the disk (default [`JournalSync::Full`]).
     pub fn set_sync(&self, sync: JournalSync) -> Result<(), JournalError> {
-        let value = match sync {
-            JournalSync::Full => "FULL",
-            JournalSync::Normal => "NORMAL",
+        let durability = match sync {
+            JournalSync::Full => Durability::Full,
+            JournalSync::Normal => Durability::Normal,
         };
-        self.conn
-            .pragma_update(None, "synchronous", value)
-            .map_err(|source| JournalError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })
+        Ok(self.store.set_durability(durability)?)
     }
 
     /// Hands the connection to a writer thread that commits in groups: a mark waits the whole
@@ -464,19 +448,20 @@ impl Journal {
 
     fn start_writer(self, tasks: Option<usize>) -> Result<JournalWriter, JournalError> {
         let (tx, rx) = mpsc::channel();
-        let path = self.path.clone();
-        let (conn, lock) = (self.conn, self.lock);
+        let path = self.store.path().to_path_buf();
+        let store = self.store;
         let recorded = std::sync::Arc::new(Recorded::default());
         let shared = recorded.clone();
         let thread = std::thread::Builder::new()
             .name("outbound-journal".into())
             // The lock is released when the writer is done, not before.
             .spawn(move || {
-                write_loop(conn, rx, &shared, tasks);
+                let mut store = store;
+                write_loop(store.conn_mut(), rx, &shared, tasks);
                 shared
                     .stopped
                     .store(true, std::sync::atomic::Ordering::Release);
-                drop(lock);
+                drop(store);
             })
             .map_err(|e| JournalError::WriterStopped(format!("cannot start its thread: {e}")))?;
         Ok(JournalWriter {
@@ -602,55 +587,6 @@ fn fold_error(path: &Path, e: log::FoldError) -> JournalError {
     }
 }
 
-/// One run per journal at a time: an exclusive SQLite transaction held on `PATH-lock` for
-/// the run. The operating system releases it when the process ends, even by `kill -9`, so a
-/// crash never leaves a stale lock.
-#[derive(Debug)]
-struct RunLock {
-    _conn: Connection,
-}
-
-impl RunLock {
-    fn take(path: &Path) -> Result<RunLock, JournalError> {
-        let mut lock = path.as_os_str().to_owned();
-        lock.push("-lock");
-        let lock = PathBuf::from(lock);
-        let sql = |source| JournalError::Sqlite {
-            path: lock.clone(),
-            source,
-        };
-        let conn = Connection::open(&lock).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::ZERO).map_err(sql)?;
-        match conn.execute_batch("BEGIN EXCLUSIVE") {
-            Ok(()) => Ok(RunLock { _conn: conn }),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy
-                    || e.code == rusqlite::ErrorCode::DatabaseLocked =>
-            {
-                Err(JournalError::Busy {
-                    path: path.to_path_buf(),
-                    lock,
-                })
-            }
-            Err(e) => Err(sql(e)),
-        }
-    }
-}
-
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    // WAL: readers (the state reader, `--status`) never block the writer. synchronous=FULL:
-    // a committed in-flight mark survives a power cut, not only a crash of this process.
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    // Checkpoint every 256 pages (1 MiB of WAL). A line is written once, in its commit's log
-    // row, so checkpoints copy little; and a WAL reset by a checkpoint is written again from
-    // its start instead of growing, so a commit's fsync need not also write the file's new
-    // size (about a fifth of the writer's kernel time, measured).
-    conn.pragma_update(None, "wal_autocheckpoint", 256)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    Ok(())
-}
-
 fn new_run_id() -> String {
     let mut bytes = [0u8; 8];
     if getrandom::fill(&mut bytes).is_err() {
@@ -698,7 +634,7 @@ fn begin(
         .display()
         .to_string();
     for (k, v) in [
-        ("schema", SCHEMA_VERSION.to_string()),
+        (SCHEMA_KEY, SCHEMA_VERSION.to_string()),
         ("run_id", run_id.to_string()),
         ("input", shown),
         ("created", now().to_string()),
@@ -1093,7 +1029,7 @@ fn gather(rx: &mpsc::Receiver<Write>, group: &mut Vec<Write>, tasks: usize) -> b
 /// [`MAX_GROUP`] of them are waiting. Committing each trickle of outcomes on its own cost a
 /// commit and an `fsync` per few lines, and made the journal half of a fast run's time.
 fn write_loop(
-    mut conn: Connection,
+    conn: &mut Connection,
     rx: mpsc::Receiver<Write>,
     recorded: &Recorded,
     tasks: Option<usize>,
@@ -1134,7 +1070,7 @@ fn write_loop(
             continue;
         }
         writes.append(&mut group);
-        let result = commit(&mut conn, &writes, &mut buf).map_err(|e| e.to_string());
+        let result = commit(conn, &writes, &mut buf).map_err(|e| e.to_string());
         if let Err(e) = &result {
             tracing::error!(error = %e, "the bulk journal could not be written");
         }
