@@ -18,7 +18,7 @@
 
 use rusqlite::{params, Connection};
 
-use super::{LineState, Mark, Outcome, Write};
+use super::{LineState, Mark, Outcome};
 use crate::bulk::input::LineHash;
 
 const MARK: u8 = 1;
@@ -66,12 +66,27 @@ impl From<rusqlite::Error> for FoldError {
     }
 }
 
-/// Appends the requests of one group to `buf` (marks and outcomes; flushes and wake-ups
-/// carry nothing).
+/// What the journal's writer commits (the records of its queue).
+#[derive(Debug)]
+pub(super) enum Write {
+    /// Lines marked in flight; the task that marks them waits for the commit.
+    InFlight { lines: Vec<Mark> },
+    /// A line's outcome (not waited for).
+    Outcome {
+        line: u64,
+        /// For a line that may have no row yet (malformed, blank): its hash, for the row.
+        hash: Option<LineHash>,
+        outcome: Outcome,
+    },
+    /// The run read the whole input: its line count.
+    Lines(u64),
+}
+
+/// Appends the writes of one group to `buf`.
 pub(super) fn encode(group: &[Write], buf: &mut Vec<u8>) {
     for w in group {
         match w {
-            Write::InFlight { lines, .. } => {
+            Write::InFlight { lines } => {
                 for Mark {
                     line,
                     hash,
@@ -109,7 +124,6 @@ pub(super) fn encode(group: &[Write], buf: &mut Vec<u8>) {
                 buf.push(LINES);
                 varint(buf, *n);
             }
-            Write::Flush { .. } | Write::Wake => {}
         }
     }
 }
@@ -482,7 +496,6 @@ mod tests {
 
     #[test]
     fn every_request_decodes_as_it_was_encoded() {
-        let (ack, _) = tokio::sync::oneshot::channel();
         let group = vec![
             Write::InFlight {
                 lines: vec![Mark {
@@ -490,7 +503,6 @@ mod tests {
                     hash: [7; 16],
                     message_id: "<bulk.1.300@example.com>".into(),
                 }],
-                ack,
             },
             Write::Outcome {
                 line: 300,
@@ -508,7 +520,6 @@ mod tests {
                     provider_id: Some("Q1".into()),
                 },
             },
-            Write::Wake,
             Write::Lines(1 << 40),
         ];
         let mut buf = Vec::new();
@@ -550,7 +561,6 @@ mod tests {
     /// A log cut short or with a byte changed is refused, never half read.
     #[test]
     fn a_damaged_body_does_not_decode() {
-        let (ack, _) = tokio::sync::oneshot::channel();
         let mut buf = Vec::new();
         encode(
             &[Write::InFlight {
@@ -559,7 +569,6 @@ mod tests {
                     hash: [0; 16],
                     message_id: "<1@x>".into(),
                 }],
-                ack,
             }],
             &mut buf,
         );

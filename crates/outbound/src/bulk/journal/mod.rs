@@ -16,8 +16,12 @@
 //! that worker sends anything else. Hence a crash leaves at most two batches of lines in
 //! doubt per sending task (see the module documentation of [`crate::bulk`]).
 
+pub(crate) mod group_commit;
 mod log;
 pub(crate) mod store;
+mod writer;
+
+pub use writer::{JournalWriter, PendingMark};
 
 #[cfg(test)]
 pub(crate) use log::lines_in_flight;
@@ -25,11 +29,8 @@ pub(crate) use log::lines_in_flight;
 use std::collections::BTreeMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use tokio::sync::oneshot;
 
 use super::input::{line_hash, LineHash, LineReader, MAX_LINE_BYTES};
 use store::{unix_now as now, Durability, DurableStore, Schema, SCHEMA_KEY};
@@ -43,21 +44,6 @@ const SCHEMA_WITHOUT_LOG: &str = "1";
 
 /// Rows fetched at a time when comparing or reading states in line order.
 const CHUNK: u64 = 2048;
-
-/// Requests committed in one transaction at most (bounds a transaction's duration).
-const MAX_GROUP: usize = 4096;
-
-/// How long a mark waits, at most, for others to share its commit. Each commit costs an
-/// `fsync` (on a virtual machine, a VM exit and the host's I/O thread); a writer told how many
-/// tasks mark ([`Journal::into_writer_for`]) commits as soon as it holds a mark from each, so
-/// the wait is about one task's turn, and 10 ms only bounds it. That stays shorter than a
-/// fast task's batch takes to send (so a task waits for nothing) and than one message to a
-/// server across a network.
-const GATHER: Duration = Duration::from_millis(10);
-
-/// How long recorded outcomes wait for a mark to ride with before they are committed on
-/// their own (so `--status` sees progress even while no mark comes, e.g. under a slow rate).
-const OUTCOME_DELAY: Duration = Duration::from_millis(500);
 
 /// How hard each commit is pushed to the disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -422,7 +408,7 @@ impl Journal {
     /// Hands the connection to a writer thread that commits in groups: a mark waits the whole
     /// gathering time (10 ms) for others to share its commit.
     pub fn into_writer(self) -> Result<JournalWriter, JournalError> {
-        self.start_writer(None)
+        JournalWriter::start(self.store, None)
     }
 
     /// Like [`into_writer`](Self::into_writer), for `tasks` tasks that each have at most one
@@ -443,33 +429,7 @@ impl Journal {
     /// # Ok(()) }
     /// ```
     pub fn into_writer_for(self, tasks: usize) -> Result<JournalWriter, JournalError> {
-        self.start_writer(Some(tasks.max(1)))
-    }
-
-    fn start_writer(self, tasks: Option<usize>) -> Result<JournalWriter, JournalError> {
-        let (tx, rx) = mpsc::channel();
-        let path = self.store.path().to_path_buf();
-        let store = self.store;
-        let recorded = std::sync::Arc::new(Recorded::default());
-        let shared = recorded.clone();
-        let thread = std::thread::Builder::new()
-            .name("outbound-journal".into())
-            // The lock is released when the writer is done, not before.
-            .spawn(move || {
-                let mut store = store;
-                write_loop(store.conn_mut(), rx, &shared, tasks);
-                shared
-                    .stopped
-                    .store(true, std::sync::atomic::Ordering::Release);
-                drop(store);
-            })
-            .map_err(|e| JournalError::WriterStopped(format!("cannot start its thread: {e}")))?;
-        Ok(JournalWriter {
-            tx,
-            recorded,
-            thread: Some(thread),
-            path,
-        })
+        JournalWriter::start(self.store, Some(tasks.max(1)))
     }
 
     /// Reads a summary of the journal at `path` without changing it.
@@ -786,336 +746,12 @@ impl StateReader {
     }
 }
 
-enum Write {
-    InFlight {
-        lines: Vec<Mark>,
-        ack: oneshot::Sender<Result<(), String>>,
-    },
-    Outcome {
-        line: u64,
-        /// For a line that may have no row yet (malformed, blank): its hash, for the row.
-        hash: Option<LineHash>,
-        outcome: Outcome,
-    },
-    /// The run read the whole input: its line count.
-    Lines(u64),
-    Flush {
-        ack: oneshot::Sender<Result<(), String>>,
-    },
-    /// Many outcomes are waiting in the shared buffer: commit them.
-    Wake,
-}
-
-/// Outcomes recorded and not yet committed, taken by the writer at its next commit. Kept out
-/// of the channel: a message per outcome woke the writer's thread once per line, and those
-/// wake-ups cost more than the commits.
-#[derive(Default)]
-struct Recorded {
-    outcomes: std::sync::Mutex<Vec<Write>>,
-    /// The writer stopped (a commit failed, or it finished): nothing more is recorded.
-    stopped: std::sync::atomic::AtomicBool,
-}
-
-impl Recorded {
-    /// The buffer (a panic while it was held cannot leave it half-written: pushes are whole).
-    fn outcomes(&self) -> std::sync::MutexGuard<'_, Vec<Write>> {
-        self.outcomes
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn take(&self) -> Vec<Write> {
-        std::mem::take(&mut *self.outcomes())
-    }
-}
-
-/// The journal's writer: a thread that owns the connection and commits what is queued in one
-/// transaction at a time.
-pub struct JournalWriter {
-    tx: mpsc::Sender<Write>,
-    recorded: std::sync::Arc<Recorded>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    path: PathBuf,
-}
-
-impl std::fmt::Debug for JournalWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JournalWriter")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Write {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Write::InFlight { lines, .. } => write!(f, "InFlight({} lines)", lines.len()),
-            Write::Outcome { line, .. } => write!(f, "Outcome({line})"),
-            Write::Lines(n) => write!(f, "Lines({n})"),
-            Write::Flush { .. } => f.write_str("Flush"),
-            Write::Wake => f.write_str("Wake"),
-        }
-    }
-}
-
-impl JournalWriter {
-    /// Marks `line` (whose text hashes to `hash`) in flight with `message_id`, and returns
-    /// once that is committed (with every outcome recorded before it).
-    pub async fn in_flight(
-        &self,
-        line: u64,
-        hash: LineHash,
-        message_id: &str,
-    ) -> Result<(), JournalError> {
-        self.in_flight_all(vec![Mark {
-            line,
-            hash,
-            message_id: message_id.to_string(),
-        }])
-        .await
-    }
-
-    /// Marks several lines in flight in one commit, and returns once that is committed.
-    pub async fn in_flight_all(&self, lines: Vec<Mark>) -> Result<(), JournalError> {
-        self.begin_in_flight(lines)?.committed().await
-    }
-
-    /// Queues an in-flight mark for several lines without waiting; the lines may be sent once
-    /// [`PendingMark::committed`] returns.
-    pub fn begin_in_flight(&self, lines: Vec<Mark>) -> Result<PendingMark, JournalError> {
-        let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Write::InFlight { lines, ack })
-            .map_err(|_| self.stopped())?;
-        Ok(PendingMark {
-            done,
-            seen: None,
-            path: self.path.clone(),
-        })
-    }
-
-    /// Records the outcome of a line marked in flight before; committed with the next group
-    /// (not waited for).
-    pub fn record(&self, line: u64, outcome: Outcome) -> Result<(), JournalError> {
-        self.push(Write::Outcome {
-            line,
-            hash: None,
-            outcome,
-        })
-    }
-
-    /// Records the outcome of a line that may have no row yet (malformed, blank, or failed
-    /// before it was marked), with the hash of its text for the row.
-    pub fn record_line(
-        &self,
-        line: u64,
-        hash: LineHash,
-        outcome: Outcome,
-    ) -> Result<(), JournalError> {
-        self.push(Write::Outcome {
-            line,
-            hash: Some(hash),
-            outcome,
-        })
-    }
-
-    /// Records that the run read the whole input, of `lines` lines (a re-run then checks
-    /// the count, and `--status` counts the lines not reached as pending).
-    pub fn input_read(&self, lines: u64) -> Result<(), JournalError> {
-        self.push(Write::Lines(lines))
-    }
-
-    fn push(&self, write: Write) -> Result<(), JournalError> {
-        use std::sync::atomic::Ordering;
-        if self.recorded.stopped.load(Ordering::Acquire) {
-            return Err(self.stopped());
-        }
-        let queued = {
-            let mut o = self.recorded.outcomes();
-            o.push(write);
-            o.len()
-        };
-        if queued == MAX_GROUP {
-            self.tx.send(Write::Wake).map_err(|_| self.stopped())?;
-        }
-        Ok(())
-    }
-
-    /// Commits everything queued and stops the writer.
-    pub async fn finish(mut self) -> Result<(), JournalError> {
-        let (ack, done) = oneshot::channel();
-        let sent = self.tx.send(Write::Flush { ack }).is_ok();
-        let result = match (sent, done.await) {
-            (true, Ok(Ok(()))) => Ok(()),
-            (true, Ok(Err(e))) => Err(JournalError::WriterStopped(e)),
-            _ => Err(self.stopped()),
-        };
-        // Closing the channel ends the thread's loop.
-        let (closed, _) = mpsc::channel();
-        self.tx = closed;
-        if let Some(thread) = self.thread.take() {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
-        result
-    }
-
-    fn stopped(&self) -> JournalError {
-        JournalError::WriterStopped(format!("{} is no longer written", self.path.display()))
-    }
-}
-
-/// An in-flight mark queued by [`JournalWriter::begin_in_flight`].
-#[derive(Debug)]
-pub struct PendingMark {
-    done: oneshot::Receiver<Result<(), String>>,
-    /// The commit's result, once seen by [`is_committed`](Self::is_committed).
-    seen: Option<Result<(), String>>,
-    path: PathBuf,
-}
-
-impl PendingMark {
-    /// Whether the commit is done (or failed) already, without waiting.
-    pub fn is_committed(&mut self) -> bool {
-        if self.seen.is_none() {
-            match self.done.try_recv() {
-                Ok(result) => self.seen = Some(result),
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    self.seen = Some(Err(self.stopped()));
-                }
-                Err(oneshot::error::TryRecvError::Empty) => {}
-            }
-        }
-        self.seen.is_some()
-    }
-
-    /// Returns once the mark is committed (or the commit failed).
-    pub async fn committed(self) -> Result<(), JournalError> {
-        let stopped = self.stopped();
-        let result = match self.seen {
-            Some(result) => result,
-            None => self.done.await.unwrap_or(Err(stopped)),
-        };
-        result.map_err(JournalError::WriterStopped)
-    }
-
-    fn stopped(&self) -> String {
-        format!("{} is no longer written", self.path.display())
-    }
-}
-
-/// Waits (at most [`GATHER`]) until `group` holds `tasks` marks. Returns whether the channel
-/// closed meanwhile.
-fn gather(rx: &mpsc::Receiver<Write>, group: &mut Vec<Write>, tasks: usize) -> bool {
-    let is_mark = |w: &Write| matches!(w, Write::InFlight { .. });
-    let deadline = std::time::Instant::now() + GATHER;
-    let mut marks = group.iter().filter(|w| is_mark(w)).count();
-    while marks < tasks {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(w) => {
-                marks += usize::from(is_mark(&w));
-                group.push(w);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => return false,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return true,
-        }
-    }
-    false
-}
-
-/// Commits what is queued, a group at a time. A group with a mark (or a flush) in it is
-/// committed at once, after a moment ([`GATHER`]) for other workers' marks to share it.
-/// Outcomes wait in [`Recorded`] for the next commit: at most [`OUTCOME_DELAY`], or until
-/// [`MAX_GROUP`] of them are waiting. Committing each trickle of outcomes on its own cost a
-/// commit and an `fsync` per few lines, and made the journal half of a fast run's time.
-fn write_loop(
-    conn: &mut Connection,
-    rx: mpsc::Receiver<Write>,
-    recorded: &Recorded,
-    tasks: Option<usize>,
-) {
-    let mut group: Vec<Write> = Vec::new();
-    let mut buf = Vec::new();
-    loop {
-        let mut disconnected = match rx.recv_timeout(OUTCOME_DELAY) {
-            Ok(w) => {
-                group.push(w);
-                false
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => false,
-            Err(mpsc::RecvTimeoutError::Disconnected) => true,
-        };
-        let awaited = group.iter().any(|w| !matches!(w, Write::Wake));
-        let flush = group.iter().any(|w| matches!(w, Write::Flush { .. }));
-        if awaited && !flush && !disconnected {
-            // Other workers' marks usually follow within a moment: gathered, they share the
-            // commit (and its fsync). The worker waiting meanwhile is still sending its
-            // previous batch, so the wait costs it nothing.
-            match tasks {
-                Some(tasks) => disconnected = gather(&rx, &mut group, tasks),
-                // Not told how many mark: the whole time, asleep (no wake-up per request).
-                None => std::thread::sleep(GATHER),
-            }
-        }
-        while let Ok(w) = rx.try_recv() {
-            group.push(w);
-        }
-        // Every outcome recorded before these marks were sent is in the buffer now (the
-        // runner records a line's outcome before it asks for a later mark).
-        let mut writes = recorded.take();
-        if writes.is_empty() && group.is_empty() {
-            if disconnected {
-                return;
-            }
-            continue;
-        }
-        writes.append(&mut group);
-        let result = commit(conn, &writes, &mut buf).map_err(|e| e.to_string());
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "the bulk journal could not be written");
-        }
-        tracing::trace!(writes = writes.len(), "journal group committed");
-        for w in writes {
-            if let Write::InFlight { ack, .. } | Write::Flush { ack } = w {
-                let _ = ack.send(result.clone());
-            }
-        }
-        if result.is_err() {
-            // Refuse everything after a failed commit: nothing may be sent unrecorded. What is
-            // queued is answered; returning drops the receiver, so later requests fail.
-            recorded
-                .stopped
-                .store(true, std::sync::atomic::Ordering::Release);
-            while let Ok(w) = rx.try_recv() {
-                if let Write::InFlight { ack, .. } | Write::Flush { ack } = w {
-                    let _ = ack.send(Err("an earlier journal write failed".into()));
-                }
-            }
-            return;
-        }
-        if disconnected {
-            return;
-        }
-    }
-}
-
-/// Commits a group: one log row holding all of it (see [`log`]).
-fn commit(conn: &mut Connection, group: &[Write], buf: &mut Vec<u8>) -> rusqlite::Result<()> {
-    buf.clear();
-    log::encode(group, buf);
-    if buf.is_empty() {
-        return Ok(());
-    }
-    conn.prepare_cached("INSERT INTO log (at, body) VALUES (?1, ?2)")?
-        .execute(params![now(), &buf[..]])?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::writer::OUTCOME_DELAY;
     use super::*;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
     fn input(dir: &Path, text: &str) -> PathBuf {
         let p = dir.join("in.jsonl");
