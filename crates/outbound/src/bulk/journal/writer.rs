@@ -14,10 +14,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::error::JournalError;
 use super::group_commit::{CommitError, CommitQueue, PendingCommit, Tuning};
+use super::line::{Mark, Outcome};
 use super::log::{self, Write};
 use super::store::{unix_now, DurableStore};
-use super::{JournalError, Mark, Outcome};
 use crate::bulk::input::LineHash;
 
 /// Requests committed in one transaction at most (bounds a transaction's duration).
