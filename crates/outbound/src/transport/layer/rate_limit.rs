@@ -18,9 +18,10 @@ use async_trait::async_trait;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::Layer;
 use crate::limits::SharedRate;
 use crate::message::PreparedMessage;
-use crate::{Error, Message, Receipt, Transport};
+use crate::{Error, Receipt, Transport};
 
 /// A rate: `count` messages per `per`, with up to `burst` at once.
 ///
@@ -251,7 +252,13 @@ impl<T> RateLimit<T> {
 }
 
 #[async_trait]
-impl<T: Transport> Transport for RateLimit<T> {
+impl<T: Transport> Layer for RateLimit<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
+    }
+
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let _permit = match &self.limiter.concurrent {
             // The semaphore is never closed, so acquiring cannot fail; no permit means no cap.
@@ -263,26 +270,6 @@ impl<T: Transport> Transport for RateLimit<T> {
             None => self.limiter.admit().await,
         }
         self.inner.send_prepared(message).await
-    }
-
-    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        self.inner.prepare(message)
-    }
-
-    async fn verify(&self) -> Result<(), Error> {
-        self.inner.verify().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
     }
 
     fn describe(&self) -> String {
