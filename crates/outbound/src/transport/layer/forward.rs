@@ -195,14 +195,10 @@ impl<L: Layer> Transport for L {
     }
 }
 
-/// A shared transport is the thinnest layer: everything, `send` included, is the shared one's.
-impl<T: Transport + ?Sized> Layer for Arc<T> {
-    type Inner = T;
-
-    fn inner(&self) -> &T {
-        self
-    }
-
+/// A shared transport is the shared one: every method, `send` included, hands back its
+/// future as it is. (`Arc` is a plain `Transport`, not a [`Layer`], so that a layer holding an
+/// `Arc<dyn Transport>` can call its methods with both traits in scope.)
+impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn send<'life0, 'life1, 'async_trait>(
         &'life0 self,
         message: &'life1 Message,
@@ -214,9 +210,55 @@ impl<T: Transport + ?Sized> Layer for Arc<T> {
     {
         (**self).send(message)
     }
+
+    fn send_prepared<'life0, 'life1, 'async_trait>(
+        &'life0 self,
+        message: &'life1 PreparedMessage,
+    ) -> BoxFuture<'async_trait, Result<Receipt, Error>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).send_prepared(message)
+    }
+
+    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
+        (**self).prepare(message)
+    }
+
+    fn verify<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, Result<(), Error>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).verify()
+    }
+
+    fn close<'life0, 'async_trait>(&'life0 self) -> BoxFuture<'async_trait, ()>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        (**self).close()
+    }
+
+    fn size_limit(&self) -> Option<u64> {
+        (**self).size_limit()
+    }
+
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }
 
-/// A boxed transport, likewise.
+/// A boxed transport is the thinnest layer: everything, `send` included, is the boxed one's.
+/// (A `Layer` rather than a plain `Transport` as `Arc` is: `Box` is a fundamental type, so a
+/// second impl of `Transport` for it would overlap the one for every layer.)
 impl<T: Transport + ?Sized> Layer for Box<T> {
     type Inner = T;
 
@@ -323,6 +365,10 @@ mod tests {
         }
         assert_eq!(own.sends.load(Ordering::Relaxed), 2);
         assert_eq!(own.closes.load(Ordering::Relaxed), 2);
+        // With `Layer` in scope (as here), an `Arc`'s methods are still just `Transport`'s.
+        assert_eq!(own.describe(), "own://here");
+        own.close().await;
+        assert_eq!(own.closes.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]

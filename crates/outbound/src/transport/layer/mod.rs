@@ -16,8 +16,8 @@
 //! - [`Transport::close`] is forwarded, so an `Arc<dyn Transport>` can shut its pools down.
 //!
 //! Where each behaviour lives:
-//! - the forwarding core: [`forward.rs`](Layer) (also why `Arc<T>` and `Box<T>` are
-//!   transports: they are the thinnest layers);
+//! - the forwarding core: [`forward.rs`](Layer) (also `Arc<T>` and `Box<T>` as transports,
+//!   forwarding everything);
 //! - the default sender: [`default_sender.rs`](DefaultSender);
 //! - time from the first attempt to success ([`Receipt::elapsed`](crate::Receipt::elapsed)):
 //!   [`timing.rs`](Timed);
