@@ -324,10 +324,7 @@ impl Settings {
     #[cfg(not(feature = "shared-limits"))]
     pub(crate) fn refuse_shared_limits(&self) -> Result<(), Error> {
         match self.get("limits") {
-            Some(s) => Err(Error::config(format!(
-                "{} is set, but this build of outbound has no shared limits (cargo feature                  `shared-limits`)",
-                s.origin
-            ))),
+            Some(s) => Err(Error::config(shared_limits_unavailable(&s.origin))),
             None => Ok(()),
         }
     }
@@ -388,3 +385,15 @@ impl Settings {
         self
     }
 }
+
+/// Why a configured `limits` cannot be honoured without the `shared-limits` feature.
+#[cfg(any(test, not(feature = "shared-limits")))]
+fn shared_limits_unavailable(origin: &Origin) -> String {
+    format!(
+        "{origin} is set, but this build of outbound has no shared limits (cargo feature \
+         `shared-limits`)"
+    )
+}
+
+#[cfg(test)]
+mod tests;
