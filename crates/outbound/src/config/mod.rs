@@ -16,6 +16,8 @@ mod http;
 mod memory;
 #[cfg(any(feature = "smtp", feature = "graph"))]
 mod microsoft;
+#[cfg(feature = "smtp")]
+mod oauth_provider;
 mod registry;
 #[cfg(feature = "resend")]
 mod resend;

@@ -148,7 +148,7 @@ pub(crate) static KINDS: &[Kind] = &[
         fields: &[("host", "server")],
         dsn: super::smtp::dsn,
         build: super::smtp::build,
-        tokens: super::smtp::token_cache,
+        tokens: super::smtp::tokens,
         notes: super::smtp::notes,
     },
     #[cfg(feature = "resend")]

@@ -380,3 +380,12 @@ impl Settings {
         }
     }
 }
+
+/// `NAME=value` for messages: `SMTP_AUTH_TYPE=oauth2`, ``MAILER_DSN query `auth=oauth2` ``,
+/// ``setting `auth_type=oauth2` ``.
+pub(crate) fn assignment(name: &str, value: &str) -> String {
+    match name.strip_suffix('`') {
+        Some(head) => format!("{head}={value}`"),
+        None => format!("{name}={value}"),
+    }
+}
