@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use secrecy::SecretString;
 
+use super::key::Key;
 use super::registry::{self, Kind, KINDS};
 use super::settings::{Origin, Settings, Value};
+use super::table;
 use crate::Error;
 
 /// Where variables are read from: the process environment, or a map in tests.
@@ -48,7 +50,7 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
     };
     let kind =
         registry::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
-    let mut settings = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
+    let mut settings = Settings::new(kind.name, kind.keys, Origin::Env("MAIL_TYPE".into()));
     read_kind_vars(env, kind, &mut settings)?;
     Ok(Some(complete(env, settings)))
 }
@@ -79,7 +81,7 @@ pub(crate) fn with_dsn(
 /// the group (retrying at two levels would multiply the attempts).
 fn complete(env: &dyn EnvSource, mut settings: Settings) -> Settings {
     if settings.group.is_some() {
-        for key in registry::GROUP_KEYS {
+        for key in table::GROUP {
             fill_from_env(env, &mut settings, key);
         }
         settings.members = std::mem::take(&mut settings.members)
@@ -88,7 +90,7 @@ fn complete(env: &dyn EnvSource, mut settings: Settings) -> Settings {
             .collect();
         return settings;
     }
-    for key in registry::COMMON_KEYS {
+    for key in table::COMMON {
         fill_from_env(env, &mut settings, key);
     }
     note_ignored_vars(env, &mut settings);
@@ -103,15 +105,15 @@ fn complete_member(env: &dyn EnvSource, mut settings: Settings) -> Settings {
             .collect();
         return settings;
     }
-    fill_from_env(env, &mut settings, &registry::DEFAULT_FROM);
+    fill_from_env(env, &mut settings, &table::DEFAULT_FROM);
     // Shared limits are per account, so each member of a group keeps its own.
-    fill_from_env(env, &mut settings, &registry::LIMITS);
-    fill_from_env(env, &mut settings, &registry::LIMITS_FAIL);
+    fill_from_env(env, &mut settings, &table::LIMITS);
+    fill_from_env(env, &mut settings, &table::LIMITS_FAIL);
     settings.with_kind_notes()
 }
 
 /// `key` from its variable, when the settings do not have it yet.
-fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::Key) {
+fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &'static Key) {
     if settings.get(key.name).is_some() {
         return;
     }
@@ -121,11 +123,15 @@ fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::K
         } else {
             Value::Plain(value)
         };
-        settings.set(key.name, value, Origin::Env(var.to_string()));
+        settings.set(key, value, Origin::Env(var.to_string()));
     }
 }
 
-fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {
+fn read_kind_vars(
+    env: &dyn EnvSource,
+    kind: &'static Kind,
+    settings: &mut Settings,
+) -> Result<(), Error> {
     for key in kind.keys {
         let found: Vec<(&str, String)> = key
             .env
@@ -146,7 +152,7 @@ fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> 
             } else {
                 Value::Plain(first.clone())
             };
-            settings.set(key.name, value, Origin::Env((*first_var).to_string()));
+            settings.set(key, value, Origin::Env((*first_var).to_string()));
         }
     }
     Ok(())

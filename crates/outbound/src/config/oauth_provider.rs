@@ -10,7 +10,8 @@
 #[cfg(feature = "oauth")]
 use std::path::PathBuf;
 
-use super::settings::{assignment, Settings};
+use super::settings::Settings;
+use super::vocabulary::assignment;
 #[cfg(feature = "oauth")]
 use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
 use crate::oauth::{StaticToken, TokenCache, TokenSource};
@@ -32,18 +33,7 @@ const OAUTH_KEYS: &[&str] = &[
 
 /// Whether `auth_type` is oauth2 (unset means basic, as in Dify).
 pub(crate) fn is_oauth2(settings: &Settings) -> Result<bool, Error> {
-    match settings
-        .get("auth_type")
-        .map(|s| s.value.expose().trim().to_ascii_lowercase())
-    {
-        None => Ok(false),
-        Some(t) if t == "basic" => Ok(false),
-        Some(t) if t == "oauth2" => Ok(true),
-        Some(other) => Err(Error::config(format!(
-            "{} is `{other}`; expected basic or oauth2",
-            settings.name_of("auth_type")
-        ))),
-    }
+    Ok(settings.value::<&str>("auth_type")? == Some("oauth2"))
 }
 
 /// Where SMTP OAuth2 tokens come from.
@@ -67,20 +57,13 @@ impl Provider {
     }
 }
 
+/// The provider: given, else the table's default (`microsoft`).
 fn provider(settings: &Settings) -> Result<Provider, Error> {
-    let Some(s) = settings.get("oauth2_provider") else {
-        return Ok(Provider::Microsoft);
-    };
-    match s.value.expose().trim().to_ascii_lowercase().as_str() {
-        "microsoft" => Ok(Provider::Microsoft),
-        "google" => Ok(Provider::Google),
-        "generic" => Ok(Provider::Generic),
-        other => Err(Error::config(format!(
-            "{} is `{other}`; expected microsoft (Entra ID client credentials, the default), \
-             google (refresh token) or generic (any token URL)",
-            s.origin
-        ))),
-    }
+    Ok(match settings.value::<&str>("oauth2_provider")? {
+        Some("google") => Provider::Google,
+        Some("generic") => Provider::Generic,
+        _ => Provider::Microsoft,
+    })
 }
 
 /// `SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft`, in the words of the settings'
@@ -183,8 +166,9 @@ fn requested_token_source(
     settings: &Settings,
     scope: Option<String>,
 ) -> Result<Box<dyn TokenSource>, Error> {
+    // SMTP_TIMEOUT, as the transport reads it: one definition, parsed once.
     let timeout = settings
-        .seconds("timeout", 3600.0)?
+        .value::<std::time::Duration>("timeout")?
         .unwrap_or(oauth::DEFAULT_TIMEOUT);
     let nonempty = |key: &str| nonempty(settings, key);
     let provider = provider(settings)?;

@@ -1,6 +1,6 @@
-//! The `smtp` kind of the configuration registry: its settings (Dify's SMTP_* variables with
-//! Dify's meaning, plus Outbound's), the `smtp://` and `smtps://` DSNs, and turning settings
-//! into an [`SmtpTransport`].
+//! The `smtp` kind: Dify's SMTP_* variables with Dify's meaning (their definitions are the
+//! table's), the `smtp://` and `smtps://` DSNs, and turning settings into an
+//! [`SmtpTransport`].
 //!
 //! Dify's flags map exactly:
 //!
@@ -13,249 +13,34 @@
 //!
 //! The `tls` key (map or DSN query) names a mode directly: `implicit`, `starttls`,
 //! `opportunistic` (only this way) or `none`; contradicting the Dify flags is an error.
+//! [`Settings::tls_selection`] says which mode and port the settings select and how the
+//! operator selected them; [`Settings::how_to_select_tls`] says how to select another mode,
+//! in the operator's own words.
 //!
 //! DSNs: `smtp://` means STARTTLS (required) on port 587, `smtps://` implicit TLS on 465;
 //! `?tls=none` (port 25), `?tls=opportunistic` (port 25) or `?tls=starttls` change the mode of
 //! `smtp://`, and an explicit port always wins. User and password are percent-decoded.
 //!
-//! Login happens only when both user name and password are non-empty (as in Dify).
+//! Login happens only when both user name and password are non-empty (as in Dify). With
+//! `auth_type=oauth2` (SMTP_AUTH_TYPE) the user name is the mailbox and tokens come from the
+//! cache `oauth_provider.rs` builds.
 //!
-//! With `auth_type=oauth2` (SMTP_AUTH_TYPE) the user name is the mailbox and tokens come from
-//! a [`TokenCache`] shared per account (the same cache `Settings::token_cache` returns, so
-//! `outbound token` sees what the transport uses):
-//! - a static token (SMTP_OAUTH2_ACCESS_TOKEN, the seeds' `oauth_access_token`) wins when set;
-//!   the other OAuth2 settings are then ignored (a note and a warning say so);
-//! - `oauth2_provider=microsoft` (the default): client credentials with the client id, secret
-//!   and tenant (either of Dify's spellings) at MICROSOFT_OAUTH2_AUTHORITY, scope
-//!   `https://outlook.office365.com/.default`; with a refresh token, the delegated flow;
-//! - `google`: the refresh token flow at Google's token endpoint;
-//! - `generic`: SMTP_OAUTH2_TOKEN_URL with client credentials, or the refresh token flow.
-//!
-//! The shared Microsoft part (keys, both spellings, the client credentials source) lives in
-//! `config::microsoft`, used by the `graph` kind too. Every error names the variable, DSN part or
-//! map key, e.g. "SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft needs
-//! SMTP_CLIENT_SECRET (or MICROSOFT_OAUTH2_CLIENT_SECRET)". Each token request may take
-//! SMTP_TIMEOUT, like every SMTP phase.
-//!
-//! The map and DSN also take `mechanism` (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER), `max_messages`
-//! (per connection) and `idle_timeout` (seconds), which have no environment variables.
-//! `chunking` (`SMTP_CHUNKING`, DSN `?chunking=true`) sends with BDAT where the server offers
-//! CHUNKING ([`SmtpTransportBuilder::chunking`](crate::smtp::SmtpTransportBuilder::chunking)).
+//! Every value is read as the table parsed it, and a setting left unset takes the table's
+//! default (the transport's own defaults agree: a test says so).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
+use super::decode::decode_part;
 use super::oauth_provider::{is_oauth2, token_cache};
-use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
-use super::registry::{LIMITS, LIMITS_FAIL};
-use super::settings::assignment;
-use super::{Settings, Value};
+use super::settings::{Origin, Settings, Value};
+use super::vocabulary::assignment;
 use crate::oauth::TokenCache;
 use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
 use crate::{Error, Transport};
-
-/// The settings the `smtp` kind understands.
-pub(crate) const KEYS: &[Key] = &[
-    DEFAULT_FROM,
-    RETRIES,
-    RATE,
-    LIMITS,
-    LIMITS_FAIL,
-    Key {
-        name: "server",
-        env: &["SMTP_SERVER"],
-        aliases: &["host"],
-        secret: false,
-        default: None,
-        help: "SMTP server host name or IP address",
-    },
-    Key {
-        name: "port",
-        env: &["SMTP_PORT"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "port; default from the TLS mode: 465 implicit, 587 starttls, 25 none/opportunistic",
-    },
-    Key {
-        name: "username",
-        env: &["SMTP_USERNAME"],
-        aliases: &["user"],
-        secret: false,
-        default: None,
-        help: "user name; login happens only when user name and password are both set",
-    },
-    Key {
-        name: "password",
-        env: &["SMTP_PASSWORD"],
-        aliases: &[],
-        secret: true,
-        default: None,
-        help: "password (basic auth)",
-    },
-    Key {
-        name: "use_tls",
-        env: &["SMTP_USE_TLS"],
-        aliases: &[],
-        secret: false,
-        default: Some("false"),
-        help: "Dify: true = TLS (implicit, or STARTTLS with opportunistic_tls=true)",
-    },
-    Key {
-        name: "opportunistic_tls",
-        env: &["SMTP_OPPORTUNISTIC_TLS"],
-        aliases: &[],
-        secret: false,
-        default: Some("false"),
-        help: "Dify: with use_tls=true, STARTTLS (required) instead of implicit TLS",
-    },
-    Key {
-        name: "tls",
-        env: &[],
-        aliases: &["tls_mode"],
-        secret: false,
-        default: None,
-        help: "TLS mode: implicit, starttls, opportunistic or none (overrides the Dify flags)",
-    },
-    Key {
-        name: "tls_verify",
-        env: &["SMTP_TLS_VERIFY"],
-        aliases: &["verify"],
-        secret: false,
-        default: Some("true"),
-        help: "false turns certificate verification off (warned)",
-    },
-    Key {
-        name: "ca_file",
-        env: &["SMTP_TLS_CA_FILE"],
-        aliases: &["tls_ca_file"],
-        secret: false,
-        default: None,
-        help: "PEM file of extra trusted CA certificates",
-    },
-    Key {
-        name: "timeout",
-        env: &["SMTP_TIMEOUT"],
-        aliases: &[],
-        secret: false,
-        default: Some("30"),
-        help: "seconds allowed for each SMTP phase",
-    },
-    Key {
-        name: "pool_size",
-        env: &["SMTP_POOL_SIZE"],
-        aliases: &[],
-        secret: false,
-        default: Some("3"),
-        help: "connection cap per server and account",
-    },
-    Key {
-        name: "chunking",
-        env: &["SMTP_CHUNKING"],
-        aliases: &["bdat"],
-        secret: false,
-        default: Some("false"),
-        help: "true: BDAT (RFC 3030) when the server offers CHUNKING, up to 16 messages in \
-               flight per connection (a connection lost then leaves each of them Ambiguous)",
-    },
-    Key {
-        name: "local_hostname",
-        env: &["SMTP_LOCAL_HOSTNAME"],
-        aliases: &["ehlo"],
-        secret: false,
-        default: None,
-        help: "EHLO name; default this host's FQDN, else an address literal",
-    },
-    Key {
-        name: "mechanism",
-        env: &[],
-        aliases: &["sasl_mechanism", "auth_mechanism"],
-        secret: false,
-        default: None,
-        help: "SASL mechanism: PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER (default: chosen from what \
-               the server offers)",
-    },
-    Key {
-        name: "max_messages",
-        env: &[],
-        aliases: &["max_messages_per_connection"],
-        secret: false,
-        default: Some("100"),
-        help: "messages sent over one connection before it is replaced",
-    },
-    Key {
-        name: "idle_timeout",
-        env: &[],
-        aliases: &[],
-        secret: false,
-        default: Some("30"),
-        help: "seconds an unused pooled connection is kept open",
-    },
-    Key {
-        name: "auth_type",
-        env: &["SMTP_AUTH_TYPE"],
-        aliases: &["auth"],
-        secret: false,
-        default: Some("basic"),
-        help: "basic (user name and password) or oauth2 (XOAUTH2/OAUTHBEARER with a token)",
-    },
-    Key {
-        name: "oauth2_provider",
-        env: &["SMTP_OAUTH2_PROVIDER"],
-        aliases: &["provider"],
-        secret: false,
-        default: Some("microsoft"),
-        help: "with auth_type=oauth2: microsoft (client credentials), google (refresh token) or \
-               generic (any token URL)",
-    },
-    super::microsoft::client_id_key(&["SMTP_CLIENT_ID", "MICROSOFT_OAUTH2_CLIENT_ID"]),
-    super::microsoft::client_secret_key(&["SMTP_CLIENT_SECRET", "MICROSOFT_OAUTH2_CLIENT_SECRET"]),
-    super::microsoft::tenant_id_key(&["SMTP_TENANT_ID", "MICROSOFT_OAUTH2_TENANT_ID"]),
-    super::microsoft::AUTHORITY_KEY,
-    Key {
-        name: "token_url",
-        env: &["SMTP_OAUTH2_TOKEN_URL"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "token endpoint (overrides the provider's)",
-    },
-    Key {
-        name: "scope",
-        env: &["SMTP_OAUTH2_SCOPE"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "scope to ask for (default: the provider's for SMTP)",
-    },
-    Key {
-        name: "refresh_token",
-        env: &["SMTP_OAUTH2_REFRESH_TOKEN"],
-        aliases: &[],
-        secret: true,
-        default: None,
-        help:
-            "refresh token of a delegated account (google; microsoft and generic use it when set)",
-    },
-    Key {
-        name: "refresh_token_file",
-        env: &["SMTP_OAUTH2_REFRESH_TOKEN_FILE"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "file holding the latest refresh token (read at start, rewritten on rotation)",
-    },
-    Key {
-        name: "access_token",
-        env: &["SMTP_OAUTH2_ACCESS_TOKEN"],
-        aliases: &["oauth_access_token"],
-        secret: true,
-        default: None,
-        help: "a static OAuth2 access token (never refreshed; wins over the other OAuth2 settings)",
-    },
-];
 
 /// Reads the host, port, user and password of an `smtp://` or `smtps://` DSN; the query is
 /// read by the registry.
@@ -268,33 +53,29 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
              `smtps://user:pass@smtp.example.com`"
         ))
     })?;
-    settings.set(
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    settings.set_named(
         "server",
-        Value::Plain(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        ),
+        Value::Plain(host.to_string()),
         settings.dsn_origin("host"),
     );
     if let Some(port) = url.port() {
-        settings.set(
+        settings.set_named(
             "port",
             Value::Plain(port.to_string()),
             settings.dsn_origin("port"),
         );
     }
-    let decode =
-        |part: &str, what: &str| super::dsn::decode_part(part, &format!("{source} {what}"));
+    let decode = |part: &str, what: &str| decode_part(part, &format!("{source} {what}"));
     if !url.username().is_empty() {
-        settings.set(
+        settings.set_named(
             "username",
             Value::Plain(decode(url.username(), "user")?),
             settings.dsn_origin("user"),
         );
     }
     if let Some(pw) = url.password().filter(|p| !p.is_empty()) {
-        settings.set(
+        settings.set_named(
             "password",
             Value::Secret(SecretString::from(decode(pw, "password")?)),
             settings.dsn_origin("password"),
@@ -312,19 +93,9 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
         TlsMode::StartTls
     };
     if scheme == "smtps" {
-        if let Some((_, v)) = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls" || k == "tls_mode")
-        {
-            if v.trim().parse::<TlsMode>().ok() != Some(TlsMode::Implicit) {
-                return Err(Error::config(format!(
-                    "{source} scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
-                     `smtp://...?tls={v}` instead"
-                )));
-            }
-        }
+        refuse_other_mode_than_implicit(url, settings)?;
     }
-    settings.set(
+    settings.set_named(
         "tls",
         Value::Plain(implied.as_str().to_string()),
         settings.dsn_origin("scheme"),
@@ -332,23 +103,44 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
     Ok(())
 }
 
+/// `smtps://` is implicit TLS: a query `tls` saying otherwise contradicts the URL itself.
+fn refuse_other_mode_than_implicit(url: &url::Url, settings: &Settings) -> Result<(), Error> {
+    let Some(tls) = settings.key("tls") else {
+        return Ok(());
+    };
+    let Some((_, v)) = url.query_pairs().find(|(k, _)| tls.is_named(k)) else {
+        return Ok(());
+    };
+    if matches!(tls.parse.read(&v), Ok(super::key::Typed::Word("implicit"))) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "{} scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
+         `smtp://...?tls={v}` instead",
+        settings.dsn_source
+    )))
+}
+
+/// The mode a `tls` word names (the table's parser only lets these through).
+fn mode_named(word: &str) -> TlsMode {
+    match word {
+        "implicit" => TlsMode::Implicit,
+        "starttls" => TlsMode::StartTls,
+        "opportunistic" => TlsMode::Opportunistic,
+        _ => TlsMode::None,
+    }
+}
+
 /// The TLS mode from the `tls` key and Dify's flags.
 pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
-    let explicit = match settings.get("tls") {
-        Some(s) => Some((
-            s.value.expose().parse::<TlsMode>().map_err(|_| {
-                Error::config(format!(
-                    "{} is `{}`; expected one of: implicit, starttls, opportunistic, none",
-                    s.origin,
-                    s.value.expose()
-                ))
-            })?,
-            s.origin.clone(),
-        )),
+    let explicit = match settings.given::<&str>("tls")? {
+        Some(word) => settings
+            .get("tls")
+            .map(|s| (mode_named(word), s.origin.clone())),
         None => None,
     };
-    let use_tls = settings.bool("use_tls")?;
-    let opportunistic = settings.bool("opportunistic_tls")?;
+    let use_tls = settings.given::<bool>("use_tls")?;
+    let opportunistic = settings.given::<bool>("opportunistic_tls")?;
     let dify = match (use_tls, opportunistic) {
         (None, None) => None,
         (Some(true), Some(true)) => Some(TlsMode::StartTls),
@@ -378,6 +170,135 @@ pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
     }
 }
 
+/// Which TLS mode and port `smtp` settings select, and which settings selected them, in the
+/// operator's own words (see [`Settings::tls_selection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsSelection {
+    /// The TLS mode.
+    pub mode: TlsMode,
+    /// The port: given, or the mode's default.
+    pub port: u16,
+    /// What selected the mode: `SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true`,
+    /// ``MAILER_DSN scheme `smtps` ``, ``setting `tls=starttls` ``, or the default.
+    pub mode_selected_by: String,
+    /// What selected the port: `SMTP_PORT`, `MAILER_DSN port`, or the mode's default.
+    pub port_selected_by: String,
+}
+
+impl Settings {
+    /// For `smtp` settings, the TLS mode and port they select and which settings selected
+    /// them; `None` for other kinds and for groups (ask each member).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// use outbound::smtp::TlsMode;
+    /// let env = HashMap::from([
+    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
+    ///     ("SMTP_SERVER".to_string(), "smtp.example.com".to_string()),
+    ///     ("SMTP_PORT".to_string(), "465".to_string()),
+    ///     ("SMTP_USE_TLS".to_string(), "true".to_string()),
+    ///     ("SMTP_OPPORTUNISTIC_TLS".to_string(), "true".to_string()),
+    /// ]);
+    /// let tls = Settings::from_env_source(&env)?.unwrap().tls_selection()?.unwrap();
+    /// assert_eq!((tls.mode, tls.port), (TlsMode::StartTls, 465));
+    /// assert_eq!(tls.mode_selected_by, "SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true");
+    /// assert_eq!(tls.port_selected_by, "SMTP_PORT");
+    ///
+    /// let s = Settings::from_dsn("smtps://smtp.example.com")?;
+    /// let tls = s.tls_selection()?.unwrap();
+    /// assert_eq!((tls.mode, tls.port), (TlsMode::Implicit, 465));
+    /// assert_eq!(tls.mode_selected_by, "MAILER_DSN scheme `smtps`");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn tls_selection(&self) -> Result<Option<TlsSelection>, Error> {
+        if self.kind != "smtp" || self.group.is_some() {
+            return Ok(None);
+        }
+        let mode = tls_mode(self)?;
+        let (port, port_selected_by) = match self.given::<u16>("port")? {
+            Some(port) => (port, self.name_of("port")),
+            None => (
+                mode.default_port(),
+                format!("the default for {}", mode.as_str()),
+            ),
+        };
+        Ok(Some(TlsSelection {
+            mode,
+            port,
+            mode_selected_by: self.tls_selected_by(mode),
+            port_selected_by,
+        }))
+    }
+
+    /// How to select TLS `mode`, in the words the operator configured with: with Dify's
+    /// variables `SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=false` (implicit TLS); with a DSN
+    /// `` `?tls=starttls` in MAILER_DSN `` or its scheme; with a map of the seeds' keys
+    /// `` settings `use_tls=true`, `opportunistic_tls=true` `` (or `` setting `tls=…` `` when
+    /// that is the key they used).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// use outbound::smtp::TlsMode;
+    /// let env = HashMap::from([
+    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
+    ///     ("SMTP_SERVER".to_string(), "smtp.example.com".to_string()),
+    ///     ("SMTP_USE_TLS".to_string(), "true".to_string()),
+    /// ]);
+    /// let s = Settings::from_env_source(&env)?.unwrap();
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::StartTls),
+    ///     "SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true"
+    /// );
+    /// let s = Settings::from_dsn("smtp://smtp.example.com:465")?;
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::Implicit),
+    ///     "`smtps://` instead of `smtp://` in MAILER_DSN (or `?tls=implicit`)"
+    /// );
+    /// let s = Settings::from_map("smtp", [("server", "h.example"), ("use_tls", "true")])?;
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::StartTls),
+    ///     "settings `use_tls=true`, `opportunistic_tls=true`"
+    /// );
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn how_to_select_tls(&self, mode: TlsMode) -> String {
+        match self.key("tls") {
+            Some(key) => self.to_set(key, mode.as_str()),
+            None => format!("TLS mode `{}`", mode.as_str()),
+        }
+    }
+
+    /// What selected `mode`: the `tls` key or scheme when given, else Dify's flags as set.
+    fn tls_selected_by(&self, mode: TlsMode) -> String {
+        if let Some(tls) = self.get("tls") {
+            return match &tls.origin {
+                Origin::Dsn { source, part } if part.ends_with("scheme") => {
+                    let scheme = if mode == TlsMode::Implicit {
+                        "smtps"
+                    } else {
+                        "smtp"
+                    };
+                    format!("{source} {part} `{scheme}`")
+                }
+                origin => assignment(&origin.to_string(), tls.value.expose().trim()),
+            };
+        }
+        let flags: Vec<String> = ["use_tls", "opportunistic_tls"]
+            .iter()
+            .filter_map(|k| self.get(k))
+            .map(|s| assignment(&s.origin.to_string(), s.value.expose().trim()))
+            .collect();
+        if flags.is_empty() {
+            format!("the default ({} unset: no TLS)", self.name_of("use_tls"))
+        } else {
+            flags.join(", ")
+        }
+    }
+}
+
 /// A builder from settings, every error naming its source.
 pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error> {
     let server = settings.str("server").map(str::trim).unwrap_or_default();
@@ -390,11 +311,19 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     }
     let mode = tls_mode(settings)?;
     let mut b = SmtpTransport::builder(server).tls(mode);
-    if let Some(port) = settings.number::<u16>("port", 1..=65535)? {
+    if let Some(port) = settings.given::<u16>("port")? {
         b = b.port(port);
     }
     b = shared_connection_cap(settings, b, server, mode)?;
+    b = authentication(settings, b)?;
+    connection_options(settings, b)
+}
 
+/// Credentials: an OAuth2 token cache, a password, or none (a relay).
+fn authentication(
+    settings: &Settings,
+    mut b: SmtpTransportBuilder,
+) -> Result<SmtpTransportBuilder, Error> {
     let username = settings.str("username").filter(|u| !u.trim().is_empty());
     let password = settings
         .get("password")
@@ -410,45 +339,50 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
         };
         let cache = token_cache(settings)?
             .ok_or_else(|| Error::config("internal: auth_type=oauth2 without a token source"))?;
-        b = b.credentials(Credentials::oauth2_cache(user.trim(), cache));
-    } else {
-        match (username, password) {
-            (Some(user), Some(pw)) => {
-                b = b.credentials(Credentials::password(user, pw.value.expose()));
-            }
-            (Some(_), None) => tracing::warn!(
-                "{} is set but {} is not: connecting without authentication (Dify logs in only \
-                 when both are set)",
-                settings.name_of("username"),
-                settings.name_of("password")
-            ),
-            (None, Some(_)) => tracing::warn!(
-                "{} is set but {} is not: connecting without authentication (Dify logs in only \
-                 when both are set)",
-                settings.name_of("password"),
-                settings.name_of("username")
-            ),
-            (None, None) => {}
+        return Ok(b.credentials(Credentials::oauth2_cache(user.trim(), cache)));
+    }
+    match (username, password) {
+        (Some(user), Some(pw)) => {
+            b = b.credentials(Credentials::password(user, pw.value.expose()));
         }
+        (Some(_), None) => tracing::warn!(
+            "{} is set but {} is not: connecting without authentication (Dify logs in only \
+             when both are set)",
+            settings.name_of("username"),
+            settings.name_of("password")
+        ),
+        (None, Some(_)) => tracing::warn!(
+            "{} is set but {} is not: connecting without authentication (Dify logs in only \
+             when both are set)",
+            settings.name_of("password"),
+            settings.name_of("username")
+        ),
+        (None, None) => {}
     }
-    if let Some(s) = settings.get("mechanism") {
-        let raw = s.value.expose().trim();
-        let m = raw.parse::<Mechanism>().map_err(|_| {
-            Error::config(format!(
-                "{} is `{raw}`; expected one of: PLAIN, LOGIN, XOAUTH2, OAUTHBEARER",
-                s.origin
-            ))
-        })?;
-        b = b.mechanism(m);
+    Ok(b)
+}
+
+/// The mechanism, pool, TLS verification, timeouts and EHLO name: given, else the table's
+/// defaults.
+fn connection_options(
+    settings: &Settings,
+    mut b: SmtpTransportBuilder,
+) -> Result<SmtpTransportBuilder, Error> {
+    if let Some(word) = settings.given::<&str>("mechanism")? {
+        b = b.mechanism(match word {
+            "PLAIN" => Mechanism::Plain,
+            "LOGIN" => Mechanism::Login,
+            "XOAUTH2" => Mechanism::XOAuth2,
+            _ => Mechanism::OAuthBearer,
+        });
     }
-    if let Some(n) = settings.number::<u32>("max_messages", 1..=100_000)? {
+    if let Some(n) = settings.value::<u32>("max_messages")? {
         b = b.max_messages_per_connection(n);
     }
-    if let Some(idle) = settings.seconds("idle_timeout", 86_400.0)? {
+    if let Some(idle) = settings.value::<Duration>("idle_timeout")? {
         b = b.idle_timeout(idle);
     }
-
-    if let Some(verify) = settings.bool("tls_verify")? {
+    if let Some(verify) = settings.value::<bool>("tls_verify")? {
         b = b.danger_accept_invalid_certs(!verify);
     }
     if let Some(path) = settings
@@ -458,13 +392,13 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     {
         b = b.ca_file(PathBuf::from(path));
     }
-    if let Some(limit) = settings.seconds("timeout", 3600.0)? {
+    if let Some(limit) = settings.value::<Duration>("timeout")? {
         b = b.timeout(limit);
     }
-    if let Some(size) = settings.number::<usize>("pool_size", 1..=100)? {
+    if let Some(size) = settings.value::<usize>("pool_size")? {
         b = b.pool_size(size);
     }
-    if let Some(chunking) = settings.bool("chunking")? {
+    if let Some(chunking) = settings.value::<bool>("chunking")? {
         b = b.chunking(chunking);
     }
     if let Some(name) = settings
@@ -500,13 +434,13 @@ fn shared_connection_cap(
         return Ok(b);
     };
     let port = settings
-        .number::<u16>("port", 1..=65535)?
+        .given::<u16>("port")?
         .unwrap_or(mode.default_port())
         .to_string();
     let account = settings.str("username").unwrap_or_default();
     let id = crate::limits::account_id(&["smtp", &server.to_ascii_lowercase(), &port, account]);
     let size = settings
-        .number::<usize>("pool_size", 1..=100)?
+        .value::<usize>("pool_size")?
         .unwrap_or(crate::smtp::DEFAULT_POOL_SIZE);
     Ok(b.connection_slots(limits.connection_slots(&id, size)))
 }
@@ -522,12 +456,12 @@ fn shared_connection_cap(
     Ok(b)
 }
 
-/// Builds the transport for the registry.
 /// The transport, builder errors naming the settings' sources.
 pub(crate) fn transport(settings: &Settings) -> Result<SmtpTransport, Error> {
     builder(settings)?.build().map_err(|e| settings.explain(e))
 }
 
+/// Builds the transport for the registry.
 pub(crate) fn build(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     Ok(Arc::new(transport(settings)?))
 }

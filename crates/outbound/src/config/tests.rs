@@ -45,10 +45,193 @@ fn no_message_has_a_run_of_spaces() {
 
 #[test]
 fn the_missing_shared_limits_message_reads_as_one_sentence() {
-    let text = super::shared_limits_unavailable(&super::Origin::Env("MAIL_LIMITS_URL".into()));
+    let text = super::limits::unavailable(&super::Origin::Env("MAIL_LIMITS_URL".into()));
     assert_eq!(
         text,
         "MAIL_LIMITS_URL is set, but this build of outbound has no shared limits (cargo \
          feature `shared-limits`)"
     );
+}
+
+/// Every key's default is valid by its own parser, and within a kind no two keys share a
+/// name, an alias or a variable.
+#[test]
+fn the_table_is_consistent() {
+    let kinds: Vec<(&str, &[super::Key])> = super::registry::KINDS
+        .iter()
+        .map(|k| (k.name, k.keys))
+        .chain([("group", super::table::GROUP)])
+        .collect();
+    for (kind, keys) in kinds {
+        let mut names = Vec::new();
+        let mut vars = Vec::new();
+        for key in keys {
+            if let Some(default) = key.default {
+                assert!(
+                    key.parse.read(default).is_ok(),
+                    "{kind}: the default of `{}` ({default}) is not valid by its own parser",
+                    key.name
+                );
+            }
+            for name in std::iter::once(&key.name).chain(key.aliases) {
+                assert!(!names.contains(name), "{kind}: `{name}` names two keys");
+                names.push(*name);
+            }
+            for var in key.env {
+                assert!(!vars.contains(var), "{kind}: {var} sets two keys");
+                vars.push(*var);
+            }
+            for (value, spelled) in key.spelled_as {
+                assert!(key.parse.read(value).is_ok(), "{kind}: `{value}`");
+                for (other, v) in *spelled {
+                    let other = keys.iter().find(|k| k.name == *other).unwrap();
+                    assert!(other.parse.read(v).is_ok(), "{kind}: {}={v}", other.name);
+                }
+            }
+        }
+    }
+}
+
+/// A value left unset takes the table's default, which must be what the transport would do
+/// on its own: `outbound config` shows the table's defaults as the effective values.
+#[test]
+fn the_tables_defaults_are_the_transports_defaults() {
+    use std::time::Duration;
+
+    // SMTP: a transport built from nothing but a server equals the builder's default one,
+    // but for the TLS mode (Dify's: SMTP_USE_TLS unset is no TLS; the builder's is STARTTLS).
+    let configured = super::Settings::from_map("smtp", [("server", "smtp.example.com")]).unwrap();
+    let from_config = super::smtp::transport(&configured).unwrap();
+    let from_builder = crate::smtp::SmtpTransport::builder("smtp.example.com")
+        .tls(crate::smtp::TlsMode::None)
+        .build()
+        .unwrap();
+    assert_eq!(format!("{from_config:?}"), format!("{from_builder:?}"));
+    assert_eq!(
+        configured.value::<Duration>("timeout").unwrap(),
+        Some(crate::oauth::DEFAULT_TIMEOUT),
+        "token requests without SMTP_TIMEOUT take the same 30 s"
+    );
+
+    let http = super::Settings::from_map("resend", [("api_key", "re_x")]).unwrap();
+    let options = super::http::http_options(&http).unwrap();
+    let default = crate::http::HttpOptions::default();
+    assert_eq!(options.timeout(), default.timeout());
+    assert_eq!(options.connect_timeout(), default.connect_timeout());
+
+    let group = super::Settings::from_dsn("failover(memory:// memory://)").unwrap();
+    assert_eq!(
+        group.value::<Duration>("cooldown").unwrap(),
+        Some(crate::layer::DEFAULT_COOLDOWN)
+    );
+    let limits_fail = super::table::LIMITS_FAIL.default.unwrap();
+    assert_eq!(
+        limits_fail,
+        crate::limits::FailPolicy::default().to_string()
+    );
+    let graph = super::Settings::from_map("graph", [("client_id", "x")]).unwrap();
+    assert_eq!(
+        graph.value::<bool>("save_to_sent_items").unwrap(),
+        Some(false)
+    );
+}
+
+/// Inside `config/`, the modules' `use` paths point one way (the order ARCHITECTURE.md
+/// gives); a module above another is the only one that names it. Test modules are left out:
+/// they may drive a module through the one above it.
+#[test]
+fn config_has_no_import_circle() {
+    let modules: Vec<(String, String)> = sources()
+        .into_iter()
+        .map(|(path, text)| {
+            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            // The code before the unit tests.
+            let code = match text.find("#[cfg(test)]\nmod tests") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            };
+            (name, code)
+        })
+        .filter(|(name, _)| name != "tests")
+        .collect();
+    let names: Vec<&str> = modules.iter().map(|(n, _)| n.as_str()).collect();
+    let mut edges: Vec<(&str, &str)> = Vec::new();
+    for (name, code) in &modules {
+        for prefix in ["super::", "crate::config::"] {
+            for (at, _) in code.match_indices(prefix) {
+                let rest = &code[at + prefix.len()..];
+                let targets: Vec<&str> = match rest.strip_prefix('{') {
+                    Some(group) => group
+                        .split('}')
+                        .next()
+                        .unwrap_or("")
+                        .split(',')
+                        .map(|t| t.trim().split("::").next().unwrap_or(""))
+                        .collect(),
+                    None => vec![rest
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .next()
+                        .unwrap_or("")],
+                };
+                for target in targets {
+                    // `super::Item` re-exported by mod.rs is a use of mod.rs.
+                    let target = if names.contains(&target) {
+                        target
+                    } else {
+                        "mod"
+                    };
+                    if target != name {
+                        let from = names.iter().find(|n| **n == name).unwrap();
+                        let to = names.iter().find(|n| **n == target).unwrap();
+                        edges.push((from, to));
+                    }
+                }
+            }
+        }
+    }
+    // Depth-first search for a circle.
+    fn visit<'a>(
+        at: &'a str,
+        edges: &[(&'a str, &'a str)],
+        path: &mut Vec<&'a str>,
+        done: &mut Vec<&'a str>,
+    ) -> Result<(), String> {
+        if let Some(i) = path.iter().position(|p| *p == at) {
+            return Err(format!("{} -> {at}", path[i..].join(" -> ")));
+        }
+        if done.contains(&at) {
+            return Ok(());
+        }
+        path.push(at);
+        for (_, to) in edges.iter().filter(|(from, _)| *from == at) {
+            visit(to, edges, path, done)?;
+        }
+        path.pop();
+        done.push(at);
+        Ok(())
+    }
+    let mut done = Vec::new();
+    for name in &names {
+        if let Err(circle) = visit(name, &edges, &mut Vec::new(), &mut done) {
+            panic!("an import circle inside config/: {circle}");
+        }
+    }
+    assert!(
+        !edges
+            .iter()
+            .any(|(from, to)| *to == "mod" && *from != "mod"),
+        "a module below mod.rs names it: {edges:?}"
+    );
+    // The table is a leaf: only `key` below it.
+    let table: Vec<_> = edges.iter().filter(|(from, _)| *from == "table").collect();
+    assert!(table.iter().all(|(_, to)| *to == "key"), "{table:?}");
+}
+
+/// No file of `config/` grows past about 800 lines.
+#[test]
+fn no_file_is_over_800_lines() {
+    for (path, text) in sources() {
+        let lines = text.lines().count();
+        assert!(lines <= 820, "{} has {lines} lines", path.display());
+    }
 }
