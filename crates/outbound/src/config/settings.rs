@@ -144,6 +144,12 @@ pub struct Settings {
     pub(crate) dsn_source: &'static str,
     pub(crate) values: Vec<Setting>,
     pub(crate) notes: Vec<String>,
+    /// Variables that are set but that this configuration does not use, by the key they
+    /// would set (see [`Settings::unused_variable`]).
+    pub(crate) unused: Vec<(&'static str, &'static str)>,
+    /// The keys the environment completes a DSN with (MAIL_DEFAULT_SEND_FROM...), once the
+    /// environment was read.
+    pub(crate) completed_by: &'static [&'static Key],
     /// For `failover(…)` and `roundrobin(…)`: how the members combine.
     pub(crate) group: Option<Group>,
     /// The members of a group, in order.
@@ -179,6 +185,8 @@ impl Settings {
             dsn_source: "MAILER_DSN",
             values: Vec::new(),
             notes: Vec::new(),
+            unused: Vec::new(),
+            completed_by: &[],
             group: None,
             members: Vec::new(),
         }
@@ -245,19 +253,60 @@ impl Settings {
         &self.notes
     }
 
-    /// How to name `key` to the operator, in the vocabulary they configured with: where its
-    /// value came from when it was given, otherwise where it would come from (the variable,
-    /// the DSN part or query, the map key).
+    /// The environment variable that would set `key` but that this configuration does not
+    /// use, when one is set: with `MAILER_DSN`, `SMTP_TLS_CA_FILE` is not read (the DSN is
+    /// the whole configuration; the notes say to add `?ca_file=`).
     ///
     /// ```
+    /// use std::collections::HashMap;
     /// use outbound::config::Settings;
-    /// let s = Settings::from_dsn("smtp://smtp.example.com")?;
-    /// assert_eq!(s.source_name("server"), "MAILER_DSN host");
-    /// assert_eq!(s.source_name("ca_file"), "MAILER_DSN query `ca_file`");
+    /// let env = HashMap::from([
+    ///     ("MAILER_DSN".to_string(), "smtp://smtp.example.com".to_string()),
+    ///     ("SMTP_TLS_CA_FILE".to_string(), "/etc/ca.pem".to_string()),
+    /// ]);
+    /// let s = Settings::from_env_source(&env)?.unwrap();
+    /// assert_eq!(s.unused_variable("ca_file"), Some("SMTP_TLS_CA_FILE"));
+    /// assert!(s.notes().iter().any(|n| n.contains("add `?ca_file=`")));
     /// # Ok::<(), outbound::Error>(())
     /// ```
-    pub fn source_name(&self, key: &str) -> String {
-        self.name_of(key)
+    pub fn unused_variable(&self, key: &str) -> Option<&'static str> {
+        self.unused
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, var)| *var)
+    }
+
+    /// Where `key` would be set, when it is not: its variables (`SMTP_CLIENT_ID or
+    /// MICROSOFT_OAUTH2_CLIENT_ID`) in a configuration from the environment, its DSN part or
+    /// query in one from a DSN (with the variables that complete a DSN, `MAIL_DEFAULT_SEND_FROM
+    /// or MAILER_DSN query `default_from``), its key in a map; `None` when this configuration
+    /// has no way to set it (`mechanism` from the environment).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// let s = Settings::from_dsn_with_env("smtp://smtp.example.com", "MAILER_DSN", &HashMap::new())?;
+    /// assert_eq!(s.where_to_set("ca_file").as_deref(), Some("MAILER_DSN query `ca_file`"));
+    /// assert_eq!(
+    ///     s.where_to_set("default_from").as_deref(),
+    ///     Some("MAIL_DEFAULT_SEND_FROM or MAILER_DSN query `default_from`")
+    /// );
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn where_to_set(&self, key: &str) -> Option<String> {
+        let def = self.key(key)?;
+        match self.kind_origin() {
+            Origin::Env(_) if def.env.is_empty() => None,
+            Origin::Env(_) => Some(def.env.join(" or ")),
+            Origin::Dsn { .. } => {
+                let in_dsn = self.name_of_unset(def);
+                match self.completed_by.iter().find(|k| k.name == key) {
+                    Some(k) => Some(format!("{} or {in_dsn}", k.env.join(" or "))),
+                    None => Some(in_dsn),
+                }
+            }
+            _ => Some(format!("setting `{key}`")),
+        }
     }
 
     /// Names every DSN part (and nested members') as part of `prefix` (`member 2 host`).
@@ -318,18 +367,29 @@ impl Settings {
         if let Some(s) = self.get(key) {
             return s.origin.to_string();
         }
-        let def = self.key(key);
+        match self.key(key) {
+            Some(def) => self.name_of_unset(def),
+            None => format!("setting `{key}`"),
+        }
+    }
+
+    /// Where `key`, unset, would come from.
+    fn name_of_unset(&self, key: &Key) -> String {
         match self.kind_origin() {
-            Origin::Env(_) => match def.map(|k| k.env) {
-                Some([only]) => (*only).to_string(),
-                Some([first, rest @ ..]) => format!("{first} (or {})", rest.join(" or ")),
-                _ => format!("setting `{key}`"),
+            Origin::Env(_) => match key.env {
+                [only] => (*only).to_string(),
+                [first, rest @ ..] => format!("{first} (or {})", rest.join(" or ")),
+                [] => format!("setting `{}`", key.name),
             },
-            Origin::Dsn { source, .. } => match def.and_then(|k| k.dsn_part) {
-                Some(part) => format!("{source} {part}"),
-                None => format!("{source} query `{key}`"),
-            },
-            _ => format!("setting `{key}`"),
+            Origin::Dsn { source, part } => {
+                // A member of a group is named as one (`MAILER_DSN member 2 query …`).
+                let member = part.strip_suffix("scheme").unwrap_or_default();
+                match key.dsn_part {
+                    Some(part) => format!("{source} {member}{part}"),
+                    None => format!("{source} {member}query `{}`", key.name),
+                }
+            }
+            _ => format!("setting `{}`", key.name),
         }
     }
 

@@ -110,6 +110,14 @@ pub(crate) const GROUP: &[Key] = &[RETRIES, RATE, COOLDOWN];
 /// completed from them too).
 pub(crate) const COMMON: &[&Key] = &[&DEFAULT_FROM, &RETRIES, &RATE, &LIMITS, &LIMITS_FAIL];
 
+/// What the variables complete in each member of a group: retries and rate belong to the
+/// group (retrying at two levels would multiply the attempts), the shared limits to each
+/// member (each its own account).
+pub(crate) const MEMBER_COMMON: &[&Key] = &[&DEFAULT_FROM, &LIMITS, &LIMITS_FAIL];
+
+/// What the variables complete in a group itself.
+pub(crate) const GROUP_COMMON: &[&Key] = &[&RETRIES, &RATE, &COOLDOWN];
+
 // --- file and memory ----------------------------------------------------------------------
 
 /// The `file` kind.
