@@ -150,3 +150,132 @@ impl Settings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Settings {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_env_source(&map).unwrap().unwrap()
+    }
+
+    /// The hint a transport gives when a port speaks implicit TLS but STARTTLS was asked for,
+    /// in the transport's own words.
+    fn implicit_tls_hint() -> Error {
+        Error::config(
+            "port 587 answered with a TLS handshake: it speaks implicit TLS; select it with \
+             `tls=implicit` and `port=465`, or set `timeout` higher",
+        )
+        .for_setting("tls")
+    }
+
+    #[test]
+    fn a_tls_hint_to_someone_who_used_difys_flags_names_difys_flags() {
+        let s = env(&[
+            ("MAIL_TYPE", "smtp"),
+            ("SMTP_SERVER", "smtp.example.com"),
+            ("SMTP_PORT", "587"),
+            ("SMTP_USE_TLS", "true"),
+            ("SMTP_OPPORTUNISTIC_TLS", "true"),
+        ]);
+        let text = s.explain(implicit_tls_hint()).to_string();
+        assert!(
+            text.contains(
+                "select it with SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=false and SMTP_PORT=465"
+            ) && text.contains("set SMTP_TIMEOUT higher"),
+            "{text}"
+        );
+        assert!(!text.contains("tls=implicit"), "{text}");
+        // And the other way round: STARTTLS is both flags true.
+        let err = Error::config("select STARTTLS with `tls=starttls`").for_setting("tls");
+        let text = s.explain(err).to_string();
+        assert!(
+            text.contains("SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true"),
+            "{text}"
+        );
+        // `tls` alone is the two flags; other names are their variables.
+        let err = Error::config("check `tls`, `ca_file` and `timeout`").for_setting("tls");
+        let text = s.explain(err).to_string();
+        assert!(
+            text.contains(
+                "check SMTP_USE_TLS and SMTP_OPPORTUNISTIC_TLS, SMTP_TLS_CA_FILE and SMTP_TIMEOUT"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_tls_hint_to_someone_who_used_a_dsn_names_the_dsn() {
+        let s = Settings::from_dsn("smtp://user:pw@smtp.example.com:587").unwrap();
+        let text = s.explain(implicit_tls_hint()).to_string();
+        assert!(
+            text.contains(
+                "select it with `smtps://` instead of `smtp://` in MAILER_DSN (or \
+                 `?tls=implicit`) and `465` as the port of MAILER_DSN"
+            ) && text.contains("set MAILER_DSN query `timeout` higher"),
+            "{text}"
+        );
+        let s = Settings::from_dsn("smtp://smtp.example.com?tls=none").unwrap();
+        let err = Error::config("use `tls=starttls`").for_setting("tls");
+        assert_eq!(
+            s.explain(err).to_string(),
+            "configuration error: use `?tls=starttls` in MAILER_DSN"
+        );
+        // `smtps://` refuses `?tls=starttls`: the scheme is what changes.
+        let s = Settings::from_dsn("smtps://smtp.example.com:587").unwrap();
+        let err = Error::config("use `tls=starttls`").for_setting("tls");
+        assert!(s
+            .explain(err)
+            .to_string()
+            .contains("`smtp://` instead of `smtps://` in MAILER_DSN"),);
+        // A member of a group is named as one.
+        let s = Settings::from_dsn("failover(smtp://a.example:465 memory://)").unwrap();
+        let member = &s.members()[0];
+        assert!(member
+            .explain(implicit_tls_hint())
+            .to_string()
+            .contains("in MAILER_DSN member 1 (or `?tls=implicit`)"),);
+    }
+
+    #[test]
+    fn a_tls_hint_to_someone_who_used_map_keys_names_their_keys() {
+        let s = Settings::from_map(
+            "smtp",
+            [
+                ("server", "smtp.example.com"),
+                ("use_tls", "true"),
+                ("opportunistic_tls", "true"),
+            ],
+        )
+        .unwrap();
+        let text = s.explain(implicit_tls_hint()).to_string();
+        assert!(
+            text.contains(
+                "select it with settings `use_tls=true`, `opportunistic_tls=false` and \
+                 setting `port=465`"
+            ),
+            "{text}"
+        );
+        let s = Settings::from_map("smtp", [("server", "h.example"), ("tls_mode", "starttls")])
+            .unwrap();
+        let text = s.explain(implicit_tls_hint()).to_string();
+        assert!(text.contains("setting `tls_mode=implicit`"), "{text}");
+    }
+
+    #[test]
+    fn only_errors_about_a_setting_are_renamed() {
+        let s = env(&[("MAIL_TYPE", "smtp"), ("SMTP_SERVER", "h.example")]);
+        // A provider's answer may hold the same words; it is not about our settings.
+        let err = Error::config("the JSON has no `access_token` and no `port`");
+        assert_eq!(
+            s.explain(err).to_string(),
+            "configuration error: the JSON has no `access_token` and no `port`"
+        );
+    }
+}
