@@ -55,6 +55,18 @@ pub(crate) enum Doc {
     Http,
 }
 
+#[cfg(test)]
+impl Doc {
+    /// Every table, in README's order, with its name in README's markers.
+    pub(crate) const ALL: [(Doc, &'static str); 5] = [
+        (Doc::General, "general"),
+        (Doc::Limits, "limits"),
+        (Doc::Smtp, "smtp"),
+        (Doc::SmtpOAuth2, "smtp-oauth2"),
+        (Doc::Http, "http"),
+    ];
+}
+
 impl Key {
     /// A setting read as text, with no variable, default or alias yet.
     pub(crate) const fn new(name: &'static str, doc: Doc, help: &'static str) -> Key {

@@ -235,3 +235,165 @@ fn no_file_is_over_800_lines() {
         assert!(lines <= 820, "{} has {lines} lines", path.display());
     }
 }
+
+// --- README's configuration reference, rendered from the table -----------------------------
+
+use super::key::{Doc, Key};
+
+/// The keys README's table `doc` lists, each once (a key several kinds share is one row).
+fn reference_keys(doc: Doc) -> Vec<&'static Key> {
+    let all = super::table::SELECTORS
+        .iter()
+        .chain(super::registry::KINDS.iter().flat_map(|k| k.keys.iter()))
+        .chain(super::table::GROUP.iter());
+    let mut out: Vec<&'static Key> = Vec::new();
+    for key in all.filter(|k| k.doc == doc) {
+        let same = |k: &&Key| k.name == key.name && k.env == key.env && k.help == key.help;
+        if !out.iter().any(same) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+/// README's table `doc`, as the settings table says.
+fn render(doc: Doc) -> String {
+    let mut out = String::from(
+        "| variable | key (map, DSN query) | default | meaning |\n|---|---|---|---|\n",
+    );
+    for key in reference_keys(doc) {
+        let variable = if key.env.is_empty() {
+            "—".to_string()
+        } else {
+            key.env
+                .iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        };
+        let mut names = if key.name.is_empty() {
+            "—".to_string()
+        } else {
+            std::iter::once(&key.name)
+                .chain(key.aliases)
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Some(part) = key.dsn_part {
+            names.push_str(&format!("; DSN: the {part}"));
+        }
+        let default = key.default.map(|d| format!("`{d}`")).unwrap_or_default();
+        out.push_str(&format!(
+            "| {variable} | {names} | {default} | {} |\n",
+            key.help
+        ));
+    }
+    out
+}
+
+const BEGIN: &str = "<!-- settings table: ";
+const END: &str = "<!-- end of settings table -->";
+
+/// README with every settings table rendered anew.
+fn readme_rendered(readme: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = readme;
+    let mut seen = Vec::new();
+    while let Some(at) = rest.find(BEGIN) {
+        let line_end = rest[at..]
+            .find('\n')
+            .map(|i| at + i + 1)
+            .ok_or("a marker without a line end")?;
+        let name = rest[at + BEGIN.len()..line_end]
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        let (doc, _) = Doc::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .ok_or(format!("README names an unknown settings table `{name}`"))?;
+        let end = rest[line_end..]
+            .find(END)
+            .map(|i| line_end + i)
+            .ok_or(format!("settings table `{name}` has no `{END}`"))?;
+        out.push_str(&rest[..line_end]);
+        out.push_str(&render(*doc));
+        seen.push(name);
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let missing: Vec<_> = Doc::ALL.iter().filter(|(_, n)| !seen.contains(n)).collect();
+    if !missing.is_empty() {
+        return Err(format!("README lacks the settings tables {missing:?}"));
+    }
+    Ok(out)
+}
+
+/// README's configuration reference is the settings table: every setting with its
+/// variables, names, default and doc. Run with `OUTBOUND_BLESS_README=1` to rewrite it after
+/// changing the table.
+#[test]
+fn readme_reference_is_the_settings_table() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let rendered = readme_rendered(&readme).unwrap();
+    if rendered != readme && std::env::var_os("OUTBOUND_BLESS_README").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+        return;
+    }
+    if rendered != readme {
+        let (old, new): (Vec<_>, Vec<_>) = (readme.lines().collect(), rendered.lines().collect());
+        let diff: Vec<String> = old
+            .iter()
+            .zip(&new)
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .map(|(a, b)| format!("README: {a}\ntable:  {b}"))
+            .collect();
+        panic!(
+            "README's configuration reference and the settings table disagree (rewrite it \
+             with OUTBOUND_BLESS_README=1 cargo test -p outbound --lib readme):\n{}",
+            diff.join("\n")
+        );
+    }
+    // Every variable of the table is in README, with its default.
+    for (var, key) in super::variables() {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("`{var}`")))
+            .unwrap_or_else(|| panic!("README does not document {var}"));
+        if let Some(default) = key.default {
+            assert!(row.contains(&format!("`{default}`")), "{var}: {row}");
+        }
+    }
+    // README names no variable the table lacks.
+    let known: Vec<&str> = super::variables().map(|(v, _)| v).collect();
+    for word in readme.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        let looks_like_ours = ["MAIL_", "MAILER_", "SMTP_", "RESEND_", "SENDGRID_", "MICROSOFT_"]
+            .iter()
+            .any(|p| word.starts_with(p))
+            && !word.ends_with('_') // `SMTP_*`: a family, not a variable
+            && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+        assert!(
+            !looks_like_ours || known.contains(&word),
+            "README names {word}, which the settings table does not have"
+        );
+    }
+}
+
+/// The check above can fail: a table that differs from README is found.
+#[test]
+fn a_readme_that_differs_from_the_table_is_found() {
+    let readme = format!(
+        "intro\n{BEGIN}general -->\n| old |\n{END}\n{BEGIN}limits -->\n{END}\n\
+         {BEGIN}smtp -->\n{END}\n{BEGIN}smtp-oauth2 -->\n{END}\n{BEGIN}http -->\n{END}\n"
+    );
+    let rendered = readme_rendered(&readme).unwrap();
+    assert_ne!(rendered, readme);
+    assert!(
+        rendered.contains("| `SMTP_TIMEOUT` | `timeout` | `30` |"),
+        "{rendered}"
+    );
+    assert!(readme_rendered("no tables").is_err());
+}
