@@ -286,6 +286,69 @@ fn send_reads_body_files_stdin_attachments_inline_parts_and_headers() {
     );
 }
 
+/// The most common transactional shape: a logo shown inline and a binary invoice attached
+/// (issue 19: every `--inline` with a binary `--attach` failed with exit 65, "an
+/// attachment's place in the message was lost").
+#[test]
+fn send_an_inline_logo_and_a_binary_pdf_invoice() {
+    let sb = Sandbox::new();
+    let logo: Vec<u8> = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"
+        .iter()
+        .copied()
+        .chain((0..=255u8).rev())
+        .collect();
+    let pdf: Vec<u8> = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+        .iter()
+        .copied()
+        .chain((0..3000u32).map(|i| (i * 31 % 251) as u8))
+        .collect();
+    std::fs::write(sb.path().join("logo.png"), &logo).unwrap();
+    std::fs::write(sb.path().join("invoice.pdf"), &pdf).unwrap();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "billing@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Your invoice",
+        "--html",
+        "<img src=\"cid:logo\"><p>Your invoice is attached.</p>",
+        "--inline",
+        "logo=logo.png",
+        "--attach",
+        "invoice.pdf",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let files = sb.outbox();
+    assert_eq!(files.len(), 1);
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    let part = |mimetype: &str| {
+        mail.parts()
+            .find(|p| p.ctype.mimetype == mimetype)
+            .unwrap_or_else(|| panic!("no {mimetype} part"))
+    };
+    let image = part("image/png");
+    assert_eq!(header(image, "Content-ID").as_deref(), Some("<logo>"));
+    assert_eq!(
+        image.get_content_disposition().disposition,
+        mailparse::DispositionType::Inline
+    );
+    assert_eq!(image.get_body_raw().unwrap(), logo);
+    let invoice = part("application/pdf");
+    let disposition = invoice.get_content_disposition();
+    assert_eq!(
+        disposition.disposition,
+        mailparse::DispositionType::Attachment
+    );
+    assert_eq!(
+        disposition.params.get("filename").map(String::as_str),
+        Some("invoice.pdf")
+    );
+    assert_eq!(invoice.get_body_raw().unwrap(), pdf);
+}
+
 #[test]
 fn send_raw_from_stdin_with_t_takes_recipients_from_headers() {
     let sb = Sandbox::new();
