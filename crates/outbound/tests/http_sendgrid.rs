@@ -213,6 +213,51 @@ async fn reply_to_list_duplicates_and_derived_text() {
     }
 }
 
+/// SendGrid refuses a reply_to_list with an address twice ("Each email address in the
+/// reply_to_list should be unique"; the OpenAPI says `uniqueItems`): like to/cc/bcc, each
+/// address goes once, compared case-insensitively, the first spelling and name kept; when
+/// only one is left it goes as `reply_to`.
+#[tokio::test]
+async fn reply_to_duplicates_are_sent_once() {
+    let server = ok_server().await;
+    let sg = transport(&server);
+    let msg = Message::builder()
+        .from("a@example.com")
+        .to("bob@example.com")
+        .reply_to("r1@example.com")
+        .reply_to("R Two <r2@example.com>")
+        .reply_to("Again <R1@Example.COM>")
+        .reply_to("r2@example.com")
+        .subject("Hi")
+        .text("hi")
+        .build()
+        .unwrap();
+    sg.send(&msg).await.unwrap();
+    let msg = Message::builder()
+        .from("a@example.com")
+        .to("bob@example.com")
+        .reply_to("Support <support@example.com>")
+        .reply_to("SUPPORT@example.com")
+        .subject("Hi")
+        .text("hi")
+        .build()
+        .unwrap();
+    sg.send(&msg).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let body = body_of(&requests[0]);
+    assert!(body.get("reply_to").is_none());
+    assert_eq!(
+        body["reply_to_list"],
+        json!([{"email": "r1@example.com"}, {"email": "r2@example.com", "name": "R Two"}])
+    );
+    let body = body_of(&requests[1]);
+    assert!(body.get("reply_to_list").is_none());
+    assert_eq!(
+        body["reply_to"],
+        json!({"email": "support@example.com", "name": "Support"})
+    );
+}
+
 #[tokio::test]
 async fn over_the_recipient_limit_is_refused_before_sending() {
     let server = ok_server().await;

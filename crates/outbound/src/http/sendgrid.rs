@@ -54,8 +54,8 @@ const PROVIDER: Provider = Provider {
 /// Sends through the [SendGrid](https://sendgrid.com) v3 Mail Send API.
 ///
 /// One personalization holds every recipient (`to`, `cc`, `bcc`; an address given twice is
-/// sent once, as SendGrid requires); `from` and `reply_to` (or `reply_to_list` for several)
-/// with display names; `subject`; `content` with `text/plain` before `text/html` (the text is
+/// sent once, as SendGrid requires); `from` and `reply_to` (or `reply_to_list` for several,
+/// each address once, as SendGrid requires) with display names; `subject`; `content` with `text/plain` before `text/html` (the text is
 /// derived from the HTML when only HTML is given); `attachments` with `disposition`
 /// `attachment` or `inline` + `content_id`; `headers`; the message's
 /// [tags](crate::Message::tags) as `categories`; its [metadata](crate::Message::metadata) as `custom_args`.
@@ -163,6 +163,24 @@ fn address(m: &Mailbox) -> Address {
     Address { email, name }
 }
 
+/// The addresses of `list` not yet in `seen` (compared case-insensitively, the domain in
+/// punycode), each once: the first spelling and name are kept.
+fn once_each(list: &[Mailbox], seen: &mut Vec<String>, what: &str) -> Vec<Address> {
+    list.iter()
+        .filter(|m| {
+            let key = m.ascii_email().to_ascii_lowercase();
+            if seen.contains(&key) {
+                tracing::debug!(address = %key, "{what} given twice; SendGrid gets it once");
+                false
+            } else {
+                seen.push(key);
+                true
+            }
+        })
+        .map(address)
+        .collect()
+}
+
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidMessage, message)
 }
@@ -214,25 +232,10 @@ impl SendGridTransport {
         }
         // An address may appear once per personalization across to, cc and bcc.
         let mut seen: Vec<String> = Vec::new();
-        let mut unique = |list: &[Mailbox]| -> Vec<Address> {
-            list.iter()
-                .filter(|m| {
-                    let key = m.ascii_email().to_ascii_lowercase();
-                    if seen.contains(&key) {
-                        tracing::debug!(address = %key, "recipient given twice; SendGrid gets it once");
-                        false
-                    } else {
-                        seen.push(key);
-                        true
-                    }
-                })
-                .map(address)
-                .collect()
-        };
         let personalization = Personalization {
-            to: unique(message.to()),
-            cc: unique(message.cc()),
-            bcc: unique(message.bcc()),
+            to: once_each(message.to(), &mut seen, "recipient"),
+            cc: once_each(message.cc(), &mut seen, "recipient"),
+            bcc: once_each(message.bcc(), &mut seen, "recipient"),
         };
 
         let mut content = Vec::new();
@@ -318,10 +321,12 @@ impl SendGridTransport {
             })
             .collect();
 
-        let (reply_to, reply_to_list) = match message.reply_to() {
-            [] => (None, Vec::new()),
-            [one] => (Some(address(one)), Vec::new()),
-            many => (None, many.iter().map(address).collect()),
+        // And once in reply_to_list: SendGrid refuses the request otherwise ("Each email
+        // address in the reply_to_list should be unique").
+        let mut reply_to_list = once_each(message.reply_to(), &mut Vec::new(), "reply-to");
+        let reply_to = match reply_to_list.len() {
+            1 => reply_to_list.pop(),
+            _ => None,
         };
 
         Ok(MailSend {
