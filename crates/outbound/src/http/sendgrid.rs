@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
 use super::{Provider, ProviderError, Request, Response};
 use crate::message::PreparedMessage;
-use crate::{Error, ErrorKind, Mailbox, Receipt, Transport};
+use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// SendGrid accepts at most this many recipients per request: `to`, `cc` and `bcc` together.
 pub const MAX_SENDGRID_RECIPIENTS: usize = 1000;
@@ -61,7 +61,9 @@ const PROVIDER: Provider = Provider {
 /// [tags](crate::Message::tags) as `categories`; its [metadata](crate::Message::metadata) as `custom_args`.
 ///
 /// A message SendGrid would refuse for its limits is refused before sending, with the limit in
-/// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, ...
+/// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, an
+/// address with a non-ASCII local part (the API takes ASCII addresses only; domains are sent
+/// in punycode), ...
 ///
 /// ```
 /// use outbound::sendgrid::SendGridTransport;
@@ -163,6 +165,34 @@ fn address(m: &Mailbox) -> Address {
     Address { email, name }
 }
 
+/// Refuses an address with no ASCII form, in any field: SendGrid's API takes ASCII addresses
+/// only. A domain has one (punycode, which [`address`] sends); a local part does not.
+fn ascii_addresses_only(from: &Mailbox, message: &Message) -> Result<(), Error> {
+    let fields = [
+        ("to", message.to()),
+        ("cc", message.cc()),
+        ("bcc", message.bcc()),
+        ("reply_to", message.reply_to()),
+    ];
+    let all = std::iter::once(("from", from)).chain(
+        fields
+            .into_iter()
+            .flat_map(|(field, list)| list.iter().map(move |m| (field, m))),
+    );
+    for (field, m) in all {
+        if !m.ascii_email().is_ascii() {
+            return Err(invalid(format!(
+                "the `{field}` address {} has a non-ASCII local part (before the @), and \
+                 SendGrid accepts ASCII addresses only (an internationalized domain is sent in \
+                 punycode; a local part cannot be): use an ASCII address, or an SMTP server \
+                 that offers SMTPUTF8",
+                m.email()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The addresses of `list` not yet in `seen` (compared case-insensitively, the domain in
 /// punycode), each once: the first spelling and name are kept.
 fn once_each(list: &[Mailbox], seen: &mut Vec<String>, what: &str) -> Vec<Address> {
@@ -212,6 +242,7 @@ impl SendGridTransport {
             ));
         }
         let from = prepared.sender();
+        ascii_addresses_only(from, message)?;
         let total = message.recipients().count();
         if total > MAX_SENDGRID_RECIPIENTS {
             return Err(invalid(format!(
