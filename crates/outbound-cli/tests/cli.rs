@@ -449,6 +449,84 @@ fn help_and_version_exit_0_and_show_examples() {
     assert!(r.stdout.starts_with("outbound "));
 }
 
+/// `--to` takes an RFC 5322 list, not "one address each" (issue 19), and so do --cc, --bcc
+/// and --reply-to: the help says so, and a list in each is sent to every address.
+#[test]
+fn send_help_says_address_flags_take_lists() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args(["send", "--help"]));
+    assert_eq!(r.code, 0);
+    assert!(!r.stdout.contains("one address each"), "{}", r.stdout);
+    // Each flag's own help, up to the next flag.
+    let help_of = |flag: &str| -> String {
+        let start = r
+            .stdout
+            .find(&format!("      {flag} <"))
+            .unwrap_or_else(|| panic!("{flag} is not in the help:\n{}", r.stdout));
+        let rest = &r.stdout[start + flag.len()..];
+        let end = rest.find("\n  -").unwrap_or(rest.len());
+        rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let to = help_of("--to");
+    assert!(to.contains("<ADDRESSES>"), "{to}");
+    assert!(to.contains("RFC 5322 list"), "{to}");
+    assert!(
+        to.contains("Ada <ada@example.com>, bob@example.com"),
+        "{to}"
+    );
+    for flag in ["--cc", "--bcc", "--reply-to"] {
+        let help = help_of(flag);
+        assert!(help.contains("<ADDRESSES>"), "{flag}: {help}");
+        assert!(help.contains("list"), "{flag}: {help}");
+    }
+    let from = help_of("--from");
+    assert!(from.contains("<ADDRESS>"), "{from}");
+
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "Ada <ada@example.test>, bob@example.test",
+        "--cc",
+        "carol@example.test, Dan <dan@example.test>",
+        "--bcc",
+        "eve@example.test,frank@example.test",
+        "--reply-to",
+        "help@example.test, Sales <sales@example.test>",
+        "--text",
+        "x",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["recipients"]["accepted"],
+        serde_json::json!([
+            "ada@example.test",
+            "bob@example.test",
+            "carol@example.test",
+            "dan@example.test",
+            "eve@example.test",
+            "frank@example.test"
+        ]),
+        "{v}"
+    );
+    let bytes = std::fs::read(&sb.outbox()[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    for (name, want) in [
+        ("To", ["ada@example.test", "bob@example.test"]),
+        ("Cc", ["carol@example.test", "dan@example.test"]),
+        ("Reply-To", ["help@example.test", "sales@example.test"]),
+    ] {
+        let value = header(&mail, name).unwrap();
+        for addr in want {
+            assert!(value.contains(addr), "{name}: {value}");
+        }
+    }
+    assert!(header(&mail, "Bcc").is_none());
+}
+
 #[test]
 fn invalid_messages_and_input_exit_65() {
     let sb = Sandbox::new();
