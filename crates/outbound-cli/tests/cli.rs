@@ -664,6 +664,103 @@ fn dsn_flag_overrides_the_environment() {
 // ---------------------------------------------------------------------------------------------
 // config, types, check
 
+/// Port 465 with STARTTLS (or no TLS), or 587 with implicit TLS, is almost always a mistake
+/// (issue 19): `config` lists it as a problem and `check` warns before connecting, naming the
+/// settings the way they were given.
+#[test]
+fn config_and_check_warn_when_the_port_usually_speaks_the_other_tls_mode() {
+    let sb = Sandbox::new();
+    let config = |vars: &[(&str, &str)]| {
+        let mut cmd = sb.cmd();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        run(cmd.arg("config"))
+    };
+    let r = config(&[("MAILER_DSN", "smtp://mail.example.com:465")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains("problems: none"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("MAILER_DSN port is 465, which usually speaks implicit TLS"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("use an smtps:// DSN"), "{}", r.stdout);
+    assert!(r.stdout.contains("port 587 for STARTTLS"), "{}", r.stdout);
+
+    let r = config(&[
+        ("MAIL_TYPE", "smtp"),
+        ("SMTP_SERVER", "mail.example.com"),
+        ("SMTP_PORT", "587"),
+        ("SMTP_USE_TLS", "true"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("SMTP_PORT is 587, which usually speaks STARTTLS"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("set SMTP_USE_TLS to true and SMTP_OPPORTUNISTIC_TLS to true"),
+        "{}",
+        r.stdout
+    );
+    let r = config(&[
+        ("MAIL_TYPE", "smtp"),
+        ("SMTP_SERVER", "mail.example.com"),
+        ("SMTP_PORT", "465"),
+        ("SMTP_USE_TLS", "true"),
+        ("SMTP_OPPORTUNISTIC_TLS", "true"),
+    ]);
+    assert!(
+        r.stdout
+            .contains("set SMTP_USE_TLS to true and SMTP_OPPORTUNISTIC_TLS to false"),
+        "{}",
+        r.stdout
+    );
+    // In JSON, among the problems; for a group, per member.
+    let mut cmd = sb.cmd();
+    let r = run(cmd
+        .env(
+            "MAILER_DSN",
+            "failover(file://./outbox smtps://mail.example.com:587)",
+        )
+        .args(["config", "--json"]));
+    let problems = r.json()["problems"].to_string();
+    assert!(
+        problems.contains("member 2: MAILER_DSN member 2 port is 587"),
+        "{problems}"
+    );
+    assert!(problems.contains("use an smtp:// DSN"), "{problems}");
+    // The usual pairs, and ports that say nothing, are fine.
+    for dsn in [
+        "smtps://mail.example.com:465",
+        "smtp://mail.example.com:587",
+        "smtp://mail.example.com",
+        "smtp://mail.example.com:2525",
+        "smtp://mail.example.com:25?tls=none",
+    ] {
+        let r = config(&[("MAILER_DSN", dsn)]);
+        assert!(r.stdout.contains("problems: none"), "{dsn}: {}", r.stdout);
+    }
+
+    // `check` says it before connecting (127.0.0.2:465: nothing listens there).
+    let mut cmd = sb.cmd();
+    let r = run(cmd
+        .env("MAILER_DSN", "smtp://127.0.0.2:465?timeout=3")
+        .arg("check"));
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("warning: MAILER_DSN port is 465, which usually speaks implicit TLS"),
+        "{}",
+        r.stderr
+    );
+}
+
 #[test]
 fn config_shows_each_value_and_its_source() {
     let sb = Sandbox::new();
