@@ -122,7 +122,8 @@ fn print_rows(rows: &[Row], indent: &str) {
 fn show(loaded: &Loaded, json: bool) -> u8 {
     let rows = rows_of(&loaded.settings);
     let members = load::members(&loaded.settings);
-    let notes = loaded.notes();
+    let mut notes = loaded.notes();
+    notes.extend(super::check::tls_port_warnings(&loaded.settings));
     let built = loaded.build();
     let (description, failure) = match built {
         Ok(t) => (Some(t.describe()), None),
