@@ -118,7 +118,7 @@ fn assert_implicit_tls_port(err: &outbound::Error, took: Duration, what: &str) {
         text.contains("likely speaks implicit TLS"),
         "{what}: {text}"
     );
-    assert!(text.contains("set `tls` to implicit"), "{what}: {text}");
+    assert!(text.contains("`tls=implicit`"), "{what}: {text}");
     assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
 }
 
@@ -128,7 +128,7 @@ fn assert_starttls_port(err: &outbound::Error, took: Duration, greeting: &str, w
     let text = err.to_string();
     assert!(text.contains("likely speaks STARTTLS"), "{what}: {text}");
     assert!(text.contains(greeting), "{what}: {text}");
-    assert!(text.contains("set `tls` to starttls"), "{what}: {text}");
+    assert!(text.contains("`tls=starttls`"), "{what}: {text}");
     assert!(took < Duration::from_secs(5), "{what}: took {took:?}");
 }
 

@@ -564,7 +564,7 @@ fn implicit_tls_port(params: &ConnectParams, what: String) -> Error {
         "tls",
         format!(
             "{}:{} {what} ({} mode): the port likely speaks implicit TLS (TLS from the first \
-             byte): set `tls` to implicit (an smtps:// DSN), or use port 587 for STARTTLS",
+             byte): select implicit TLS with `tls=implicit`, or use port 587 for STARTTLS",
             params.host, params.port, params.tls_mode
         ),
     )
@@ -583,8 +583,8 @@ async fn plain_text_port(params: &ConnectParams, e: std::io::Error) -> Error {
         ErrorKind::Tls,
         format!(
             "{}:{} greeted in plain text ({greeting:?}) where the TLS handshake of implicit \
-             TLS belongs: the port likely speaks STARTTLS: set `tls` to starttls (an \
-             smtp:// DSN), or use port 465 for implicit TLS",
+             TLS belongs: the port likely speaks STARTTLS: select it with `tls=starttls`, \
+             or use port 465 for implicit TLS",
             params.host, params.port
         ),
     )
