@@ -312,15 +312,16 @@ fn write_loop<R, C>(
             tracing::error!(error = %e, "{} could not be written", tuning.what);
         }
         tracing::trace!(records = records.len(), "{} group committed", tuning.what);
-        drop(records);
         if result.is_err() {
             // Refuse everything after a failed commit: nothing may be acted on unrecorded.
             // Stopped before the submitters hear of it, so none of them can still defer.
             deferred.stopped.store(true, Ordering::Release);
         }
+        // The submitters first: the records are freed after.
         for ack in acks.drain(..) {
             let _ = ack.send(result.clone());
         }
+        drop(records);
         if result.is_err() {
             // What is queued is answered; returning drops the receiver, so later requests
             // fail.
