@@ -394,12 +394,14 @@ fn circles(edges: &BTreeMap<ModPath, BTreeSet<ModPath>>) -> Vec<Vec<ModPath>> {
             if !s.index.contains_key(&w) {
                 strong(s, &w);
                 let lw = s.low[&w];
-                let lv = s.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(lw);
+                if let Some(lv) = s.low.get_mut(v) {
+                    *lv = (*lv).min(lw);
+                }
             } else if s.on_stack.contains(&w) {
                 let iw = s.index[&w];
-                let lv = s.low.get_mut(v).expect("visited");
-                *lv = (*lv).min(iw);
+                if let Some(lv) = s.low.get_mut(v) {
+                    *lv = (*lv).min(iw);
+                }
             }
         }
         if s.low[v] == s.index[v] {
