@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
@@ -15,6 +16,7 @@ use super::access::{check_listener, AccessPolicy};
 use super::context::Context;
 use super::limits::{AuthFailures, Limits};
 use super::listener::{accept_loop, Listener};
+use super::session;
 use super::spool::Spool;
 use super::tls::acceptor;
 use super::users::Users;
@@ -263,6 +265,25 @@ impl RelayServer {
     /// The host name the relay gives.
     pub fn hostname(&self) -> &str {
         &self.ctx.host
+    }
+
+    /// Runs one session on a connection accepted elsewhere (a socket handed over by a
+    /// service manager, a test's in-memory stream). `client` is the address the access rules
+    /// see; with `implicit_tls` the stream starts with a TLS handshake. The connection count
+    /// does not apply.
+    pub async fn serve_connection<S>(&self, stream: S, client: SocketAddr, implicit_tls: bool)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (_keep, shutdown) = watch::channel(false);
+        session::run(
+            self.ctx.clone(),
+            Box::new(stream),
+            client,
+            implicit_tls,
+            shutdown,
+        )
+        .await;
     }
 
     /// Serves until `shutdown` completes, then stops accepting, asks idle sessions to close,
