@@ -265,6 +265,58 @@ mod tests {
         }
     }
 
+    /// RFC 5321 read literally, on the whole input at once: the data ends at the first
+    /// CRLF.CRLF (counting the CRLF of the DATA command); a dot starting a line (after CRLF)
+    /// is removed; a CR not before LF, or an LF not after CR, is bare.
+    fn oracle(input: &[u8]) -> Option<(Vec<u8>, bool, usize)> {
+        let mut s = b"\r\n".to_vec();
+        s.extend_from_slice(input);
+        let p = s.windows(5).position(|w| w == b"\r\n.\r\n")?;
+        let raw = &s[2..p + 2];
+        let mut msg = Vec::new();
+        let mut bare = false;
+        for (i, &b) in raw.iter().enumerate() {
+            let line_start = i == 0 || (i >= 2 && raw[i - 2..i] == *b"\r\n");
+            if line_start && b == b'.' {
+                continue;
+            }
+            if b == b'\r' && raw.get(i + 1) != Some(&b'\n') {
+                bare = true;
+            }
+            if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+                bare = true;
+            }
+            msg.push(b);
+        }
+        Some((msg, bare, p + 3))
+    }
+
+    #[test]
+    fn agrees_with_the_rfc_on_random_input() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            let mut input = Vec::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                input.push(b"\r\n.a"[(x % 4) as usize]);
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (msg, flaws, rest) = run(&input, 1 + (x % 5) as usize);
+            match oracle(&input) {
+                Some((want, bare, used)) => {
+                    assert_eq!(msg, want, "{input:?}");
+                    assert_eq!(flaws.bare_newline(), bare, "{input:?}");
+                    assert_eq!(rest.unwrap(), &input[used..], "{input:?}");
+                }
+                None => assert!(rest.is_none(), "{input:?} ended"),
+            }
+        }
+    }
+
     #[test]
     fn long_lines() {
         let ok = format!("{}\r\n.\r\n", "x".repeat(998));
