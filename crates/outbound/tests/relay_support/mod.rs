@@ -448,6 +448,16 @@ impl Client {
         self.reply().await
     }
 
+    /// The stream, for a TLS handshake (nothing may be left unread).
+    pub fn into_stream(self) -> Box<dyn Stream> {
+        assert!(
+            self.buf.is_empty(),
+            "unread bytes: {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
+        self.stream
+    }
+
     /// STARTTLS, trusting `root` (DER), checking the name `localhost`.
     pub async fn start_tls(mut self, root: &[u8]) -> Client {
         self.expect("STARTTLS", 220).await;

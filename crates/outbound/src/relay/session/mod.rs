@@ -129,7 +129,14 @@ impl Session {
             Request::Bdat {
                 chunk_size,
                 is_last,
-            } => return self.bdat(chunk_size, is_last).await,
+            } => {
+                if !bdat_size_is_exact(&text, chunk_size) {
+                    return self.unparsed(smtp_proto::Error::SyntaxError {
+                        syntax: "BDAT chunk-size [LAST]",
+                    });
+                }
+                return self.bdat(chunk_size, is_last).await;
+            }
             Request::Rset => {
                 self.reset().await;
                 self.conn.reply(&Reply::ok());
@@ -172,4 +179,13 @@ impl Session {
         }
         Flow::Continue
     }
+}
+
+/// smtp-proto reads a BDAT size of more than 19 digits as a wrong, smaller number (it
+/// saturates, then starts again); reading that many octets would take the rest of the chunk
+/// as commands. The size must be exactly the digits the client sent.
+fn bdat_size_is_exact(line: &[u8], size: usize) -> bool {
+    let text = String::from_utf8_lossy(line);
+    let digits = text.split_ascii_whitespace().nth(1).unwrap_or("");
+    digits.bytes().all(|b| b.is_ascii_digit()) && digits.parse::<usize>().ok() == Some(size)
 }
