@@ -2,6 +2,7 @@
 //! loopback, the delay and the lockout, allowed networks, and the senders a user may use.
 //! Clients "off loopback" are sessions run with `serve_connection` under a documentation
 //! address (the real network case is a live test).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod relay_support;
 

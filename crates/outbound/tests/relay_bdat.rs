@@ -1,6 +1,7 @@
 //! CHUNKING (BDAT, RFC 3030): chunks streamed to the spool, every chunk's octets taken off the
 //! connection even when refused, the limits, and Outbound's own SMTP client (which pipelines
 //! BDAT transactions) against the relay.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod relay_support;
 
@@ -189,12 +190,10 @@ async fn outbounds_own_client_with_data_and_with_bdat() {
 }
 
 /// Runs the futures concurrently (no futures crate needed).
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
+async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
-    F: Send + 'static,
 {
     let mut set = tokio::task::JoinSet::new();
     for (n, f) in futures.into_iter().enumerate() {

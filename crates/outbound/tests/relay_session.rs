@@ -1,6 +1,7 @@
 //! The relay's SMTP session against a scripted client on loopback: the state machine, every
 //! refusal code, the limits, PIPELINING, and the spool seam (a test double) never answered
 //! `250` unless it kept the message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod relay_support;
 

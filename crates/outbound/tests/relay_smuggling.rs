@@ -1,6 +1,7 @@
 //! SMTP smuggling: no shape of a false end of data splits a message, through DATA or BDAT;
 //! a message holding a bare CR or LF is refused with `550 5.6.0` after its real end; what
 //! follows the real end is read as commands (PIPELINING), and only that.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod relay_support;
 

@@ -1,6 +1,7 @@
 //! TLS: STARTTLS on the plain listener and the implicit-TLS listener, with a self-signed
 //! certificate (rcgen); what STARTTLS forgets; plaintext pipelined after STARTTLS dropped;
 //! bad certificate files refused at start.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod relay_support;
 

@@ -2,7 +2,7 @@
 //! outbound-live-tests, which includes this file): a **test double** of the spool that keeps
 //! messages in memory and can be told to fail, a small scripted SMTP client, a self-signed
 //! certificate, and a relay started on a loopback port.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -283,8 +283,13 @@ pub fn users_file(dir: &Path, users: &[(&str, &str, &[&str])]) -> PathBuf {
 
 /// A self-signed certificate for `localhost`: (cert PEM file, key PEM file, cert DER).
 pub fn certificate(dir: &Path) -> (PathBuf, PathBuf, Vec<u8>) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("rcgen");
+    certificate_for(dir, &["localhost"])
+}
+
+/// A self-signed certificate for these names (an IP address becomes an IP name).
+pub fn certificate_for(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf, Vec<u8>) {
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let certified = rcgen::generate_simple_self_signed(names).expect("rcgen");
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, certified.cert.pem()).unwrap();
