@@ -406,6 +406,8 @@ impl Users {
         let stamp = stamp(path);
         let entries = read_entries(path)?;
         warn_if_readable_by_others(path);
+        // Made now, so the first unknown name costs no more than a known one.
+        dummy_hash();
         Ok(Users {
             path: path.to_path_buf(),
             state: Mutex::new(Loaded { stamp, entries }),
