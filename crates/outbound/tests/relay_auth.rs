@@ -30,6 +30,7 @@ async fn auth_plain_and_login_against_the_users_file() {
     let mut c = relay.client().await;
     let ehlo = c.hello().await;
     assert!(ehlo.has_line("AUTH PLAIN LOGIN"), "{:?}", ehlo.lines);
+    assert!(ehlo.has_line("AUTH=PLAIN LOGIN"), "{:?}", ehlo.lines);
     let a = c.expect("MAIL FROM:<a@example.com>", 530).await;
     assert_eq!(a.text(), "5.7.0 Authentication required");
     let a = c.auth_plain("alice", "wonder land").await;

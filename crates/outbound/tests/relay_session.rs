@@ -574,3 +574,22 @@ async fn idle_replies_come_quickly() {
     }
     assert!(start.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn forms_old_clients_send() {
+    // Printers and old clients: a space after the colon, lower case, HELO-era habits, and
+    // Outlook's `AUTH=` line (tested with users in relay_auth.rs).
+    let relay = Relay::start(|b| b).await;
+    let mut c = relay.client().await;
+    c.reply().await;
+    c.expect("ehlo printer", 250).await;
+    c.expect("mail from: <scanner@example.com>", 250).await;
+    c.expect("rcpt to: <ada@example.net>", 250).await;
+    c.expect("RCPT TO:<Bob Smith <bob@example.net>>", 501).await;
+    c.expect("data", 354).await;
+    c.send("Subject: scan\r\n\r\nx\r\n.\r\n").await;
+    assert_eq!(c.reply().await.code, 250);
+    let m = &relay.spool.messages()[0];
+    assert_eq!(m.envelope.mail_from, "scanner@example.com");
+    assert_eq!(m.envelope.rcpt_to, ["ada@example.net"]);
+}

@@ -37,6 +37,9 @@ impl Session {
         }
         if self.ctx.access.offers_auth(self.client.ip(), self.tls) {
             lines.push("AUTH PLAIN LOGIN".into());
+            // The pre-RFC 2554 form some Microsoft stacks (old Outlook, printers and scanners
+            // built on them) look for instead (Postfix's `broken_sasl_auth_clients`).
+            lines.push("AUTH=PLAIN LOGIN".into());
         }
         self.conn.reply(&Reply::multi(250, lines));
     }
