@@ -122,11 +122,8 @@ async fn no_users_no_auth() {
     );
 }
 
-#[tokio::test]
-async fn failed_auth_is_slowed_then_locked_out() {
-    let dir = tempfile::tempdir().unwrap();
-    let users = users_file(dir.path(), &[("alice", "right", &[])]);
-    let limits = Limits {
+fn lockout_limits() -> Limits {
+    Limits {
         auth: AuthLimits {
             first_delay: Duration::from_millis(150),
             max_delay: Duration::from_millis(400),
@@ -135,13 +132,14 @@ async fn failed_auth_is_slowed_then_locked_out() {
             ..AuthLimits::default()
         },
         ..Limits::default()
-    };
-    let relay = Relay::start(|b| b.users_file(&users).limits(limits)).await;
-    let mut c = relay.client().await;
-    c.hello().await;
+    }
+}
+
+/// Fails three times as `user`: slower each time, the third locks out and closes.
+async fn fail_three_times(c: &mut Client, user: &str) {
     for (n, at_least) in [(1, 150), (2, 300)] {
         let start = Instant::now();
-        let a = c.auth_plain("alice", "wrong").await;
+        let a = c.auth_plain(user, "wrong").await;
         assert_eq!(a.code, 535, "failure {n}");
         let took = start.elapsed();
         assert!(
@@ -149,13 +147,26 @@ async fn failed_auth_is_slowed_then_locked_out() {
             "failure {n} took {took:?}"
         );
     }
-    let a = c.auth_plain("alice", "wrong").await;
+    let a = c.auth_plain(user, "wrong").await;
     assert_eq!(a.code, 421);
     assert_eq!(
         a.text(),
         "4.7.0 relay.test Too many failed authentications, try again later"
     );
     assert!(c.is_closed().await);
+}
+
+#[tokio::test]
+async fn failed_auth_is_slowed_then_locked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(
+        dir.path(),
+        &[("alice", "right", &[]), ("bob", "right", &[])],
+    );
+    let relay = Relay::start(|b| b.users_file(&users).limits(lockout_limits())).await;
+    let mut c = relay.client().await;
+    c.hello().await;
+    fail_three_times(&mut c, "alice").await;
 
     // Locked out now: even the right password is answered 454, at once.
     let mut c = relay.client().await;
@@ -165,11 +176,43 @@ async fn failed_auth_is_slowed_then_locked_out() {
     assert_eq!((a.code, a.status()), (454, "4.7.0"));
     assert!(start.elapsed() < Duration::from_millis(150));
     c.expect("MAIL FROM:<a@example.com>", 530).await;
+    // On loopback the lockout is per user name: the host's other programs go on.
+    assert_eq!(c.auth_plain("bob", "right").await.code, 235);
+}
 
-    // Another address is not locked out (127.0.0.2 is loopback too).
-    let server = relay_for_sessions(&users, None).await;
-    let mut c = connect_as(&server, remote("127.0.0.2"), false);
-    c.hello().await;
+#[tokio::test]
+async fn off_loopback_the_lockout_is_per_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let users = users_file(
+        dir.path(),
+        &[("alice", "right", &[]), ("bob", "right", &[])],
+    );
+    let (cert, key, root) = certificate(dir.path());
+    let mut relay = Relay::bind(|b| {
+        b.users_file(&users)
+            .tls_files(&cert, &key)
+            .limits(lockout_limits())
+    })
+    .await;
+    let server = Arc::new(relay.server.take().unwrap());
+    let tls_client = |ip: &'static str| {
+        let server = server.clone();
+        let root = root.clone();
+        async move {
+            let mut c = connect_as(&server, remote(ip), false);
+            c.hello().await;
+            let mut c = c.start_tls(&root).await;
+            c.expect("EHLO client.test", 250).await;
+            c
+        }
+    };
+    let mut c = tls_client("203.0.113.20").await;
+    fail_three_times(&mut c, "alice").await;
+    let mut c = tls_client("203.0.113.20").await;
+    let a = c.auth_plain("bob", "right").await;
+    assert_eq!((a.code, a.status()), (454, "4.7.0"));
+    // Another address is not locked out.
+    let mut c = tls_client("203.0.113.21").await;
     assert_eq!(c.auth_plain("alice", "right").await.code, 235);
 }
 

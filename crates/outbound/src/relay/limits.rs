@@ -80,7 +80,9 @@ impl Default for Limits {
 /// doubles from `first_delay` up to `max_delay`; the `lock_after`th closes the connection with
 /// `421 4.7.0`, and for `lock_for` every AUTH from that address is answered `454 4.7.0`
 /// without checking the password. Other clients, and that address's clients that need no
-/// AUTH (an allowed network), are not affected.
+/// AUTH (an allowed network), are not affected. Loopback clients are counted per address
+/// *and user name*: the programs of one host share 127.0.0.1, and one with a stale password
+/// must not lock the others out.
 #[derive(Debug, Clone)]
 pub struct AuthLimits {
     /// The delay before answering the first failure. Default 1 s.
@@ -120,11 +122,19 @@ pub(crate) enum AfterFailure {
 }
 
 /// Failed AUTH attempts per client address (an IPv6 address counts as its /64, which one
-/// host usually holds whole). Bounded: at most `MAX_TRACKED` addresses are remembered, the
-/// stalest forgotten first.
+/// host usually holds whole; a loopback address counts per user name). Bounded: at most
+/// `MAX_TRACKED` keys are remembered, the stalest forgotten first.
 pub(crate) struct AuthFailures {
     limits: AuthLimits,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
+}
+
+/// What failures are counted under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    net: IpAddr,
+    /// The user name tried, for loopback clients only (at most 256 octets of it).
+    name: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -144,28 +154,28 @@ impl AuthFailures {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         // A panic while holding the lock leaves plain counters behind: still usable.
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether `ip` is locked out now.
-    pub(crate) fn is_locked(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` (trying `name`) is locked out now.
+    pub(crate) fn is_locked(&self, ip: IpAddr, name: &[u8]) -> bool {
         let now = Instant::now();
         self.lock()
-            .get(&key(ip))
+            .get(&key(ip, name))
             .and_then(|e| e.locked_until)
             .is_some_and(|until| until > now)
     }
 
-    /// Records a failure from `ip` and says what follows.
-    pub(crate) fn failed(&self, ip: IpAddr) -> AfterFailure {
+    /// Records a failure from `ip` (trying `name`) and says what follows.
+    pub(crate) fn failed(&self, ip: IpAddr, name: &[u8]) -> AfterFailure {
         let now = Instant::now();
         let mut entries = self.lock();
         if entries.len() >= MAX_TRACKED {
             self.forget_stale(&mut entries, now);
         }
-        let entry = entries.entry(key(ip)).or_insert(Entry {
+        let entry = entries.entry(key(ip, name)).or_insert(Entry {
             failures: 0,
             first: now,
             locked_until: None,
@@ -188,14 +198,12 @@ impl AuthFailures {
         }
     }
 
-    /// A success forgets the address's failures (not a lockout in force).
-    pub(crate) fn succeeded(&self, ip: IpAddr) {
+    /// A success forgets the failures counted under its key (not a lockout in force).
+    pub(crate) fn succeeded(&self, ip: IpAddr, name: &[u8]) {
+        let key = key(ip, name);
         let mut entries = self.lock();
-        if entries
-            .get(&key(ip))
-            .is_some_and(|e| e.locked_until.is_none())
-        {
-            entries.remove(&key(ip));
+        if entries.get(&key).is_some_and(|e| e.locked_until.is_none()) {
+            entries.remove(&key);
         }
     }
 
@@ -207,7 +215,7 @@ impl AuthFailures {
             .min(self.limits.max_delay)
     }
 
-    fn forget_stale(&self, entries: &mut HashMap<IpAddr, Entry>, now: Instant) {
+    fn forget_stale(&self, entries: &mut HashMap<Key, Entry>, now: Instant) {
         entries.retain(|_, e| match e.locked_until {
             Some(until) => until > now,
             None => now.duration_since(e.first) <= self.limits.window,
@@ -223,16 +231,22 @@ impl AuthFailures {
     }
 }
 
-/// The address failures are counted under: IPv4 as is, IPv6 as its /64.
-fn key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
+/// The key failures are counted under: IPv4 as is, IPv6 as its /64; with the user name on
+/// loopback.
+fn key(ip: IpAddr, name: &[u8]) -> Key {
+    let ip = ip.to_canonical();
+    let net = match ip {
         IpAddr::V6(v6) => {
             let mut octets = v6.octets();
             octets[8..].fill(0);
             IpAddr::V6(octets.into())
         }
         v4 => v4,
-    }
+    };
+    let name = ip
+        .is_loopback()
+        .then(|| name[..name.len().min(256)].to_vec());
+    Key { net, name }
 }
 
 #[cfg(test)]
@@ -253,38 +267,40 @@ mod tests {
         let f = AuthFailures::new(limits());
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         assert_eq!(
-            f.failed(ip),
+            f.failed(ip, b"u"),
             AfterFailure::Delay(Duration::from_millis(100))
         );
         assert_eq!(
-            f.failed(ip),
+            f.failed(ip, b"u"),
             AfterFailure::Delay(Duration::from_millis(200))
         );
         assert_eq!(
-            f.failed(ip),
+            f.failed(ip, b"u"),
             AfterFailure::Delay(Duration::from_millis(350))
         );
-        assert!(!f.is_locked(ip));
+        assert!(!f.is_locked(ip, b"u"));
         assert_eq!(
-            f.failed(ip),
+            f.failed(ip, b"u"),
             AfterFailure::LockedOut(Duration::from_millis(350))
         );
-        assert!(f.is_locked(ip));
-        assert!(!f.is_locked("192.0.2.8".parse().unwrap()));
+        assert!(f.is_locked(ip, b"u"));
+        assert!(!f.is_locked("192.0.2.8".parse().unwrap(), b"u"));
+        // Off loopback the name does not matter.
+        assert!(f.is_locked(ip, b"other"));
         // A success does not lift a lockout in force.
-        f.succeeded(ip);
-        assert!(f.is_locked(ip));
+        f.succeeded(ip, b"u");
+        assert!(f.is_locked(ip, b"u"));
     }
 
     #[test]
     fn success_forgets_failures() {
         let f = AuthFailures::new(limits());
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        f.failed(ip);
-        f.failed(ip);
-        f.succeeded(ip);
+        f.failed(ip, b"u");
+        f.failed(ip, b"u");
+        f.succeeded(ip, b"u");
         assert_eq!(
-            f.failed(ip),
+            f.failed(ip, b"u"),
             AfterFailure::Delay(Duration::from_millis(100))
         );
     }
@@ -293,21 +309,33 @@ mod tests {
     fn ipv6_counts_per_64_and_mapped_v4_as_v4() {
         let f = AuthFailures::new(limits());
         for n in 1..=4 {
-            f.failed(format!("2001:db8:1:2::{n}").parse().unwrap());
+            f.failed(format!("2001:db8:1:2::{n}").parse().unwrap(), b"u");
         }
-        assert!(f.is_locked("2001:db8:1:2:ffff::1".parse().unwrap()));
-        assert!(!f.is_locked("2001:db8:1:3::1".parse().unwrap()));
+        assert!(f.is_locked("2001:db8:1:2:ffff::1".parse().unwrap(), b"u"));
+        assert!(!f.is_locked("2001:db8:1:3::1".parse().unwrap(), b"u"));
         for _ in 0..4 {
-            f.failed("::ffff:192.0.2.9".parse().unwrap());
+            f.failed("::ffff:192.0.2.9".parse().unwrap(), b"u");
         }
-        assert!(f.is_locked("192.0.2.9".parse().unwrap()));
+        assert!(f.is_locked("192.0.2.9".parse().unwrap(), b"u"));
+    }
+
+    #[test]
+    fn loopback_counts_per_user_name() {
+        let f = AuthFailures::new(limits());
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..4 {
+            f.failed(lo, b"stale-app");
+        }
+        assert!(f.is_locked(lo, b"stale-app"));
+        assert!(!f.is_locked(lo, b"cron"));
+        assert!(!f.is_locked("::1".parse().unwrap(), b"cron"));
     }
 
     #[test]
     fn the_table_stays_bounded() {
         let f = AuthFailures::new(limits());
         for n in 0..(MAX_TRACKED as u32 + 50) {
-            f.failed(IpAddr::V4(n.into()));
+            f.failed(IpAddr::V4(n.into()), b"u");
         }
         assert!(f.lock().len() <= MAX_TRACKED);
     }

@@ -1,6 +1,7 @@
 //! AUTH PLAIN (RFC 4616) and LOGIN against the users file (RFC 4954): offered after TLS or
 //! to loopback clients; each failure answered after a growing delay; the failure that
-//! reaches the limit locks the client's address out and closes the connection.
+//! reaches the limit locks the client's address (on loopback: address and user name) out
+//! and closes the connection.
 
 use base64::Engine;
 use secrecy::SecretSlice;
@@ -29,11 +30,6 @@ impl Session {
             self.refuse(&refusal);
             return Flow::Continue;
         }
-        let ip = self.client.ip();
-        if self.ctx.failures.is_locked(ip) {
-            self.refuse(&Reply::locked_out());
-            return Flow::Continue;
-        }
         let exchange = match mechanism {
             smtp_proto::AUTH_PLAIN => self.plain(initial).await,
             smtp_proto::AUTH_LOGIN => self.login(initial).await,
@@ -47,6 +43,11 @@ impl Session {
             }
             Exchange::Closed => return Flow::Close,
         };
+        // Locked out: answered without looking at the password.
+        if self.ctx.failures.is_locked(self.client.ip(), &name) {
+            self.refuse(&Reply::locked_out());
+            return Flow::Continue;
+        }
         self.check(name, password).await
     }
 
@@ -155,6 +156,7 @@ impl Session {
     /// delay when wrong.
     async fn check(&mut self, name: Vec<u8>, password: SecretSlice<u8>) -> Flow {
         let ip = self.client.ip();
+        let tried = name.clone();
         let verified = match String::from_utf8(name) {
             Ok(name) if !name.is_empty() => {
                 // The permit bounds the memory Argon2id takes (about 19 MiB a check).
@@ -172,13 +174,13 @@ impl Session {
             _ => None,
         };
         if let Some(user) = verified {
-            self.ctx.failures.succeeded(ip);
+            self.ctx.failures.succeeded(ip, &tried);
             tracing::info!(target: "outbound::relay", client = %self.client, user = %user.name, "authenticated");
             self.user = Some(user);
             self.conn.reply(&Reply::auth_ok());
             return Flow::Continue;
         }
-        let after = self.ctx.failures.failed(ip);
+        let after = self.ctx.failures.failed(ip, &tried);
         tracing::warn!(target: "outbound::relay", client = %self.client, locked_out = matches!(after, AfterFailure::LockedOut(_)), "AUTH failed");
         match after {
             AfterFailure::Delay(delay) => {
