@@ -206,3 +206,25 @@ where
     out.sort_by_key(|(n, _)| *n);
     out.into_iter().map(|(_, o)| o).collect()
 }
+
+#[tokio::test]
+async fn a_session_ending_mid_bdat_gives_the_message_up() {
+    let relay = Relay::start(|b| b).await;
+    let mut c = relay.client().await;
+    c.hello().await;
+    c.expect("MAIL FROM:<a@example.com>", 250).await;
+    c.expect("RCPT TO:<b@example.com>", 250).await;
+    c.send(bdat("5", b"abcde")).await;
+    assert_eq!(c.reply().await.code, 250);
+    // A BDAT whose size is unreadable ends the session; the message is aborted.
+    assert_eq!(c.cmd("BDAT five LAST").await.code, 501);
+    assert!(c.is_closed().await);
+    for _ in 0..100 {
+        if relay.spool.aborted.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(relay.spool.aborted.load(Ordering::SeqCst), 1);
+    assert_eq!(relay.spool.count(), 0);
+}

@@ -138,8 +138,9 @@ pub trait Spool: Send + Sync + 'static {
     async fn open(&self, envelope: &Envelope) -> Result<Box<dyn SpoolWriter>, SpoolError>;
 }
 
-/// One message being written. Dropped without `commit` or `abort` only when the connection
-/// broke: the implementation must then forget the message (never deliver half of one).
+/// One message being written. Dropped without `commit` or `abort` only when its session was
+/// cut (a shutdown's grace period ran out): the implementation must then forget the message,
+/// as after `abort` (never deliver half of one).
 #[async_trait]
 pub trait SpoolWriter: Send {
     /// The message's id, known from the start (it goes in the relay's `Received:` field).

@@ -68,6 +68,8 @@ pub(crate) async fn run(
     tracing::debug!(target: "outbound::relay", %client, tls = implicit_tls, "session started");
     session.greet();
     session.serve().await;
+    // However it ended, a message under way is given up (the spool forgets it).
+    session.reset().await;
     let _ = session.conn.flush().await;
     tracing::debug!(target: "outbound::relay", %client, "session ended");
 }
