@@ -39,6 +39,11 @@
 #   --no-build         do not run cargo build (use the existing release binary)
 #   --blast PATH       use this smtp_blast binary (implies --no-build), e.g. one built from a
 #                      clean checkout while the working tree has unrelated edits
+#   --baseline PATH    also run every Outbound row with this other smtp_blast binary (e.g. one
+#                      built from the commit before a change), as a row "before: ...", in the
+#                      same round-robin as the rest: a before/after comparison in one session,
+#                      interleaved run by run, with a before/after ratio table at the end
+#   --outbound-only    run only the Outbound rows (and their --baseline twins), not the peers
 #   --markdown FILE    also write the results table as Markdown to FILE
 #   --raw FILE         also write every single run as TSV to FILE
 #
@@ -69,6 +74,8 @@ BUILD=1
 MARKDOWN=""
 RAW_OUT=""
 BLAST_GIVEN=""
+BASELINE=""
+OUTBOUND_ONLY=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -86,6 +93,8 @@ while [ $# -gt 0 ]; do
         --quick) QUICK=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --blast) BLAST_GIVEN=$2; BUILD=0; shift 2 ;;
+        --baseline) BASELINE=$2; shift 2 ;;
+        --outbound-only) OUTBOUND_ONLY=1; shift ;;
         --markdown) MARKDOWN=$2; shift 2 ;;
         --raw) RAW_OUT=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -249,6 +258,21 @@ run_once() {
 run_group() { # title [runs]
     local title=$1 runs=${2:-$RUNS} r m scenario peer notes cmd
     GROUP_RUNS=$runs
+    # --outbound-only keeps the Outbound rows; --baseline adds a "before: " twin of each, run
+    # with the baseline binary, right after it in the round-robin.
+    local kept=()
+    for m in "${M[@]}"; do
+        IFS='|' read -r scenario peer notes cmd <<<"$m"
+        case "$peer" in
+            Outbound*) ;;
+            *) [ "$OUTBOUND_ONLY" = 1 ] && continue ;;
+        esac
+        kept+=("$m")
+        if [ -n "$BASELINE" ] && [[ "$peer" == Outbound* ]] && [[ "$cmd" == "$B "* ]]; then
+            kept+=("$scenario|before: $peer|$notes|$BASELINE ${cmd#"$B "}")
+        fi
+    done
+    M=("${kept[@]}")
     say "== $title   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
     for ((r = 1; r <= runs; r++)); do
         for m in "${M[@]}"; do
@@ -283,6 +307,7 @@ if [ -n "$BLAST_GIVEN" ]; then
 else
     say "smtp_blast: built from $ROOT at $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")"
 fi
+[ -n "$BASELINE" ] && say "baseline (rows \"before: ...\"): $BASELINE"
 say "counts: sink $COUNT_SINK, 587/465 $COUNT_TLS (465 new connections: $COUNT_TLS_NEW), delay $COUNT_DELAY (new connections: $COUNT_DELAY_NEW); $SINK_RUNS runs each to smtp-sink, $RUNS to the others"
 
 NEED_SINK=0
@@ -524,6 +549,24 @@ print(" | ".join(h.ljust(w2[i]) for i, h in enumerate(head2)))
 print("-+-".join("-" * x for x in w2))
 for r in ratio_rows:
     print(" | ".join(c.ljust(w2[i]) for i, c in enumerate(r)))
+# Before/after (--baseline): each Outbound row against its "before: " twin.
+ba_rows = []
+for (s, p), r in rows.items():
+    if p.startswith("before: "):
+        continue
+    twin = rows.get((s, "before: " + p))
+    if twin:
+        a, b = statistics.median(r["rates"]), statistics.median(twin["rates"])
+        spread = max((max(x["rates"]) - min(x["rates"])) / statistics.median(x["rates"]) for x in (r, twin))
+        ba_rows.append((s, p, "%.0f" % b, "%.0f" % a, "%.2fx" % (a / b) if b else "-", "%.0f%%" % (100 * spread)))
+if ba_rows:
+    head3 = ("scenario", "row", "before msg/s", "after msg/s", "after/before", "spread (max-min)/median")
+    w3 = [max(len(x[i]) for x in ba_rows + [head3]) for i in range(6)]
+    print()
+    print(" | ".join(h.ljust(w3[i]) for i, h in enumerate(head3)))
+    print("-+-".join("-" * x for x in w3))
+    for r in ba_rows:
+        print(" | ".join(c.ljust(w3[i]) for i, c in enumerate(r)))
 if md:
     with open(md, "w") as f:
         f.write("| scenario | peer | messages/s median (min-max) | notes |\n|---|---|---|---|\n")
@@ -538,4 +581,8 @@ if md:
         f.write("\n| ratio | measured | target |\n|---|---|---|\n")
         for r in ratio_rows:
             f.write("| " + " | ".join(r) + " |\n")
+        if ba_rows:
+            f.write("\n| scenario | row | before msg/s | after msg/s | after/before | spread |\n|---|---|---|---|---|---|\n")
+            for r in ba_rows:
+                f.write("| " + " | ".join(r) + " |\n")
 EOF

@@ -161,20 +161,22 @@ pub struct DsnArg {
 
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// Recipient, `ada@example.com` or `Ada <ada@example.com>` (repeatable; one address each)
-    #[arg(long, value_name = "ADDRESS")]
+    /// Recipients: one address or an RFC 5322 list, e.g. `ada@example.com` or
+    /// `Ada <ada@example.com>, bob@example.com` (repeatable)
+    #[arg(long, value_name = "ADDRESSES")]
     pub to: Vec<String>,
-    /// Cc recipient (repeatable)
-    #[arg(long, value_name = "ADDRESS")]
+    /// Cc recipients: one address or an RFC 5322 list (repeatable)
+    #[arg(long, value_name = "ADDRESSES")]
     pub cc: Vec<String>,
-    /// Bcc recipient (repeatable; never written into the message)
-    #[arg(long, value_name = "ADDRESS")]
+    /// Bcc recipients: one address or an RFC 5322 list (repeatable; never written into the
+    /// message)
+    #[arg(long, value_name = "ADDRESSES")]
     pub bcc: Vec<String>,
     /// Sender (default: MAIL_DEFAULT_SEND_FROM or the DSN's ?from=)
     #[arg(long, value_name = "ADDRESS")]
     pub from: Option<String>,
-    /// Reply-To address (repeatable)
-    #[arg(long = "reply-to", value_name = "ADDRESS")]
+    /// Reply-To addresses: one address or an RFC 5322 list (repeatable)
+    #[arg(long = "reply-to", value_name = "ADDRESSES")]
     pub reply_to: Vec<String>,
     /// Subject (any Unicode)
     #[arg(long, value_name = "TEXT")]

@@ -286,6 +286,69 @@ fn send_reads_body_files_stdin_attachments_inline_parts_and_headers() {
     );
 }
 
+/// The most common transactional shape: a logo shown inline and a binary invoice attached
+/// (issue 19: every `--inline` with a binary `--attach` failed with exit 65, "an
+/// attachment's place in the message was lost").
+#[test]
+fn send_an_inline_logo_and_a_binary_pdf_invoice() {
+    let sb = Sandbox::new();
+    let logo: Vec<u8> = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"
+        .iter()
+        .copied()
+        .chain((0..=255u8).rev())
+        .collect();
+    let pdf: Vec<u8> = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+        .iter()
+        .copied()
+        .chain((0..3000u32).map(|i| (i * 31 % 251) as u8))
+        .collect();
+    std::fs::write(sb.path().join("logo.png"), &logo).unwrap();
+    std::fs::write(sb.path().join("invoice.pdf"), &pdf).unwrap();
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "billing@example.com",
+        "--to",
+        "ada@example.com",
+        "--subject",
+        "Your invoice",
+        "--html",
+        "<img src=\"cid:logo\"><p>Your invoice is attached.</p>",
+        "--inline",
+        "logo=logo.png",
+        "--attach",
+        "invoice.pdf",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let files = sb.outbox();
+    assert_eq!(files.len(), 1);
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    let part = |mimetype: &str| {
+        mail.parts()
+            .find(|p| p.ctype.mimetype == mimetype)
+            .unwrap_or_else(|| panic!("no {mimetype} part"))
+    };
+    let image = part("image/png");
+    assert_eq!(header(image, "Content-ID").as_deref(), Some("<logo>"));
+    assert_eq!(
+        image.get_content_disposition().disposition,
+        mailparse::DispositionType::Inline
+    );
+    assert_eq!(image.get_body_raw().unwrap(), logo);
+    let invoice = part("application/pdf");
+    let disposition = invoice.get_content_disposition();
+    assert_eq!(
+        disposition.disposition,
+        mailparse::DispositionType::Attachment
+    );
+    assert_eq!(
+        disposition.params.get("filename").map(String::as_str),
+        Some("invoice.pdf")
+    );
+    assert_eq!(invoice.get_body_raw().unwrap(), pdf);
+}
+
 #[test]
 fn send_raw_from_stdin_with_t_takes_recipients_from_headers() {
     let sb = Sandbox::new();
@@ -384,6 +447,84 @@ fn help_and_version_exit_0_and_show_examples() {
     let r = run(sb.cmd().arg("--version"));
     assert_eq!(r.code, 0);
     assert!(r.stdout.starts_with("outbound "));
+}
+
+/// `--to` takes an RFC 5322 list, not "one address each" (issue 19), and so do --cc, --bcc
+/// and --reply-to: the help says so, and a list in each is sent to every address.
+#[test]
+fn send_help_says_address_flags_take_lists() {
+    let sb = Sandbox::new();
+    let r = run(sb.cmd().args(["send", "--help"]));
+    assert_eq!(r.code, 0);
+    assert!(!r.stdout.contains("one address each"), "{}", r.stdout);
+    // Each flag's own help, up to the next flag.
+    let help_of = |flag: &str| -> String {
+        let start = r
+            .stdout
+            .find(&format!("      {flag} <"))
+            .unwrap_or_else(|| panic!("{flag} is not in the help:\n{}", r.stdout));
+        let rest = &r.stdout[start + flag.len()..];
+        let end = rest.find("\n  -").unwrap_or(rest.len());
+        rest[..end].split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let to = help_of("--to");
+    assert!(to.contains("<ADDRESSES>"), "{to}");
+    assert!(to.contains("RFC 5322 list"), "{to}");
+    assert!(
+        to.contains("Ada <ada@example.com>, bob@example.com"),
+        "{to}"
+    );
+    for flag in ["--cc", "--bcc", "--reply-to"] {
+        let help = help_of(flag);
+        assert!(help.contains("<ADDRESSES>"), "{flag}: {help}");
+        assert!(help.contains("list"), "{flag}: {help}");
+    }
+    let from = help_of("--from");
+    assert!(from.contains("<ADDRESS>"), "{from}");
+
+    let r = run(sb.cmd().args([
+        "send",
+        "--from",
+        "a@example.com",
+        "--to",
+        "Ada <ada@example.test>, bob@example.test",
+        "--cc",
+        "carol@example.test, Dan <dan@example.test>",
+        "--bcc",
+        "eve@example.test,frank@example.test",
+        "--reply-to",
+        "help@example.test, Sales <sales@example.test>",
+        "--text",
+        "x",
+        "--json",
+    ]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let v = r.json();
+    assert_eq!(
+        v["recipients"]["accepted"],
+        serde_json::json!([
+            "ada@example.test",
+            "bob@example.test",
+            "carol@example.test",
+            "dan@example.test",
+            "eve@example.test",
+            "frank@example.test"
+        ]),
+        "{v}"
+    );
+    let bytes = std::fs::read(&sb.outbox()[0]).unwrap();
+    let mail = mailparse::parse_mail(&bytes).unwrap();
+    for (name, want) in [
+        ("To", ["ada@example.test", "bob@example.test"]),
+        ("Cc", ["carol@example.test", "dan@example.test"]),
+        ("Reply-To", ["help@example.test", "sales@example.test"]),
+    ] {
+        let value = header(&mail, name).unwrap();
+        for addr in want {
+            assert!(value.contains(addr), "{name}: {value}");
+        }
+    }
+    assert!(header(&mail, "Bcc").is_none());
 }
 
 #[test]
@@ -522,6 +663,103 @@ fn dsn_flag_overrides_the_environment() {
 
 // ---------------------------------------------------------------------------------------------
 // config, types, check
+
+/// Port 465 with STARTTLS (or no TLS), or 587 with implicit TLS, is almost always a mistake
+/// (issue 19): `config` lists it as a problem and `check` warns before connecting, naming the
+/// settings the way they were given.
+#[test]
+fn config_and_check_warn_when_the_port_usually_speaks_the_other_tls_mode() {
+    let sb = Sandbox::new();
+    let config = |vars: &[(&str, &str)]| {
+        let mut cmd = sb.cmd();
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        run(cmd.arg("config"))
+    };
+    let r = config(&[("MAILER_DSN", "smtp://mail.example.com:465")]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains("problems: none"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("MAILER_DSN port is 465, which usually speaks implicit TLS"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("use an smtps:// DSN"), "{}", r.stdout);
+    assert!(r.stdout.contains("port 587 for STARTTLS"), "{}", r.stdout);
+
+    let r = config(&[
+        ("MAIL_TYPE", "smtp"),
+        ("SMTP_SERVER", "mail.example.com"),
+        ("SMTP_PORT", "587"),
+        ("SMTP_USE_TLS", "true"),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout
+            .contains("SMTP_PORT is 587, which usually speaks STARTTLS"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("set SMTP_USE_TLS to true and SMTP_OPPORTUNISTIC_TLS to true"),
+        "{}",
+        r.stdout
+    );
+    let r = config(&[
+        ("MAIL_TYPE", "smtp"),
+        ("SMTP_SERVER", "mail.example.com"),
+        ("SMTP_PORT", "465"),
+        ("SMTP_USE_TLS", "true"),
+        ("SMTP_OPPORTUNISTIC_TLS", "true"),
+    ]);
+    assert!(
+        r.stdout
+            .contains("set SMTP_USE_TLS to true and SMTP_OPPORTUNISTIC_TLS to false"),
+        "{}",
+        r.stdout
+    );
+    // In JSON, among the problems; for a group, per member.
+    let mut cmd = sb.cmd();
+    let r = run(cmd
+        .env(
+            "MAILER_DSN",
+            "failover(file://./outbox smtps://mail.example.com:587)",
+        )
+        .args(["config", "--json"]));
+    let problems = r.json()["problems"].to_string();
+    assert!(
+        problems.contains("member 2: MAILER_DSN member 2 port is 587"),
+        "{problems}"
+    );
+    assert!(problems.contains("use an smtp:// DSN"), "{problems}");
+    // The usual pairs, and ports that say nothing, are fine.
+    for dsn in [
+        "smtps://mail.example.com:465",
+        "smtp://mail.example.com:587",
+        "smtp://mail.example.com",
+        "smtp://mail.example.com:2525",
+        "smtp://mail.example.com:25?tls=none",
+    ] {
+        let r = config(&[("MAILER_DSN", dsn)]);
+        assert!(r.stdout.contains("problems: none"), "{dsn}: {}", r.stdout);
+    }
+
+    // `check` says it before connecting (127.0.0.2:465: nothing listens there).
+    let mut cmd = sb.cmd();
+    let r = run(cmd
+        .env("MAILER_DSN", "smtp://127.0.0.2:465?timeout=3")
+        .arg("check"));
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr
+            .contains("warning: MAILER_DSN port is 465, which usually speaks implicit TLS"),
+        "{}",
+        r.stderr
+    );
+}
 
 #[test]
 fn config_shows_each_value_and_its_source() {

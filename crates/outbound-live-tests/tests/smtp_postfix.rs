@@ -755,3 +755,78 @@ async fn bodies_crafted_for_smtp_smuggling_cannot_end_data_early() {
         }
     }
 }
+
+/// Issue 19: an inline image with a binary attachment, in either order, through Postfix's
+/// submission port (STARTTLS, PLAIN). Before the fix, rendering failed when the attachment
+/// came first ("an attachment's place in the message was lost"). Each delivery is compared
+/// with the rendered bytes (modulo CRLF) and parsed back, part by part.
+#[tokio::test]
+async fn an_inline_logo_and_a_binary_invoice_arrive_intact_in_either_order() {
+    let env = TestEnv::load();
+    let transport = with_password(&env, env.port_submission(), TlsMode::StartTls)
+        .build()
+        .unwrap();
+    let logo: Vec<u8> = (0..=255u8).chain(b"\r\n.\r\n".iter().copied()).collect();
+    let pdf: Vec<u8> = (0..70_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let mut maildir = Maildir::new(env.maildir());
+    for logo_first in [false, true] {
+        let id = unique(&format!("inline-attach-{logo_first}"));
+        let inline = Attachment::from_bytes("logo.png", logo.clone()).inline("logo");
+        let attached = Attachment::from_bytes("invoice.pdf", pdf.clone());
+        let (first, second) = if logo_first {
+            (inline, attached)
+        } else {
+            (attached, inline)
+        };
+        let msg = Message::builder()
+            .from(env.user())
+            .to(format!("bob@{}", env.domain()))
+            .subject(format!("Invoice {id}"))
+            .text("Your invoice is attached.")
+            .html("<img src=\"cid:logo\"><p>Your invoice is attached.</p>")
+            .attach(first)
+            .attach(second)
+            .message_id(format!("{id}@{}", env.domain()))
+            .build()
+            .unwrap();
+        let sent = msg.render(None).unwrap();
+        transport.send(&msg).await.unwrap();
+        let mid = format!("<{id}@{}>", env.domain());
+        let files = maildir.wait_for(std::slice::from_ref(&mid), Duration::from_secs(30));
+        let stored = std::fs::read(&files[&mid][0]).unwrap();
+        assert!(
+            stored.ends_with(&crlf_to_lf(&sent)),
+            "logo first: {logo_first}"
+        );
+        let parsed = mail_parser::MessageParser::default()
+            .parse(&stored)
+            .unwrap();
+        let part = |ct: &str| {
+            parsed
+                .parts
+                .iter()
+                .find(|p| {
+                    p.content_type().is_some_and(|c| {
+                        format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")) == ct
+                    })
+                })
+                .unwrap_or_else(|| panic!("no {ct} part"))
+        };
+        use mail_parser::MimeHeaders;
+        let image = part("image/png");
+        assert_eq!(image.contents(), logo.as_slice());
+        assert_eq!(image.content_id(), Some("logo"));
+        assert_eq!(
+            image.content_disposition().map(|d| d.ctype()),
+            Some("inline")
+        );
+        let invoice = part("application/pdf");
+        assert_eq!(invoice.contents(), pdf.as_slice());
+        assert_eq!(
+            invoice.content_disposition().map(|d| d.ctype()),
+            Some("attachment")
+        );
+        assert_eq!(invoice.attachment_name(), Some("invoice.pdf"));
+    }
+    transport.close().await;
+}

@@ -42,6 +42,8 @@ pub mod message;
 #[cfg(any(feature = "smtp", feature = "http-client"))]
 mod net;
 pub mod oauth;
+#[cfg(feature = "relay")]
+pub mod relay;
 #[cfg(feature = "smtp")]
 pub mod smtp;
 mod transport;

@@ -315,6 +315,60 @@ async fn mime_form_for_text_and_html_with_bcc_header() {
     assert!(parts[1].contains("html version"));
 }
 
+/// The MIME form with a binary attachment given before an inline image (issue 19: rendering
+/// failed, "an attachment's place in the message was lost").
+#[tokio::test]
+async fn mime_form_with_a_binary_attachment_and_an_inline_image() {
+    let (server, _) = server().await;
+    accept_send(&server).await;
+    let graph = transport(&server);
+    let pdf: Vec<u8> = (0..2000u32).map(|i| (i * 7 % 256) as u8).collect();
+    let png: Vec<u8> = (0..300u32).map(|i| (255 - i % 256) as u8).collect();
+    let msg = Message::builder()
+        .to("bob@example.com")
+        .subject("Invoice")
+        .text("Your invoice is attached.")
+        .html("<img src=\"cid:logo\"><p>Your invoice is attached.</p>")
+        .attach(Attachment::from_bytes("invoice.pdf", pdf.clone()))
+        .attach(Attachment::from_bytes("logo.png", png.clone()).inline("logo"))
+        .build()
+        .unwrap();
+    graph.send(&msg).await.unwrap();
+    let req = &sends(&server).await[0];
+    assert_eq!(header(req, "content-type"), Some("text/plain"));
+    let mime = base64::engine::general_purpose::STANDARD
+        .decode(&req.body)
+        .expect("the body is Base64");
+    let parsed = mailparse::parse_mail(&mime).unwrap();
+    let part = |mimetype: &str| {
+        parsed
+            .parts()
+            .find(|p| p.ctype.mimetype == mimetype)
+            .unwrap_or_else(|| panic!("no {mimetype} part"))
+    };
+    let image = part("image/png");
+    assert_eq!(image.get_body_raw().unwrap(), png);
+    assert_eq!(
+        image
+            .headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case("Content-ID"))
+            .map(|h| h.get_value())
+            .as_deref(),
+        Some("<logo>")
+    );
+    let invoice = part("application/pdf");
+    assert_eq!(invoice.get_body_raw().unwrap(), pdf);
+    assert_eq!(
+        invoice
+            .get_content_disposition()
+            .params
+            .get("filename")
+            .map(String::as_str),
+        Some("invoice.pdf")
+    );
+}
+
 #[tokio::test]
 async fn headers_graph_json_cannot_take_go_as_mime() {
     let (server, _) = server().await;

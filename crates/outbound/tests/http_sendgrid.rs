@@ -213,6 +213,98 @@ async fn reply_to_list_duplicates_and_derived_text() {
     }
 }
 
+/// SendGrid refuses a reply_to_list with an address twice ("Each email address in the
+/// reply_to_list should be unique"; the OpenAPI says `uniqueItems`): like to/cc/bcc, each
+/// address goes once, compared case-insensitively, the first spelling and name kept; when
+/// only one is left it goes as `reply_to`.
+#[tokio::test]
+async fn reply_to_duplicates_are_sent_once() {
+    let server = ok_server().await;
+    let sg = transport(&server);
+    let msg = Message::builder()
+        .from("a@example.com")
+        .to("bob@example.com")
+        .reply_to("r1@example.com")
+        .reply_to("R Two <r2@example.com>")
+        .reply_to("Again <R1@Example.COM>")
+        .reply_to("r2@example.com")
+        .subject("Hi")
+        .text("hi")
+        .build()
+        .unwrap();
+    sg.send(&msg).await.unwrap();
+    let msg = Message::builder()
+        .from("a@example.com")
+        .to("bob@example.com")
+        .reply_to("Support <support@example.com>")
+        .reply_to("SUPPORT@example.com")
+        .subject("Hi")
+        .text("hi")
+        .build()
+        .unwrap();
+    sg.send(&msg).await.unwrap();
+    let requests = server.received_requests().await.unwrap();
+    let body = body_of(&requests[0]);
+    assert!(body.get("reply_to").is_none());
+    assert_eq!(
+        body["reply_to_list"],
+        json!([{"email": "r1@example.com"}, {"email": "r2@example.com", "name": "R Two"}])
+    );
+    let body = body_of(&requests[1]);
+    assert!(body.get("reply_to_list").is_none());
+    assert_eq!(
+        body["reply_to"],
+        json!({"email": "support@example.com", "name": "Support"})
+    );
+}
+
+/// SendGrid's API takes ASCII addresses only: an internationalized domain goes in punycode,
+/// but a non-ASCII local part has no ASCII form, so such a message is refused before
+/// sending, naming the address, whichever field holds it.
+#[tokio::test]
+async fn a_non_ascii_local_part_is_refused_before_sending_in_every_field() {
+    let server = ok_server().await;
+    let sg = transport(&server);
+    let base = || {
+        Message::builder()
+            .from("app@example.com")
+            .to("ada@example.com")
+            .subject("Hi")
+            .text("hi")
+    };
+    let cases: [(&str, Message); 5] = [
+        (
+            "from",
+            base().from("José <josé@example.com>").build().unwrap(),
+        ),
+        ("to", base().to("josé@example.com").build().unwrap()),
+        ("cc", base().cc("josé@example.com").build().unwrap()),
+        ("bcc", base().bcc("josé@example.com").build().unwrap()),
+        (
+            "reply_to",
+            base().reply_to("josé@example.com").build().unwrap(),
+        ),
+    ];
+    for (field, msg) in cases {
+        let err = sg.send(&msg).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidMessage, "{field}: {err}");
+        assert_eq!(err.exit_code(), 65, "{field}");
+        let text = err.to_string();
+        assert!(text.contains("josé@example.com"), "{field}: {text}");
+        assert!(text.contains("ASCII addresses only"), "{field}: {text}");
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+    // A non-ASCII domain has an ASCII form: sent in punycode, display names as given.
+    sg.send(&base().to("Zoë <ada@bücher.example>").build().unwrap())
+        .await
+        .unwrap();
+    let body = body_of(&server.received_requests().await.unwrap()[0]);
+    assert_eq!(
+        body["personalizations"][0]["to"][1],
+        json!({"email": "ada@xn--bcher-kva.example", "name": "Zoë"})
+    );
+}
+
 #[tokio::test]
 async fn over_the_recipient_limit_is_refused_before_sending() {
     let server = ok_server().await;

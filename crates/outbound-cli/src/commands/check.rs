@@ -2,6 +2,8 @@
 //! authenticate or check the API key; send nothing), and says whether the shared limits
 //! (`MAIL_LIMITS_URL`, `?limits=`) are reachable.
 
+use outbound::config::{Origin, Settings};
+use outbound::smtp::TlsMode;
 use outbound::Error;
 use serde_json::json;
 
@@ -83,6 +85,10 @@ async fn check(dsn: Option<&str>, ctx: &mut Context) -> Result<(), Failure> {
     ctx.notes = loaded.notes();
     for note in &ctx.notes {
         output::err(format_args!("note: {note}"));
+    }
+    for warning in tls_port_warnings(&loaded.settings) {
+        output::err(format_args!("warning: {warning}"));
+        ctx.notes.push(warning);
     }
     let transport = loaded.build()?;
     ctx.transport = Some(transport.kind());
@@ -207,4 +213,91 @@ async fn check_limits(
         None => Ok(()),
         Some(f) => Err(f),
     }
+}
+
+/// Warnings for an SMTP port that usually speaks the other TLS mode than the one configured:
+/// 465 with STARTTLS or no TLS, 587 with implicit TLS (the connection would then wait for a
+/// greeting that never comes, or get one where a TLS handshake belongs). For the transport and
+/// each member of a group, naming the settings as they were given. `check` prints them before
+/// connecting; `config` lists them among its problems.
+pub(crate) fn tls_port_warnings(settings: &Settings) -> Vec<String> {
+    let mut out: Vec<String> = tls_port_warning(settings).into_iter().collect();
+    for (label, member) in load::members(settings) {
+        out.extend(tls_port_warning(member).map(|w| format!("member {label}: {w}")));
+    }
+    out
+}
+
+fn tls_port_warning(s: &Settings) -> Option<String> {
+    if s.kind() != "smtp" {
+        return None;
+    }
+    // Without a port the mode's own default applies (465 implicit, 587 STARTTLS).
+    let port = s.get("port")?;
+    let number: u16 = port.value.expose().trim().parse().ok()?;
+    let flag = |key: &str| {
+        s.get(key).map(|v| {
+            matches!(
+                v.value.expose().trim().to_ascii_lowercase().as_str(),
+                "true" | "1" | "yes" | "on"
+            )
+        })
+    };
+    // The mode as config/smtp.rs decides it: `tls` (a DSN's scheme sets it), else Dify's flags.
+    let tls = s.get("tls");
+    let mode = match tls {
+        Some(t) => t.value.expose().parse::<TlsMode>().ok()?,
+        None => match (flag("use_tls"), flag("opportunistic_tls")) {
+            (Some(true), Some(true)) => TlsMode::StartTls,
+            (Some(true), _) => TlsMode::Implicit,
+            _ => TlsMode::None,
+        },
+    };
+    let (speaks, want, instead) = match (number, mode) {
+        (465, TlsMode::Implicit) | (587, TlsMode::StartTls | TlsMode::Opportunistic) => {
+            return None
+        }
+        (465, _) => ("implicit TLS", TlsMode::Implicit, "port 587 for STARTTLS"),
+        (587, TlsMode::Implicit) => ("STARTTLS", TlsMode::StartTls, "port 465 for implicit TLS"),
+        _ => return None,
+    };
+    let selects = match mode {
+        TlsMode::Implicit => "implicit TLS",
+        TlsMode::StartTls => "STARTTLS",
+        TlsMode::Opportunistic => "opportunistic STARTTLS",
+        _ => "no TLS",
+    };
+    let name = |key: &str, env: &str| match s.get(key) {
+        Some(v) => v.origin.to_string(),
+        None if matches!(s.kind_origin(), Origin::Env(_)) => env.to_string(),
+        None => format!("setting `{key}`"),
+    };
+    let (by, fix) = match tls {
+        Some(t) if matches!(t.origin, Origin::Dsn { .. }) => (
+            t.origin.to_string(),
+            match want {
+                TlsMode::Implicit => "use an smtps:// DSN".to_string(),
+                _ => "use an smtp:// DSN".to_string(),
+            },
+        ),
+        Some(t) => (t.origin.to_string(), format!("set {} to {want}", t.origin)),
+        None => {
+            let (use_tls, opportunistic) = (
+                name("use_tls", "SMTP_USE_TLS"),
+                name("opportunistic_tls", "SMTP_OPPORTUNISTIC_TLS"),
+            );
+            (
+                format!("{use_tls} with {opportunistic}"),
+                format!(
+                    "set {use_tls} to true and {opportunistic} to {}",
+                    want == TlsMode::StartTls
+                ),
+            )
+        }
+    };
+    Some(format!(
+        "{} is {number}, which usually speaks {speaks}, but {by} selects {selects}: for \
+         {speaks} {fix}, or use {instead}",
+        port.origin
+    ))
 }

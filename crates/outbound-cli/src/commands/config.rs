@@ -18,6 +18,8 @@ struct Row {
     origin_type: &'static str,
     env: &'static [&'static str],
     help: &'static str,
+    /// A variable that would set this key, set but not used by this configuration.
+    unused_variable: Option<&'static str>,
 }
 
 pub fn run(args: ConfigArgs) -> u8 {
@@ -28,21 +30,30 @@ pub fn run(args: ConfigArgs) -> u8 {
     }
 }
 
+/// One row per key of the settings table for the kind: the effective value and where it
+/// came from, or where it would come from.
 fn rows_of(settings: &Settings) -> Vec<Row> {
     settings
         .effective()
         .into_iter()
         .map(|(key, setting)| {
             let secret = key.secret || setting.as_ref().is_some_and(|s| s.value.is_secret());
-            let (value, origin, origin_type) = match &setting {
+            let unused_variable = settings.unused_variable(key.name);
+            let (value, mut origin, origin_type) = match &setting {
                 Some(s) => (
                     Some(display_value(s, secret)),
                     s.origin.to_string(),
                     load::origin_type(&s.origin),
                 ),
-                None if key.env.is_empty() => (None, "unset".to_string(), "unset"),
-                None => (None, format!("unset ({})", key.env.join(" or ")), "unset"),
+                // Where it would come from, in the vocabulary of this configuration.
+                None => match settings.where_to_set(key.name) {
+                    Some(place) => (None, format!("unset ({place})"), "unset"),
+                    None => (None, "unset".to_string(), "unset"),
+                },
             };
+            if let Some(var) = unused_variable {
+                origin = format!("{origin}; {var} is set but not used");
+            }
             Row {
                 key: key.name,
                 value,
@@ -51,6 +62,7 @@ fn rows_of(settings: &Settings) -> Vec<Row> {
                 origin_type,
                 env: key.env,
                 help: key.help,
+                unused_variable,
             }
         })
         .collect()
@@ -83,6 +95,7 @@ fn rows_json(rows: &[Row]) -> Vec<Value> {
                 "origin_type": r.origin_type,
                 "env": r.env,
                 "help": r.help,
+                "unused_variable": r.unused_variable,
             })
         })
         .collect()
@@ -109,7 +122,8 @@ fn print_rows(rows: &[Row], indent: &str) {
 fn show(loaded: &Loaded, json: bool) -> u8 {
     let rows = rows_of(&loaded.settings);
     let members = load::members(&loaded.settings);
-    let notes = loaded.notes();
+    let mut notes = loaded.notes();
+    notes.extend(super::check::tls_port_warnings(&loaded.settings));
     let built = loaded.build();
     let (description, failure) = match built {
         Ok(t) => (Some(t.describe()), None),

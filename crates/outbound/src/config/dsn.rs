@@ -11,8 +11,10 @@
 
 use secrecy::SecretString;
 
+use super::decode::decode_part;
 use super::registry;
 use super::settings::{Group, Origin, Settings, Value};
+use super::table;
 use crate::Error;
 
 /// Parses a DSN into settings; `source` (e.g. `MAILER_DSN`, `--dsn`) names it in errors and
@@ -45,6 +47,7 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
     })?;
     let mut settings = Settings::new(
         kind.name,
+        kind.keys,
         Origin::Dsn {
             source,
             part: "scheme".into(),
@@ -56,7 +59,7 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
         let key = kind
             .keys
             .iter()
-            .find(|k| k.name == name || k.aliases.contains(&name.as_str()))
+            .find(|k| k.is_named(&name))
             .ok_or_else(|| {
                 Error::config(format!(
                     "{source} query parameter `{name}` is not known for `{}`; expected one of: {}",
@@ -73,44 +76,10 @@ pub(crate) fn parse(dsn: &str, source: &'static str) -> Result<Settings, Error> 
         } else {
             Value::Plain(value)
         };
-        settings.set(
-            key.name,
-            value,
-            settings.dsn_origin(format!("query `{name}`")),
-        );
+        let origin = settings.dsn_origin(format!("query `{name}`"));
+        settings.set(key, value, origin);
     }
     Ok(settings)
-}
-
-/// Percent-decodes one part of a DSN, refusing what a typo produces: a `%` not followed by
-/// two hex digits (`pa%zz`), or bytes that are not UTF-8 once decoded. A broken escape used
-/// literally would surface much later as a failed login; here it is a configuration error
-/// naming the part. `what` names the part (``MAILER_DSN password``); the value is never shown.
-pub(crate) fn decode_part(raw: &str, what: &str) -> Result<String, Error> {
-    let bytes = raw.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let ok = bytes.len() >= i + 3
-                && bytes[i + 1].is_ascii_hexdigit()
-                && bytes[i + 2].is_ascii_hexdigit();
-            if !ok {
-                return Err(Error::config(format!(
-                    "{what} has a broken percent-escape at character {}: `%` must be followed by \
-                     two hex digits (write a literal `%` as `%25`, `@` as `%40`, `:` as `%3A`, \
-                     `/` as `%2F`)",
-                    raw[..i].chars().count() + 1
-                )));
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| Error::config(format!("{what} is not valid UTF-8 after percent-decoding")))
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -173,6 +142,7 @@ fn parse_group(group: Group, rest: &str, source: &'static str) -> Result<Setting
     }
     let mut settings = Settings::new(
         name,
+        table::GROUP,
         Origin::Dsn {
             source,
             part: "scheme".into(),
@@ -201,20 +171,14 @@ fn parse_group(group: Group, rest: &str, source: &'static str) -> Result<Setting
             ))
         })?;
         for (key, value) in query_pairs(&url, source)? {
-            let known = registry::GROUP_KEYS
-                .iter()
-                .find(|k| k.name == key)
-                .ok_or_else(|| {
-                    Error::config(format!(
-                        "{source} query parameter `{key}` is not known for `{name}(…)`; expected \
+            let known = table::GROUP.iter().find(|k| k.name == key).ok_or_else(|| {
+                Error::config(format!(
+                    "{source} query parameter `{key}` is not known for `{name}(…)`; expected \
                      one of: retries, rate, cooldown"
-                    ))
-                })?;
-            settings.set(
-                known.name,
-                Value::Plain(value),
-                settings.dsn_origin(format!("query `{key}`")),
-            );
+                ))
+            })?;
+            let origin = settings.dsn_origin(format!("query `{key}`"));
+            settings.set(known, Value::Plain(value), origin);
         }
     }
     Ok(settings)

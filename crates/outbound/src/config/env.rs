@@ -5,8 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use secrecy::SecretString;
 
+use super::key::Key;
 use super::registry::{self, Kind, KINDS};
 use super::settings::{Origin, Settings, Value};
+use super::table;
 use crate::Error;
 
 /// Where variables are read from: the process environment, or a map in tests.
@@ -48,7 +50,7 @@ pub(crate) fn read(env: &dyn EnvSource) -> Result<Option<Settings>, Error> {
     };
     let kind =
         registry::find(&kind, "MAIL_TYPE").map_err(|e| e.with_kind(crate::ErrorKind::Config))?;
-    let mut settings = Settings::new(kind.name, Origin::Env("MAIL_TYPE".into()));
+    let mut settings = Settings::new(kind.name, kind.keys, Origin::Env("MAIL_TYPE".into()));
     read_kind_vars(env, kind, &mut settings)?;
     Ok(Some(complete(env, settings)))
 }
@@ -70,6 +72,11 @@ pub(crate) fn with_dsn(
             ));
         }
     }
+    if source != "MAILER_DSN" && env.var("MAILER_DSN").is_some() {
+        settings
+            .notes
+            .push(format!("MAILER_DSN is set but not used: {source} is given"));
+    }
     Ok(complete(env, settings))
 }
 
@@ -79,19 +86,22 @@ pub(crate) fn with_dsn(
 /// the group (retrying at two levels would multiply the attempts).
 fn complete(env: &dyn EnvSource, mut settings: Settings) -> Settings {
     if settings.group.is_some() {
-        for key in registry::GROUP_KEYS {
+        for key in table::GROUP {
             fill_from_env(env, &mut settings, key);
         }
+        settings.completed_by = table::GROUP_COMMON;
         settings.members = std::mem::take(&mut settings.members)
             .into_iter()
             .map(|m| complete_member(env, m))
             .collect();
+        note_unused(env, &mut settings);
         return settings;
     }
-    for key in registry::COMMON_KEYS {
+    for key in table::COMMON {
         fill_from_env(env, &mut settings, key);
     }
-    note_ignored_vars(env, &mut settings);
+    settings.completed_by = table::COMMON;
+    note_unused(env, &mut settings);
     settings.with_kind_notes()
 }
 
@@ -103,15 +113,16 @@ fn complete_member(env: &dyn EnvSource, mut settings: Settings) -> Settings {
             .collect();
         return settings;
     }
-    fill_from_env(env, &mut settings, &registry::DEFAULT_FROM);
     // Shared limits are per account, so each member of a group keeps its own.
-    fill_from_env(env, &mut settings, &registry::LIMITS);
-    fill_from_env(env, &mut settings, &registry::LIMITS_FAIL);
+    for key in table::MEMBER_COMMON {
+        fill_from_env(env, &mut settings, key);
+    }
+    settings.completed_by = table::MEMBER_COMMON;
     settings.with_kind_notes()
 }
 
 /// `key` from its variable, when the settings do not have it yet.
-fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::Key) {
+fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &'static Key) {
     if settings.get(key.name).is_some() {
         return;
     }
@@ -121,11 +132,15 @@ fn fill_from_env(env: &dyn EnvSource, settings: &mut Settings, key: &registry::K
         } else {
             Value::Plain(value)
         };
-        settings.set(key.name, value, Origin::Env(var.to_string()));
+        settings.set(key, value, Origin::Env(var.to_string()));
     }
 }
 
-fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> Result<(), Error> {
+fn read_kind_vars(
+    env: &dyn EnvSource,
+    kind: &'static Kind,
+    settings: &mut Settings,
+) -> Result<(), Error> {
     for key in kind.keys {
         let found: Vec<(&str, String)> = key
             .env
@@ -146,34 +161,105 @@ fn read_kind_vars(env: &dyn EnvSource, kind: &Kind, settings: &mut Settings) -> 
             } else {
                 Value::Plain(first.clone())
             };
-            settings.set(key.name, value, Origin::Env((*first_var).to_string()));
+            settings.set(key, value, Origin::Env((*first_var).to_string()));
         }
     }
     Ok(())
 }
 
-/// Variables of other registry that are set but unused: worth telling an operator.
-fn note_ignored_vars(env: &dyn EnvSource, settings: &mut Settings) {
-    let own: Vec<&str> = registry::find_scheme(settings.kind)
-        .map(|k| {
-            k.keys
-                .iter()
-                .flat_map(|key| key.env.iter().copied())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut ignored: Vec<&str> = KINDS
+/// Every variable of the table that is set but that `settings` do not read gets a note saying
+/// why and what to do instead, and is recorded by the key it would set
+/// ([`Settings::unused_variable`]): a set variable is never silently dropped.
+///
+/// What is honoured and what is reported: the variables every kind has (MAIL_DEFAULT_SEND_FROM,
+/// MAIL_RETRIES, MAIL_RATE, MAIL_LIMITS_URL, MAIL_LIMITS_FAIL; MAIL_FAILOVER_COOLDOWN for a
+/// group) complete a DSN where it does not set them, and are reported where it does. A kind's
+/// own variables (SMTP_TLS_CA_FILE, SMTP_TIMEOUT, RESEND_API_KEY...) are reported, never
+/// merged into a DSN: a DSN is the whole configuration of its transport, so it reads the same
+/// wherever it is used, and two sources for one transport would make the operator guess which
+/// value wins. The note names the DSN query (or part) to use instead.
+fn note_unused(env: &dyn EnvSource, settings: &mut Settings) {
+    let mut vars: Vec<&'static str> = KINDS
         .iter()
-        .flat_map(|k| k.keys.iter().flat_map(|key| key.env.iter().copied()))
-        .filter(|var| !own.contains(var) && *var != "MAIL_DEFAULT_SEND_FROM")
-        .filter(|var| env.var(var).is_some())
+        .flat_map(|k| k.keys.iter())
+        .chain(table::GROUP.iter())
+        .flat_map(|key| key.env.iter().copied())
+        .filter(|var| env.var(var).is_some() && !reads(settings, var))
         .collect();
-    ignored.sort_unstable();
-    ignored.dedup();
-    for var in ignored {
-        settings.notes.push(format!(
+    vars.sort_unstable();
+    vars.dedup();
+    for var in vars {
+        let note = why_unused(settings, var);
+        settings.notes.push(note);
+    }
+}
+
+/// Whether `var` was read into `settings` (or a member's), itself or as the other spelling of
+/// a setting read from its first (SMTP_CLIENT_ID and MICROSOFT_OAUTH2_CLIENT_ID, which must
+/// agree).
+fn reads(settings: &Settings, var: &str) -> bool {
+    settings.values.iter().any(|s| match &s.origin {
+        Origin::Env(read) => {
+            read == var
+                || settings
+                    .key(s.key)
+                    .is_some_and(|k| k.env.contains(&read.as_str()) && k.env.contains(&var))
+        }
+        _ => false,
+    }) || settings.members.iter().any(|m| reads(m, var))
+}
+
+/// The note for `var`, set but not read; records it on the settings that have its key.
+fn why_unused(settings: &mut Settings, var: &'static str) -> String {
+    let source = settings.dsn_source;
+    let from_dsn = matches!(settings.kind_origin, Origin::Dsn { .. });
+    let note = match holder(settings, var) {
+        Some((node, key)) => match (node.get(key.name), key.dsn_part) {
+            (Some(given), _) => {
+                format!(
+                    "{var} is set but not used: {} gives the value",
+                    given.origin
+                )
+            }
+            (None, Some(part)) if from_dsn => {
+                format!("{var} is set but {source} is used; give it as the {part} of the URL")
+            }
+            (None, None) if from_dsn && settings.group.is_some() => format!(
+                "{var} is set but {source} is used; add `?{}=` to the members that need it",
+                key.name
+            ),
+            (None, None) if from_dsn => {
+                format!("{var} is set but {source} is used; add `?{}=`", key.name)
+            }
+            (None, _) => format!("{var} is set but not used"),
+        },
+        None if table::GROUP.iter().any(|k| k.env.contains(&var)) => format!(
+            "{var} is set but not used: it applies only to failover(…) and roundrobin(…), \
+             which MAILER_DSN configures"
+        ),
+        None => format!(
             "{var} is set but not used by the `{}` transport",
             settings.kind
-        ));
+        ),
+    };
+    record_unused(settings, var);
+    note
+}
+
+/// The first of `settings` and its members (in order) that has a key `var` sets.
+fn holder<'a>(settings: &'a Settings, var: &str) -> Option<(&'a Settings, &'static Key)> {
+    if let Some(key) = settings.keys.iter().find(|k| k.env.contains(&var)) {
+        return Some((settings, key));
+    }
+    settings.members.iter().find_map(|m| holder(m, var))
+}
+
+/// Records `var` as unused on every settings that has a key it sets.
+fn record_unused(settings: &mut Settings, var: &'static str) {
+    if let Some(key) = settings.keys.iter().find(|k| k.env.contains(&var)) {
+        settings.unused.push((key.name, var));
+    }
+    for m in &mut settings.members {
+        record_unused(m, var);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::Settings;
+use super::settings::Settings;
 use crate::message::PreparedMessage;
 use crate::oauth::{AccessToken, CacheKey, TokenSource};
 use crate::{Error, Message, Receipt, Transport};

@@ -11,69 +11,30 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::http::{base_url, http_options, source_name, CONNECT_TIMEOUT, TIMEOUT};
-use super::registry::{Key, RATE, RETRIES};
-use super::registry::{LIMITS, LIMITS_FAIL};
-use super::{Settings, Value};
+use super::decode::decode_part;
+use super::http::{base_url, http_options, source_name};
+use super::settings::{Settings, Value};
 use crate::http::graph::GraphTransport;
 use crate::oauth::{TokenCache, MICROSOFT_GRAPH_SCOPE};
 use crate::{Error, Transport};
 
-/// Settings of the `graph` kind.
-pub(crate) const GRAPH_KEYS: &[Key] = &[
-    RETRIES,
-    RATE,
-    LIMITS,
-    LIMITS_FAIL,
-    Key {
-        name: "default_from",
-        env: &["MAIL_DEFAULT_SEND_FROM"],
-        aliases: &["from", "mailbox", "sender"],
-        secret: false,
-        default: None,
-        help: "the mailbox Graph sends as (required); also the sender of messages without From",
-    },
-    super::microsoft::client_id_key(&["MICROSOFT_OAUTH2_CLIENT_ID", "SMTP_CLIENT_ID"]),
-    super::microsoft::client_secret_key(&["MICROSOFT_OAUTH2_CLIENT_SECRET", "SMTP_CLIENT_SECRET"]),
-    super::microsoft::tenant_id_key(&["MICROSOFT_OAUTH2_TENANT_ID", "SMTP_TENANT_ID"]),
-    super::microsoft::AUTHORITY_KEY,
-    Key {
-        name: "api_url",
-        env: &["MICROSOFT_GRAPH_API_URL"],
-        aliases: &["url", "base_url"],
-        secret: false,
-        default: Some(GraphTransport::DEFAULT_URL),
-        help: "Graph base URL (national clouds, tests)",
-    },
-    Key {
-        name: "save_to_sent_items",
-        env: &["MICROSOFT_GRAPH_SAVE_TO_SENT_ITEMS"],
-        aliases: &[],
-        secret: false,
-        default: Some("false"),
-        help: "keep a copy in the mailbox's Sent Items (JSON form; the MIME form always does)",
-    },
-    TIMEOUT,
-    CONNECT_TIMEOUT,
-];
-
 /// `CLIENT_ID:CLIENT_SECRET@TENANT_ID`.
 pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
     let source = settings.dsn_source;
-    let client_id = super::dsn::decode_part(url.username(), &format!("{source} user"))?;
+    let client_id = decode_part(url.username(), &format!("{source} user"))?;
     if !client_id.is_empty() {
-        settings.set(
+        settings.set_named(
             "client_id",
             Value::Plain(client_id),
             settings.dsn_origin("user"),
         );
     }
     let secret = match url.password() {
-        Some(p) => Some(super::dsn::decode_part(p, &format!("{source} password"))?),
+        Some(p) => Some(decode_part(p, &format!("{source} password"))?),
         None => None,
     };
     if let Some(secret) = secret.filter(|s| !s.is_empty()) {
-        settings.set(
+        settings.set_named(
             "client_secret",
             Value::Secret(SecretString::from(secret)),
             settings.dsn_origin("password"),
@@ -81,7 +42,7 @@ pub(crate) fn graph_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), E
     }
     match url.host_str() {
         Some(host) if !host.is_empty() && !host.eq_ignore_ascii_case("default") => {
-            settings.set(
+            settings.set_named(
                 "tenant_id",
                 Value::Plain(host.to_string()),
                 settings.dsn_origin("host"),
@@ -150,7 +111,11 @@ pub(crate) fn build_graph(settings: &Settings) -> Result<Arc<dyn Transport>, Err
     let tokens = graph_tokens(settings, options.timeout())?;
     let mut builder = GraphTransport::builder(mailbox, tokens)
         .http_options(options)
-        .save_to_sent_items(settings.bool("save_to_sent_items")?.unwrap_or(false));
+        .save_to_sent_items(
+            settings
+                .value::<bool>("save_to_sent_items")?
+                .unwrap_or(false),
+        );
     if let Some(url) = base_url(settings, "MICROSOFT_GRAPH_API_URL")? {
         builder = builder.base_url(url);
     }

@@ -1,35 +1,18 @@
 //! What the HTTP provider kinds (`resend`, `sendgrid`, `graph`) share: request timeouts,
 //! the API key and base URL settings, and the `KEY@host` DSN form.
 //!
-//! Every HTTP kind takes `timeout` (seconds for a whole request, default 30) and
-//! `connect_timeout` (default 10) in a map or DSN query.
+//! Every HTTP kind takes `timeout` (seconds for a whole request) and `connect_timeout` in a
+//! map or DSN query; the table defines both (with their defaults, which `HttpOptions`'s
+//! agree with).
 
 use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::registry::Key;
-use super::{Origin, Settings, Value};
+use super::decode::decode_part;
+use super::settings::{Origin, Settings, Value};
 use crate::http::{parse_base_url, HttpOptions};
 use crate::Error;
-
-pub(super) const TIMEOUT: Key = Key {
-    name: "timeout",
-    env: &[],
-    aliases: &[],
-    secret: false,
-    default: Some("30"),
-    help: "seconds allowed for a whole API request (connect, send, answer)",
-};
-
-pub(super) const CONNECT_TIMEOUT: Key = Key {
-    name: "connect_timeout",
-    env: &[],
-    aliases: &[],
-    secret: false,
-    default: Some("10"),
-    help: "seconds allowed to connect (TCP and TLS)",
-};
 
 /// Where a setting would come from, for "is not set" errors.
 pub(super) fn source_name(settings: &Settings, key: &str, env: &str, dsn_part: &str) -> String {
@@ -50,11 +33,11 @@ pub(super) fn origin_of(settings: &Settings, key: &str, fallback: &str) -> Strin
 
 pub(super) fn http_options(settings: &Settings) -> Result<HttpOptions, Error> {
     let mut options = HttpOptions::default();
-    if let Some(secs) = settings.number::<u64>("timeout", 1..=600)? {
-        options = options.with_timeout(Duration::from_secs(secs));
+    if let Some(limit) = settings.value::<Duration>("timeout")? {
+        options = options.with_timeout(limit);
     }
-    if let Some(secs) = settings.number::<u64>("connect_timeout", 1..=300)? {
-        options = options.with_connect_timeout(Duration::from_secs(secs));
+    if let Some(limit) = settings.value::<Duration>("connect_timeout")? {
+        options = options.with_connect_timeout(limit);
     }
     Ok(options)
 }
@@ -85,9 +68,9 @@ pub(super) fn base_url(settings: &Settings, env: &str) -> Result<Option<String>,
 /// `KEY@default` or `KEY@host[:port][/path]`.
 pub(super) fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
     let source = settings.dsn_source;
-    let user = super::dsn::decode_part(url.username(), &format!("{source} user"))?;
+    let user = decode_part(url.username(), &format!("{source} user"))?;
     let password = match url.password() {
-        Some(p) => super::dsn::decode_part(p, &format!("{source} password"))?,
+        Some(p) => decode_part(p, &format!("{source} password"))?,
         None => String::new(),
     };
     let (key, part) = if !user.is_empty() {
@@ -96,7 +79,7 @@ pub(super) fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Err
         (password, "password")
     };
     if !key.is_empty() {
-        settings.set(
+        settings.set_named(
             "api_key",
             Value::Secret(SecretString::from(key)),
             settings.dsn_origin(part),
@@ -118,7 +101,7 @@ pub(super) fn key_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Err
             }
             let path = url.path().trim_end_matches('/');
             base.push_str(path);
-            settings.set("api_url", Value::Plain(base), settings.dsn_origin("host"));
+            settings.set_named("api_url", Value::Plain(base), settings.dsn_origin("host"));
         }
     }
     Ok(())

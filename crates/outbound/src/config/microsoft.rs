@@ -3,7 +3,7 @@
 //! Microsoft client credentials source built from them. One place, so SMTP and Graph read the
 //! same variables the same way.
 //!
-//! Both spellings of a setting are listed in its [`Key`], so the environment reader already
+//! Both spellings of a setting are listed in its key (the table's), so the environment reader already
 //! refuses two different values (`SMTP_CLIENT_ID` and `MICROSOFT_OAUTH2_CLIENT_ID`) with an
 //! error naming both. The kinds differ only in which spelling they name first (SMTP's own for
 //! `smtp`, Microsoft's for `graph`) and in how an error about a missing value is worded.
@@ -11,60 +11,13 @@
 #[cfg(feature = "oauth")]
 use std::time::Duration;
 
-use super::registry::Key;
-use super::Settings;
+use super::settings::Settings;
 #[cfg(feature = "oauth")]
 pub(crate) use crate::oauth::parse_url;
 #[cfg(feature = "oauth")]
 use crate::oauth::ClientCredentials;
 use crate::oauth::MICROSOFT_AUTHORITY;
 use crate::Error;
-
-/// The Entra ID application (client) id, read from `env` (first name preferred in messages).
-pub(crate) const fn client_id_key(env: &'static [&'static str]) -> Key {
-    Key {
-        name: "client_id",
-        env,
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "OAuth2 client (application) id; Entra ID: the app registration's id",
-    }
-}
-
-/// The client secret, read from `env`.
-pub(crate) const fn client_secret_key(env: &'static [&'static str]) -> Key {
-    Key {
-        name: "client_secret",
-        env,
-        aliases: &[],
-        secret: true,
-        default: None,
-        help: "OAuth2 client secret (the secret's value, not its id)",
-    }
-}
-
-/// The Entra ID tenant, read from `env`.
-pub(crate) const fn tenant_id_key(env: &'static [&'static str]) -> Key {
-    Key {
-        name: "tenant_id",
-        env,
-        aliases: &["tenant"],
-        secret: false,
-        default: None,
-        help: "Entra ID tenant (GUID or domain, e.g. contoso.onmicrosoft.com)",
-    }
-}
-
-/// The Microsoft authority host (national clouds, tests).
-pub(crate) const AUTHORITY_KEY: Key = Key {
-    name: "authority",
-    env: &["MICROSOFT_OAUTH2_AUTHORITY"],
-    aliases: &[],
-    secret: false,
-    default: Some(MICROSOFT_AUTHORITY),
-    help: "Microsoft token authority host (national clouds, tests)",
-};
 
 /// A trimmed, non-empty value of `key`, or the error `missing(key)` builds.
 #[cfg(feature = "oauth")]
@@ -85,7 +38,14 @@ pub(crate) fn required(
 pub(crate) fn authority(settings: &Settings) -> (String, String) {
     match settings.get("authority") {
         Some(s) => (s.value.expose().trim().to_string(), s.origin.to_string()),
-        None => (MICROSOFT_AUTHORITY.to_string(), "the default".to_string()),
+        // The table's default (`MICROSOFT_AUTHORITY`).
+        None => (
+            settings
+                .text_or_default("authority")
+                .unwrap_or(MICROSOFT_AUTHORITY)
+                .to_string(),
+            "the default".to_string(),
+        ),
     }
 }
 

@@ -1,10 +1,18 @@
 //! Building a transport from configuration: Dify's environment variables, a `MAILER_DSN`
 //! URL, or a map of the seeds' keys.
 //!
-//! Every path produces [`Settings`] (values that remember where they came from) and one
-//! registry entry per kind turns settings into a transport. So an error can always say which
-//! variable, DSN part or key was wrong, and `outbound config` can show each value's source.
+//! Every setting is defined once, in the settings table ([`Key`]: its variables, DSN and map
+//! names, parser and range, default and doc). Every path produces [`Settings`] (values that
+//! remember where they came from, parsed once) and one registry entry per kind turns settings
+//! into a transport. So an error can always say which variable, DSN part or key was wrong, in
+//! the operator's own words, and `outbound config` can show each value's source.
+//!
+//! Inside, dependencies point one way: `key` ← `table` ← `settings` ← `vocabulary`,
+//! `decode`, `limits`, `explain` ← the kinds' shared parts (`http`, `microsoft`,
+//! `oauth_provider`) ← the kinds (`smtp`, `resend`, …) ← `registry` ← `dsn` ← `env` ← this
+//! module, the public entry points.
 
+mod decode;
 mod dsn;
 mod env;
 mod explain;
@@ -13,9 +21,13 @@ mod file;
 mod graph;
 #[cfg(any(feature = "resend", feature = "sendgrid", feature = "graph"))]
 mod http;
+mod key;
+mod limits;
 mod memory;
 #[cfg(any(feature = "smtp", feature = "graph"))]
 mod microsoft;
+#[cfg(feature = "smtp")]
+mod oauth_provider;
 mod registry;
 #[cfg(feature = "resend")]
 mod resend;
@@ -24,14 +36,18 @@ mod sendgrid;
 mod settings;
 #[cfg(feature = "smtp")]
 mod smtp;
+mod table;
+mod vocabulary;
 
 use std::sync::Arc;
 
 use secrecy::SecretString;
 
 pub use env::{EnvSource, ProcessEnv};
-pub use registry::Key;
+pub use key::Key;
 pub use settings::{Group, Origin, Setting, Settings, Value};
+#[cfg(feature = "smtp")]
+pub use smtp::TlsSelection;
 
 use crate::layer::{
     DefaultSender, Failover, Rate, RateLimit, Retry, RetryPolicy, RoundRobin, Timed,
@@ -47,6 +63,44 @@ use crate::{Error, Transport};
 /// ```
 pub fn supported_types() -> Vec<&'static str> {
     registry::names()
+}
+
+/// The settings table's part for `kind` (a kind, a DSN scheme, or `failover`/`roundrobin`
+/// for what a group takes): every setting it understands, with its variables, names,
+/// default and one-line doc. `outbound config` and README's configuration reference follow
+/// it.
+///
+/// ```
+/// let keys = outbound::config::keys("smtp").unwrap();
+/// let timeout = keys.iter().find(|k| k.name == "timeout").unwrap();
+/// assert_eq!(timeout.env, ["SMTP_TIMEOUT"]);
+/// assert_eq!(timeout.default, Some("30"));
+/// assert!(outbound::config::keys("gopher").is_none());
+/// ```
+pub fn keys(kind: &str) -> Option<&'static [Key]> {
+    registry::keys(kind)
+}
+
+/// Every environment variable the library reads or the command line documents, with the
+/// key it sets (an empty name for MAILER_DSN, MAIL_TYPE and MAIL_MAX_SIZE, which choose the
+/// configuration or are read by the command line).
+///
+/// ```
+/// let vars: Vec<&str> = outbound::config::variables().map(|(var, _)| var).collect();
+/// assert!(vars.contains(&"SMTP_TLS_CA_FILE") && vars.contains(&"MAILER_DSN"));
+/// ```
+pub fn variables() -> impl Iterator<Item = (&'static str, &'static Key)> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    table::SELECTORS
+        .iter()
+        .chain(registry::KINDS.iter().flat_map(|k| k.keys.iter()))
+        .chain(table::GROUP.iter())
+        .flat_map(|key| key.env.iter().map(move |var| (*var, key)))
+        .filter(move |(var, _)| {
+            let new = !seen.contains(var);
+            seen.push(var);
+            new
+        })
 }
 
 /// Builds a transport of `kind` from key/value settings, using the seeds' keys (`server`,
@@ -155,13 +209,13 @@ impl Settings {
         V: Into<String>,
     {
         let k = registry::find(kind, &format!("transport kind {kind:?}"))?;
-        let mut settings = Settings::new(k.name, Origin::Map("kind".into()));
+        let mut settings = Settings::new(k.name, k.keys, Origin::Map("kind".into()));
         for (name, value) in map {
             let name = name.as_ref();
             let key = k
                 .keys
                 .iter()
-                .find(|key| key.name == name || key.aliases.contains(&name))
+                .find(|key| key.is_named(name))
                 .ok_or_else(|| {
                     Error::config(format!(
                         "unknown setting `{name}` for the `{}` transport; expected one of: {}",
@@ -182,28 +236,21 @@ impl Settings {
             } else {
                 Value::Plain(value)
             };
-            settings.set(key.name, value, Origin::Map(name.to_string()));
+            settings.set(key, value, Origin::Map(name.to_string()));
         }
         Ok(settings.with_kind_notes())
     }
 
     /// Every setting the kind understands with its effective value and source: given values,
     /// then defaults, then unset ones (value `None`).
-    pub fn effective(&self) -> Vec<(&'static registry::Key, Option<Setting>)> {
-        let keys = match (self.group, registry::find_scheme(self.kind)) {
-            (Some(_), _) => registry::GROUP_KEYS,
-            (None, Some(kind)) => kind.keys,
-            (None, None) => return Vec::new(),
-        };
-        keys.iter()
+    pub fn effective(&self) -> Vec<(&'static Key, Option<Setting>)> {
+        self.keys
+            .iter()
             .map(|key| {
-                let setting = self.get(key.name).cloned().or_else(|| {
-                    key.default.map(|d| Setting {
-                        key: key.name,
-                        value: Value::Plain(d.to_string()),
-                        origin: Origin::Default,
-                    })
-                });
+                let setting = self
+                    .get(key.name)
+                    .cloned()
+                    .or_else(|| Setting::default_of(key));
                 (key, setting)
             })
             .collect()
@@ -232,7 +279,7 @@ impl Settings {
                     )) as Arc<dyn Transport>);
                 }
                 let cooldown = self
-                    .seconds("cooldown", 86_400.0)?
+                    .value::<std::time::Duration>("cooldown")?
                     .unwrap_or(DEFAULT_COOLDOWN);
                 match group {
                     Group::Failover => Arc::new(Failover::new(members).cooldown(cooldown)),
@@ -248,11 +295,11 @@ impl Settings {
                 }
             }
         };
-        let transport: Arc<dyn Transport> = match self.rate()? {
+        let transport: Arc<dyn Transport> = match self.value::<Rate>("rate")? {
             Some(rate) => self.rate_limit(transport, rate)?,
             None => transport,
         };
-        Ok(match self.number::<u32>("retries", 0..=100)? {
+        Ok(match self.value::<u32>("retries")? {
             Some(n) if n > 0 => Arc::new(Retry::new(transport, RetryPolicy::new(n))),
             _ => transport,
         })
@@ -285,63 +332,6 @@ impl Settings {
     ) -> Result<Arc<dyn Transport>, Error> {
         self.refuse_shared_limits()?;
         Ok(Arc::new(RateLimit::new(transport, Some(rate), None)))
-    }
-
-    /// The shared limits these settings name (`MAIL_LIMITS_URL`, DSN `?limits=`), with their
-    /// fallback (`MAIL_LIMITS_FAIL`); `None` when unset. Nothing connects yet;
-    /// [`SharedLimits::ping`](crate::limits::SharedLimits::ping) checks that Redis answers.
-    ///
-    /// ```
-    /// use outbound::config::Settings;
-    /// let s = Settings::from_dsn("smtp://relay.example.com:25?tls=none&limits=redis%3A%2F%2F127.0.0.1%3A6379&limits_fail=wait")?;
-    /// let limits = s.shared_limits()?.expect("limits are set");
-    /// assert_eq!(limits.describe(), "redis://127.0.0.1:6379 (lease 15 s, fallback wait)");
-    /// assert!(Settings::from_dsn("smtp://relay.example.com")?.shared_limits()?.is_none());
-    /// # Ok::<(), outbound::Error>(())
-    /// ```
-    #[cfg(feature = "shared-limits")]
-    pub fn shared_limits(&self) -> Result<Option<crate::limits::SharedLimits>, Error> {
-        let Some(url) = self
-            .get("limits")
-            .filter(|s| !s.value.expose().trim().is_empty())
-        else {
-            return Ok(None);
-        };
-        let fail = match self.get("limits_fail") {
-            Some(s) => s
-                .value
-                .expose()
-                .parse::<crate::limits::FailPolicy>()
-                .map_err(|e| Error::config(format!("{}: {}", s.origin, e.message())))?,
-            None => crate::limits::FailPolicy::default(),
-        };
-        crate::limits::SharedLimits::new(url.value.expose(), fail)
-            .map(Some)
-            .map_err(|e| Error::config(format!("{}: {}", url.origin, e.message())))
-    }
-
-    /// Without the `shared-limits` feature, a configured `limits` is an error, not ignored.
-    #[cfg(not(feature = "shared-limits"))]
-    pub(crate) fn refuse_shared_limits(&self) -> Result<(), Error> {
-        match self.get("limits") {
-            Some(s) => Err(Error::config(format!(
-                "{} is set, but this build of outbound has no shared limits (cargo feature                  `shared-limits`)",
-                s.origin
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// The `rate` setting, naming its source on error.
-    fn rate(&self) -> Result<Option<Rate>, Error> {
-        let Some(s) = self.get("rate") else {
-            return Ok(None);
-        };
-        s.value
-            .expose()
-            .parse::<Rate>()
-            .map(Some)
-            .map_err(|e| Error::config(format!("{}: {}", s.origin, e.message())))
     }
 
     /// The OAuth2 token cache the transport these settings describe authenticates with:
@@ -378,13 +368,7 @@ impl Settings {
         let kind = registry::find(self.kind, "transport kind")?;
         (kind.tokens)(self)
     }
-
-    /// Adds the kind's observations to the notes (once the settings are complete).
-    pub(crate) fn with_kind_notes(mut self) -> Self {
-        if let Some(kind) = registry::find_scheme(self.kind) {
-            let notes = (kind.notes)(&self);
-            self.notes.extend(notes);
-        }
-        self
-    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -4,39 +4,10 @@
 
 use std::sync::Arc;
 
-use super::http::{api_key, base_url, http_options, key_dsn, CONNECT_TIMEOUT, TIMEOUT};
-use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
-use super::registry::{LIMITS, LIMITS_FAIL};
-use super::Settings;
+use super::http::{api_key, base_url, http_options, key_dsn};
+use super::settings::Settings;
 use crate::http::resend::ResendTransport;
 use crate::{Error, Transport};
-
-/// Settings of the `resend` kind.
-pub(crate) const RESEND_KEYS: &[Key] = &[
-    DEFAULT_FROM,
-    RETRIES,
-    RATE,
-    LIMITS,
-    LIMITS_FAIL,
-    Key {
-        name: "api_key",
-        env: &["RESEND_API_KEY"],
-        aliases: &["key"],
-        secret: true,
-        default: None,
-        help: "Resend API key (re_...)",
-    },
-    Key {
-        name: "api_url",
-        env: &["RESEND_API_URL"],
-        aliases: &["url", "base_url"],
-        secret: false,
-        default: Some(ResendTransport::DEFAULT_URL),
-        help: "Resend API base URL",
-    },
-    TIMEOUT,
-    CONNECT_TIMEOUT,
-];
 
 pub(crate) fn resend_dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> {
     key_dsn(url, settings)

@@ -3,10 +3,10 @@
 //! `outbound config` can name the exact source.
 
 use std::fmt;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
+use super::key::{FromTyped, Key, Typed};
 use crate::{Error, Mailbox};
 
 /// Where a setting's value came from.
@@ -93,6 +93,35 @@ pub struct Setting {
     pub value: Value,
     /// Where it came from.
     pub origin: Origin,
+    /// The value as its key's parser read it, once, when it was set; an error is the message
+    /// without its subject (the origin goes in front when it is reported, so a renamed
+    /// origin, `member 2 query …`, is the one named).
+    parsed: Result<Typed, String>,
+}
+
+impl Setting {
+    fn new(key: &'static Key, value: Value, origin: Origin) -> Setting {
+        Setting {
+            key: key.name,
+            parsed: key.parse.read(value.expose()),
+            value,
+            origin,
+        }
+    }
+
+    /// `key`'s default as a setting, when it has one.
+    pub(crate) fn default_of(key: &'static Key) -> Option<Setting> {
+        key.default
+            .map(|d| Setting::new(key, Value::Plain(d.to_string()), Origin::Default))
+    }
+
+    /// The parsed value, or the error naming where the value came from.
+    fn typed(&self) -> Result<Typed, Error> {
+        match &self.parsed {
+            Ok(t) => Ok(t.clone()),
+            Err(rest) => Err(Error::config(format!("{}{rest}", self.origin))),
+        }
+    }
 }
 
 /// The configuration of one transport: its kind and its settings.
@@ -109,10 +138,18 @@ pub struct Setting {
 pub struct Settings {
     pub(crate) kind: &'static str,
     pub(crate) kind_origin: Origin,
+    /// The settings the kind understands (its part of the table).
+    pub(crate) keys: &'static [Key],
     /// What errors call the DSN these settings came from (`MAILER_DSN`, `--dsn`).
     pub(crate) dsn_source: &'static str,
     pub(crate) values: Vec<Setting>,
     pub(crate) notes: Vec<String>,
+    /// Variables that are set but that this configuration does not use, by the key they
+    /// would set (see [`Settings::unused_variable`]).
+    pub(crate) unused: Vec<(&'static str, &'static str)>,
+    /// The keys the environment completes a DSN with (MAIL_DEFAULT_SEND_FROM...), once the
+    /// environment was read.
+    pub(crate) completed_by: &'static [&'static Key],
     /// For `failover(…)` and `roundrobin(…)`: how the members combine.
     pub(crate) group: Option<Group>,
     /// The members of a group, in order.
@@ -140,13 +177,16 @@ impl Group {
 }
 
 impl Settings {
-    pub(crate) fn new(kind: &'static str, kind_origin: Origin) -> Self {
+    pub(crate) fn new(kind: &'static str, keys: &'static [Key], kind_origin: Origin) -> Self {
         Settings {
             kind,
             kind_origin,
+            keys,
             dsn_source: "MAILER_DSN",
             values: Vec::new(),
             notes: Vec::new(),
+            unused: Vec::new(),
+            completed_by: &[],
             group: None,
             members: Vec::new(),
         }
@@ -181,12 +221,12 @@ impl Settings {
     /// Sets `key` from a command-line flag, over any other source (`--retries`, `--rate`).
     /// Only the keys every configuration has are accepted: `retries`, `rate`, `default_from`.
     pub fn set_from_flag(&mut self, key: &str, value: &str, flag: &str) -> Result<(), Error> {
-        let key = super::registry::COMMON_KEYS
+        let key = super::table::COMMON
             .iter()
             .find(|k| k.name == key)
             .ok_or_else(|| Error::config(format!("`{key}` cannot be set from {flag}")))?;
         self.set(
-            key.name,
+            key,
             Value::Plain(value.to_string()),
             Origin::Flag(flag.to_string()),
         );
@@ -213,6 +253,62 @@ impl Settings {
         &self.notes
     }
 
+    /// The environment variable that would set `key` but that this configuration does not
+    /// use, when one is set: with `MAILER_DSN`, `SMTP_TLS_CA_FILE` is not read (the DSN is
+    /// the whole configuration; the notes say to add `?ca_file=`).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// let env = HashMap::from([
+    ///     ("MAILER_DSN".to_string(), "smtp://smtp.example.com".to_string()),
+    ///     ("SMTP_TLS_CA_FILE".to_string(), "/etc/ca.pem".to_string()),
+    /// ]);
+    /// let s = Settings::from_env_source(&env)?.unwrap();
+    /// assert_eq!(s.unused_variable("ca_file"), Some("SMTP_TLS_CA_FILE"));
+    /// assert!(s.notes().iter().any(|n| n.contains("add `?ca_file=`")));
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn unused_variable(&self, key: &str) -> Option<&'static str> {
+        self.unused
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, var)| *var)
+    }
+
+    /// Where `key` would be set, when it is not: its variables (`SMTP_CLIENT_ID or
+    /// MICROSOFT_OAUTH2_CLIENT_ID`) in a configuration from the environment, its DSN part or
+    /// query in one from a DSN (with the variables that complete a DSN, `MAIL_DEFAULT_SEND_FROM
+    /// or MAILER_DSN query `default_from``), its key in a map; `None` when this configuration
+    /// has no way to set it (`mechanism` from the environment).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// let s = Settings::from_dsn_with_env("smtp://smtp.example.com", "MAILER_DSN", &HashMap::new())?;
+    /// assert_eq!(s.where_to_set("ca_file").as_deref(), Some("MAILER_DSN query `ca_file`"));
+    /// assert_eq!(
+    ///     s.where_to_set("default_from").as_deref(),
+    ///     Some("MAIL_DEFAULT_SEND_FROM or MAILER_DSN query `default_from`")
+    /// );
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn where_to_set(&self, key: &str) -> Option<String> {
+        let def = self.key(key)?;
+        match self.kind_origin() {
+            Origin::Env(_) if def.env.is_empty() => None,
+            Origin::Env(_) => Some(def.env.join(" or ")),
+            Origin::Dsn { .. } => {
+                let in_dsn = self.name_of_unset(def);
+                match self.completed_by.iter().find(|k| k.name == key) {
+                    Some(k) => Some(format!("{} or {in_dsn}", k.env.join(" or "))),
+                    None => Some(in_dsn),
+                }
+            }
+            _ => Some(format!("setting `{key}`")),
+        }
+    }
+
     /// Names every DSN part (and nested members') as part of `prefix` (`member 2 host`).
     pub(crate) fn rename_dsn_parts(&mut self, prefix: &str) {
         let rename = |origin: &mut Origin| {
@@ -237,10 +333,32 @@ impl Settings {
         }
     }
 
-    /// Sets `key`, replacing an earlier value.
-    pub(crate) fn set(&mut self, key: &'static str, value: Value, origin: Origin) {
-        self.values.retain(|s| s.key != key);
-        self.values.push(Setting { key, value, origin });
+    /// The definition of `name` among this kind's keys.
+    pub(crate) fn key(&self, name: &str) -> Option<&'static Key> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+
+    /// Sets `key`, replacing an earlier value; the value is parsed here, once.
+    pub(crate) fn set(&mut self, key: &'static Key, value: Value, origin: Origin) {
+        self.values.retain(|s| s.key != key.name);
+        self.values.push(Setting::new(key, value, origin));
+    }
+
+    /// Sets the key named `name` (one of this kind's).
+    pub(crate) fn set_named(&mut self, name: &'static str, value: Value, origin: Origin) {
+        match self.key(name) {
+            Some(key) => self.set(key, value, origin),
+            // Not in the table: kept as text (only a kind's own DSN reader sets by name).
+            None => {
+                self.values.retain(|s| s.key != name);
+                self.values.push(Setting {
+                    key: name,
+                    value,
+                    origin,
+                    parsed: Ok(Typed::Text),
+                });
+            }
+        }
     }
 
     /// How to name `key` to an operator: where its value came from when it was given,
@@ -249,51 +367,41 @@ impl Settings {
         if let Some(s) = self.get(key) {
             return s.origin.to_string();
         }
-        let kind = super::registry::find_scheme(self.kind);
-        match self.kind_origin() {
-            Origin::Env(_) => match kind
-                .and_then(|k| k.keys.iter().find(|k| k.name == key))
-                .map(|k| k.env)
-            {
-                Some([only]) => (*only).to_string(),
-                Some([first, rest @ ..]) => format!("{first} (or {})", rest.join(" or ")),
-                _ => format!("setting `{key}`"),
-            },
-            Origin::Dsn { source, .. } => {
-                match kind.and_then(|k| k.dsn_parts.iter().find(|(k, _)| *k == key)) {
-                    Some((_, part)) => format!("{source} {part}"),
-                    None => format!("{source} query `{key}`"),
-                }
-            }
-            _ => format!("setting `{key}`"),
+        match self.key(key) {
+            Some(def) => self.name_of_unset(def),
+            None => format!("setting `{key}`"),
         }
     }
 
-    /// `err` with the setting it is about (a transport's own name, see
-    /// [`Error::setting`]) named as these settings name it.
-    pub(crate) fn explain(&self, err: Error) -> Error {
-        if err.setting().is_none() {
-            return err;
+    /// Where `key`, unset, would come from.
+    fn name_of_unset(&self, key: &Key) -> String {
+        match self.kind_origin() {
+            Origin::Env(_) => match key.env {
+                [only] => (*only).to_string(),
+                [first, rest @ ..] => format!("{first} (or {})", rest.join(" or ")),
+                [] => format!("setting `{}`", key.name),
+            },
+            Origin::Dsn { source, part } => {
+                // A member of a group is named as one (`MAILER_DSN member 2 query …`).
+                let member = part.strip_suffix("scheme").unwrap_or_default();
+                match key.dsn_part {
+                    Some(part) => format!("{source} {member}{part}"),
+                    None => format!("{source} {member}query `{}`", key.name),
+                }
+            }
+            _ => format!("setting `{}`", key.name),
         }
-        let Some(kind) = super::registry::find_scheme(self.kind) else {
-            return err;
-        };
-        err.name_settings(|name| {
-            let key = kind
-                .fields
-                .iter()
-                .find(|(f, _)| *f == name)
-                .map_or(name, |(_, k)| *k);
-            kind.keys
-                .iter()
-                .any(|k| k.name == key)
-                .then(|| self.name_of(key))
-        })
     }
 
     /// The value of `key` as text.
     pub(crate) fn str(&self, key: &str) -> Option<&str> {
         self.get(key).map(|s| s.value.expose())
+    }
+
+    /// The text of `key`: given, else the table's default.
+    pub(crate) fn text_or_default(&self, key: &str) -> Option<&str> {
+        self.str(key)
+            .or_else(|| self.key(key).and_then(|k| k.default))
     }
 
     /// The value of `key` as a secret (whether or not it was stored as one).
@@ -306,77 +414,38 @@ impl Settings {
             })
     }
 
+    /// The given value of `key` as its parser read it (`None` when not given); an invalid
+    /// value is a configuration error naming its source.
+    pub(crate) fn given<T: FromTyped>(&self, key: &str) -> Result<Option<T>, Error> {
+        match self.get(key) {
+            Some(s) => typed_as(key, s.typed()?).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The value of `key`: given, else the table's default (`None` when neither).
+    pub(crate) fn value<T: FromTyped>(&self, key: &str) -> Result<Option<T>, Error> {
+        if let Some(s) = self.get(key) {
+            return typed_as(key, s.typed()?).map(Some);
+        }
+        match self.key(key).and_then(Setting::default_of) {
+            Some(default) => typed_as(key, default.typed()?).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// The default sender, validated.
     pub(crate) fn default_from(&self) -> Result<Option<Mailbox>, Error> {
-        let Some(setting) = self.get("default_from") else {
-            return Ok(None);
-        };
-        Mailbox::parse_for(setting.value.expose(), "default_from")
-            .map(Some)
-            .map_err(|e| {
-                Error::config(format!(
-                    "{} is not a valid sender address: {e}",
-                    setting.origin
-                ))
-            })
+        self.given::<Mailbox>("default_from")
     }
+}
 
-    /// A boolean (`true/false`, `1/0`, `yes/no`, `on/off`), naming its source on error.
-    pub(crate) fn bool(&self, key: &str) -> Result<Option<bool>, Error> {
-        let Some(setting) = self.get(key) else {
-            return Ok(None);
-        };
-        match setting.value.expose().trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => Ok(Some(true)),
-            "false" | "0" | "no" | "off" => Ok(Some(false)),
-            other => Err(Error::config(format!(
-                "{} is `{other}`; expected true or false",
-                setting.origin
-            ))),
-        }
-    }
-
-    /// A number of seconds (fractions allowed) greater than 0 and at most `max`, naming its source
-    /// on error.
-    pub(crate) fn seconds(&self, key: &str, max: f64) -> Result<Option<Duration>, Error> {
-        let Some(s) = self.get(key) else {
-            return Ok(None);
-        };
-        let raw = s.value.expose().trim();
-        let secs: f64 = raw
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite() && *v > 0.0 && *v <= max)
-            .ok_or_else(|| {
-                Error::config(format!(
-                    "{} is `{raw}`; expected a number of seconds greater than 0 and at most {max}",
-                    s.origin
-                ))
-            })?;
-        Ok(Some(Duration::from_secs_f64(secs)))
-    }
-
-    /// A number within `range`, naming its source on error.
-    pub(crate) fn number<T>(
-        &self,
-        key: &str,
-        range: std::ops::RangeInclusive<T>,
-    ) -> Result<Option<T>, Error>
-    where
-        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let Some(setting) = self.get(key) else {
-            return Ok(None);
-        };
-        let raw = setting.value.expose().trim();
-        match raw.parse::<T>() {
-            Ok(n) if range.contains(&n) => Ok(Some(n)),
-            _ => Err(Error::config(format!(
-                "{} is `{raw}`; expected a whole number from {} to {}",
-                setting.origin,
-                range.start(),
-                range.end()
-            ))),
-        }
-    }
+/// `value` as a `T`; a mismatch is the table's mistake (its parser and its use disagree).
+fn typed_as<T: FromTyped>(key: &str, value: Typed) -> Result<T, Error> {
+    T::from_typed(value).ok_or_else(|| {
+        Error::config(format!(
+            "internal: setting `{key}` is not read as {}",
+            T::WHAT
+        ))
+    })
 }

@@ -1,6 +1,6 @@
-//! The `smtp` kind of the configuration registry: its settings (Dify's SMTP_* variables with
-//! Dify's meaning, plus Outbound's), the `smtp://` and `smtps://` DSNs, and turning settings
-//! into an [`SmtpTransport`].
+//! The `smtp` kind: Dify's SMTP_* variables with Dify's meaning (their definitions are the
+//! table's), the `smtp://` and `smtps://` DSNs, and turning settings into an
+//! [`SmtpTransport`].
 //!
 //! Dify's flags map exactly:
 //!
@@ -13,263 +13,34 @@
 //!
 //! The `tls` key (map or DSN query) names a mode directly: `implicit`, `starttls`,
 //! `opportunistic` (only this way) or `none`; contradicting the Dify flags is an error.
+//! [`Settings::tls_selection`] says which mode and port the settings select and how the
+//! operator selected them; [`Settings::how_to_select_tls`] says how to select another mode,
+//! in the operator's own words.
 //!
 //! DSNs: `smtp://` means STARTTLS (required) on port 587, `smtps://` implicit TLS on 465;
 //! `?tls=none` (port 25), `?tls=opportunistic` (port 25) or `?tls=starttls` change the mode of
 //! `smtp://`, and an explicit port always wins. User and password are percent-decoded.
 //!
-//! Login happens only when both user name and password are non-empty (as in Dify).
+//! Login happens only when both user name and password are non-empty (as in Dify). With
+//! `auth_type=oauth2` (SMTP_AUTH_TYPE) the user name is the mailbox and tokens come from the
+//! cache `oauth_provider.rs` builds.
 //!
-//! With `auth_type=oauth2` (SMTP_AUTH_TYPE) the user name is the mailbox and tokens come from
-//! a [`TokenCache`] shared per account (the same cache `Settings::token_cache` returns, so
-//! `outbound token` sees what the transport uses):
-//! - a static token (SMTP_OAUTH2_ACCESS_TOKEN, the seeds' `oauth_access_token`) wins when set;
-//!   the other OAuth2 settings are then ignored (a note and a warning say so);
-//! - `oauth2_provider=microsoft` (the default): client credentials with the client id, secret
-//!   and tenant (either of Dify's spellings) at MICROSOFT_OAUTH2_AUTHORITY, scope
-//!   `https://outlook.office365.com/.default`; with a refresh token, the delegated flow;
-//! - `google`: the refresh token flow at Google's token endpoint;
-//! - `generic`: SMTP_OAUTH2_TOKEN_URL with client credentials, or the refresh token flow.
-//!
-//! The shared Microsoft part (keys, both spellings, the client credentials source) lives in
-//! `config::microsoft`, used by the `graph` kind too. Every error names the variable, DSN part or
-//! map key, e.g. "SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft needs
-//! SMTP_CLIENT_SECRET (or MICROSOFT_OAUTH2_CLIENT_SECRET)". Each token request may take
-//! SMTP_TIMEOUT, like every SMTP phase.
-//!
-//! The map and DSN also take `mechanism` (PLAIN, LOGIN, XOAUTH2, OAUTHBEARER), `max_messages`
-//! (per connection) and `idle_timeout` (seconds), which have no environment variables.
-//! `chunking` (`SMTP_CHUNKING`, DSN `?chunking=true`) sends with BDAT where the server offers
-//! CHUNKING ([`SmtpTransportBuilder::chunking`](crate::smtp::SmtpTransportBuilder::chunking)).
+//! Every value is read as the table parsed it, and a setting left unset takes the table's
+//! default (the transport's own defaults agree: a test says so).
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::registry::{Key, DEFAULT_FROM, RATE, RETRIES};
-use super::registry::{LIMITS, LIMITS_FAIL};
-use super::{Settings, Value};
-#[cfg(feature = "oauth")]
-use crate::oauth::{self, ClientCredentials, RefreshTokenGrant, RefreshTokenGrantBuilder};
-use crate::oauth::{StaticToken, TokenCache, TokenSource};
+use super::decode::decode_part;
+use super::oauth_provider::{is_oauth2, token_cache};
+use super::settings::{Origin, Settings, Value};
+use super::vocabulary::assignment;
+use crate::oauth::TokenCache;
 use crate::smtp::{Credentials, Mechanism, SmtpTransport, SmtpTransportBuilder, TlsMode};
 use crate::{Error, Transport};
-
-/// The settings the `smtp` kind understands.
-pub(crate) const KEYS: &[Key] = &[
-    DEFAULT_FROM,
-    RETRIES,
-    RATE,
-    LIMITS,
-    LIMITS_FAIL,
-    Key {
-        name: "server",
-        env: &["SMTP_SERVER"],
-        aliases: &["host"],
-        secret: false,
-        default: None,
-        help: "SMTP server host name or IP address",
-    },
-    Key {
-        name: "port",
-        env: &["SMTP_PORT"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "port; default from the TLS mode: 465 implicit, 587 starttls, 25 none/opportunistic",
-    },
-    Key {
-        name: "username",
-        env: &["SMTP_USERNAME"],
-        aliases: &["user"],
-        secret: false,
-        default: None,
-        help: "user name; login happens only when user name and password are both set",
-    },
-    Key {
-        name: "password",
-        env: &["SMTP_PASSWORD"],
-        aliases: &[],
-        secret: true,
-        default: None,
-        help: "password (basic auth)",
-    },
-    Key {
-        name: "use_tls",
-        env: &["SMTP_USE_TLS"],
-        aliases: &[],
-        secret: false,
-        default: Some("false"),
-        help: "Dify: true = TLS (implicit, or STARTTLS with opportunistic_tls=true)",
-    },
-    Key {
-        name: "opportunistic_tls",
-        env: &["SMTP_OPPORTUNISTIC_TLS"],
-        aliases: &[],
-        secret: false,
-        default: Some("false"),
-        help: "Dify: with use_tls=true, STARTTLS (required) instead of implicit TLS",
-    },
-    Key {
-        name: "tls",
-        env: &[],
-        aliases: &["tls_mode"],
-        secret: false,
-        default: None,
-        help: "TLS mode: implicit, starttls, opportunistic or none (overrides the Dify flags)",
-    },
-    Key {
-        name: "tls_verify",
-        env: &["SMTP_TLS_VERIFY"],
-        aliases: &["verify"],
-        secret: false,
-        default: Some("true"),
-        help: "false turns certificate verification off (warned)",
-    },
-    Key {
-        name: "ca_file",
-        env: &["SMTP_TLS_CA_FILE"],
-        aliases: &["tls_ca_file"],
-        secret: false,
-        default: None,
-        help: "PEM file of extra trusted CA certificates",
-    },
-    Key {
-        name: "timeout",
-        env: &["SMTP_TIMEOUT"],
-        aliases: &[],
-        secret: false,
-        default: Some("30"),
-        help: "seconds allowed for each SMTP phase",
-    },
-    Key {
-        name: "pool_size",
-        env: &["SMTP_POOL_SIZE"],
-        aliases: &[],
-        secret: false,
-        default: Some("3"),
-        help: "connection cap per server and account",
-    },
-    Key {
-        name: "chunking",
-        env: &["SMTP_CHUNKING"],
-        aliases: &["bdat"],
-        secret: false,
-        default: Some("false"),
-        help: "true: BDAT (RFC 3030) when the server offers CHUNKING, up to 16 messages in \
-               flight per connection (a connection lost then leaves each of them Ambiguous)",
-    },
-    Key {
-        name: "local_hostname",
-        env: &["SMTP_LOCAL_HOSTNAME"],
-        aliases: &["ehlo"],
-        secret: false,
-        default: None,
-        help: "EHLO name; default this host's FQDN, else an address literal",
-    },
-    Key {
-        name: "mechanism",
-        env: &[],
-        aliases: &["sasl_mechanism", "auth_mechanism"],
-        secret: false,
-        default: None,
-        help: "SASL mechanism: PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER (default: chosen from what \
-               the server offers)",
-    },
-    Key {
-        name: "max_messages",
-        env: &[],
-        aliases: &["max_messages_per_connection"],
-        secret: false,
-        default: Some("100"),
-        help: "messages sent over one connection before it is replaced",
-    },
-    Key {
-        name: "idle_timeout",
-        env: &[],
-        aliases: &[],
-        secret: false,
-        default: Some("30"),
-        help: "seconds an unused pooled connection is kept open",
-    },
-    Key {
-        name: "auth_type",
-        env: &["SMTP_AUTH_TYPE"],
-        aliases: &["auth"],
-        secret: false,
-        default: Some("basic"),
-        help: "basic (user name and password) or oauth2 (XOAUTH2/OAUTHBEARER with a token)",
-    },
-    Key {
-        name: "oauth2_provider",
-        env: &["SMTP_OAUTH2_PROVIDER"],
-        aliases: &["provider"],
-        secret: false,
-        default: Some("microsoft"),
-        help: "with auth_type=oauth2: microsoft (client credentials), google (refresh token) or \
-               generic (any token URL)",
-    },
-    super::microsoft::client_id_key(&["SMTP_CLIENT_ID", "MICROSOFT_OAUTH2_CLIENT_ID"]),
-    super::microsoft::client_secret_key(&["SMTP_CLIENT_SECRET", "MICROSOFT_OAUTH2_CLIENT_SECRET"]),
-    super::microsoft::tenant_id_key(&["SMTP_TENANT_ID", "MICROSOFT_OAUTH2_TENANT_ID"]),
-    super::microsoft::AUTHORITY_KEY,
-    Key {
-        name: "token_url",
-        env: &["SMTP_OAUTH2_TOKEN_URL"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "token endpoint (overrides the provider's)",
-    },
-    Key {
-        name: "scope",
-        env: &["SMTP_OAUTH2_SCOPE"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "scope to ask for (default: the provider's for SMTP)",
-    },
-    Key {
-        name: "refresh_token",
-        env: &["SMTP_OAUTH2_REFRESH_TOKEN"],
-        aliases: &[],
-        secret: true,
-        default: None,
-        help:
-            "refresh token of a delegated account (google; microsoft and generic use it when set)",
-    },
-    Key {
-        name: "refresh_token_file",
-        env: &["SMTP_OAUTH2_REFRESH_TOKEN_FILE"],
-        aliases: &[],
-        secret: false,
-        default: None,
-        help: "file holding the latest refresh token (read at start, rewritten on rotation)",
-    },
-    Key {
-        name: "access_token",
-        env: &["SMTP_OAUTH2_ACCESS_TOKEN"],
-        aliases: &["oauth_access_token"],
-        secret: true,
-        default: None,
-        help: "a static OAuth2 access token (never refreshed; wins over the other OAuth2 settings)",
-    },
-];
-
-/// The OAuth2 settings other than `auth_type` (for notes about unused settings).
-const OAUTH_KEYS: &[&str] = &[
-    "oauth2_provider",
-    "client_id",
-    "client_secret",
-    "tenant_id",
-    "authority",
-    "token_url",
-    "scope",
-    "refresh_token",
-    "refresh_token_file",
-    "access_token",
-];
 
 /// Reads the host, port, user and password of an `smtp://` or `smtps://` DSN; the query is
 /// read by the registry.
@@ -282,33 +53,29 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
              `smtps://user:pass@smtp.example.com`"
         ))
     })?;
-    settings.set(
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    settings.set_named(
         "server",
-        Value::Plain(
-            host.trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
-        ),
+        Value::Plain(host.to_string()),
         settings.dsn_origin("host"),
     );
     if let Some(port) = url.port() {
-        settings.set(
+        settings.set_named(
             "port",
             Value::Plain(port.to_string()),
             settings.dsn_origin("port"),
         );
     }
-    let decode =
-        |part: &str, what: &str| super::dsn::decode_part(part, &format!("{source} {what}"));
+    let decode = |part: &str, what: &str| decode_part(part, &format!("{source} {what}"));
     if !url.username().is_empty() {
-        settings.set(
+        settings.set_named(
             "username",
             Value::Plain(decode(url.username(), "user")?),
             settings.dsn_origin("user"),
         );
     }
     if let Some(pw) = url.password().filter(|p| !p.is_empty()) {
-        settings.set(
+        settings.set_named(
             "password",
             Value::Secret(SecretString::from(decode(pw, "password")?)),
             settings.dsn_origin("password"),
@@ -326,19 +93,9 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
         TlsMode::StartTls
     };
     if scheme == "smtps" {
-        if let Some((_, v)) = url
-            .query_pairs()
-            .find(|(k, _)| k == "tls" || k == "tls_mode")
-        {
-            if v.trim().parse::<TlsMode>().ok() != Some(TlsMode::Implicit) {
-                return Err(Error::config(format!(
-                    "{source} scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
-                     `smtp://...?tls={v}` instead"
-                )));
-            }
-        }
+        refuse_other_mode_than_implicit(url, settings)?;
     }
-    settings.set(
+    settings.set_named(
         "tls",
         Value::Plain(implied.as_str().to_string()),
         settings.dsn_origin("scheme"),
@@ -346,23 +103,44 @@ pub(crate) fn dsn(url: &url::Url, settings: &mut Settings) -> Result<(), Error> 
     Ok(())
 }
 
+/// `smtps://` is implicit TLS: a query `tls` saying otherwise contradicts the URL itself.
+fn refuse_other_mode_than_implicit(url: &url::Url, settings: &Settings) -> Result<(), Error> {
+    let Some(tls) = settings.key("tls") else {
+        return Ok(());
+    };
+    let Some((_, v)) = url.query_pairs().find(|(k, _)| tls.is_named(k)) else {
+        return Ok(());
+    };
+    if matches!(tls.parse.read(&v), Ok(super::key::Typed::Word("implicit"))) {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "{} scheme `smtps` means implicit TLS but query `tls` is `{v}`; use \
+         `smtp://...?tls={v}` instead",
+        settings.dsn_source
+    )))
+}
+
+/// The mode a `tls` word names (the table's parser only lets these through).
+fn mode_named(word: &str) -> TlsMode {
+    match word {
+        "implicit" => TlsMode::Implicit,
+        "starttls" => TlsMode::StartTls,
+        "opportunistic" => TlsMode::Opportunistic,
+        _ => TlsMode::None,
+    }
+}
+
 /// The TLS mode from the `tls` key and Dify's flags.
 pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
-    let explicit = match settings.get("tls") {
-        Some(s) => Some((
-            s.value.expose().parse::<TlsMode>().map_err(|_| {
-                Error::config(format!(
-                    "{} is `{}`; expected one of: implicit, starttls, opportunistic, none",
-                    s.origin,
-                    s.value.expose()
-                ))
-            })?,
-            s.origin.clone(),
-        )),
+    let explicit = match settings.given::<&str>("tls")? {
+        Some(word) => settings
+            .get("tls")
+            .map(|s| (mode_named(word), s.origin.clone())),
         None => None,
     };
-    let use_tls = settings.bool("use_tls")?;
-    let opportunistic = settings.bool("opportunistic_tls")?;
+    let use_tls = settings.given::<bool>("use_tls")?;
+    let opportunistic = settings.given::<bool>("opportunistic_tls")?;
     let dify = match (use_tls, opportunistic) {
         (None, None) => None,
         (Some(true), Some(true)) => Some(TlsMode::StartTls),
@@ -392,6 +170,135 @@ pub(crate) fn tls_mode(settings: &Settings) -> Result<TlsMode, Error> {
     }
 }
 
+/// Which TLS mode and port `smtp` settings select, and which settings selected them, in the
+/// operator's own words (see [`Settings::tls_selection`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsSelection {
+    /// The TLS mode.
+    pub mode: TlsMode,
+    /// The port: given, or the mode's default.
+    pub port: u16,
+    /// What selected the mode: `SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true`,
+    /// ``MAILER_DSN scheme `smtps` ``, ``setting `tls=starttls` ``, or the default.
+    pub mode_selected_by: String,
+    /// What selected the port: `SMTP_PORT`, `MAILER_DSN port`, or the mode's default.
+    pub port_selected_by: String,
+}
+
+impl Settings {
+    /// For `smtp` settings, the TLS mode and port they select and which settings selected
+    /// them; `None` for other kinds and for groups (ask each member).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// use outbound::smtp::TlsMode;
+    /// let env = HashMap::from([
+    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
+    ///     ("SMTP_SERVER".to_string(), "smtp.example.com".to_string()),
+    ///     ("SMTP_PORT".to_string(), "465".to_string()),
+    ///     ("SMTP_USE_TLS".to_string(), "true".to_string()),
+    ///     ("SMTP_OPPORTUNISTIC_TLS".to_string(), "true".to_string()),
+    /// ]);
+    /// let tls = Settings::from_env_source(&env)?.unwrap().tls_selection()?.unwrap();
+    /// assert_eq!((tls.mode, tls.port), (TlsMode::StartTls, 465));
+    /// assert_eq!(tls.mode_selected_by, "SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true");
+    /// assert_eq!(tls.port_selected_by, "SMTP_PORT");
+    ///
+    /// let s = Settings::from_dsn("smtps://smtp.example.com")?;
+    /// let tls = s.tls_selection()?.unwrap();
+    /// assert_eq!((tls.mode, tls.port), (TlsMode::Implicit, 465));
+    /// assert_eq!(tls.mode_selected_by, "MAILER_DSN scheme `smtps`");
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn tls_selection(&self) -> Result<Option<TlsSelection>, Error> {
+        if self.kind != "smtp" || self.group.is_some() {
+            return Ok(None);
+        }
+        let mode = tls_mode(self)?;
+        let (port, port_selected_by) = match self.given::<u16>("port")? {
+            Some(port) => (port, self.name_of("port")),
+            None => (
+                mode.default_port(),
+                format!("the default for {}", mode.as_str()),
+            ),
+        };
+        Ok(Some(TlsSelection {
+            mode,
+            port,
+            mode_selected_by: self.tls_selected_by(mode),
+            port_selected_by,
+        }))
+    }
+
+    /// How to select TLS `mode`, in the words the operator configured with: with Dify's
+    /// variables `SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=false` (implicit TLS); with a DSN
+    /// `` `?tls=starttls` in MAILER_DSN `` or its scheme; with a map of the seeds' keys
+    /// `` settings `use_tls=true`, `opportunistic_tls=true` `` (or `` setting `tls=…` `` when
+    /// that is the key they used).
+    ///
+    /// ```
+    /// use std::collections::HashMap;
+    /// use outbound::config::Settings;
+    /// use outbound::smtp::TlsMode;
+    /// let env = HashMap::from([
+    ///     ("MAIL_TYPE".to_string(), "smtp".to_string()),
+    ///     ("SMTP_SERVER".to_string(), "smtp.example.com".to_string()),
+    ///     ("SMTP_USE_TLS".to_string(), "true".to_string()),
+    /// ]);
+    /// let s = Settings::from_env_source(&env)?.unwrap();
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::StartTls),
+    ///     "SMTP_USE_TLS=true, SMTP_OPPORTUNISTIC_TLS=true"
+    /// );
+    /// let s = Settings::from_dsn("smtp://smtp.example.com:465")?;
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::Implicit),
+    ///     "`smtps://` instead of `smtp://` in MAILER_DSN (or `?tls=implicit`)"
+    /// );
+    /// let s = Settings::from_map("smtp", [("server", "h.example"), ("use_tls", "true")])?;
+    /// assert_eq!(
+    ///     s.how_to_select_tls(TlsMode::StartTls),
+    ///     "settings `use_tls=true`, `opportunistic_tls=true`"
+    /// );
+    /// # Ok::<(), outbound::Error>(())
+    /// ```
+    pub fn how_to_select_tls(&self, mode: TlsMode) -> String {
+        match self.key("tls") {
+            Some(key) => self.to_set(key, mode.as_str()),
+            None => format!("TLS mode `{}`", mode.as_str()),
+        }
+    }
+
+    /// What selected `mode`: the `tls` key or scheme when given, else Dify's flags as set.
+    fn tls_selected_by(&self, mode: TlsMode) -> String {
+        if let Some(tls) = self.get("tls") {
+            return match &tls.origin {
+                Origin::Dsn { source, part } if part.ends_with("scheme") => {
+                    let scheme = if mode == TlsMode::Implicit {
+                        "smtps"
+                    } else {
+                        "smtp"
+                    };
+                    format!("{source} {part} `{scheme}`")
+                }
+                origin => assignment(&origin.to_string(), tls.value.expose().trim()),
+            };
+        }
+        let flags: Vec<String> = ["use_tls", "opportunistic_tls"]
+            .iter()
+            .filter_map(|k| self.get(k))
+            .map(|s| assignment(&s.origin.to_string(), s.value.expose().trim()))
+            .collect();
+        if flags.is_empty() {
+            format!("the default ({} unset: no TLS)", self.name_of("use_tls"))
+        } else {
+            flags.join(", ")
+        }
+    }
+}
+
 /// A builder from settings, every error naming its source.
 pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error> {
     let server = settings.str("server").map(str::trim).unwrap_or_default();
@@ -404,11 +311,19 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     }
     let mode = tls_mode(settings)?;
     let mut b = SmtpTransport::builder(server).tls(mode);
-    if let Some(port) = settings.number::<u16>("port", 1..=65535)? {
+    if let Some(port) = settings.given::<u16>("port")? {
         b = b.port(port);
     }
     b = shared_connection_cap(settings, b, server, mode)?;
+    b = authentication(settings, b)?;
+    connection_options(settings, b)
+}
 
+/// Credentials: an OAuth2 token cache, a password, or none (a relay).
+fn authentication(
+    settings: &Settings,
+    mut b: SmtpTransportBuilder,
+) -> Result<SmtpTransportBuilder, Error> {
     let username = settings.str("username").filter(|u| !u.trim().is_empty());
     let password = settings
         .get("password")
@@ -424,45 +339,50 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
         };
         let cache = token_cache(settings)?
             .ok_or_else(|| Error::config("internal: auth_type=oauth2 without a token source"))?;
-        b = b.credentials(Credentials::oauth2_cache(user.trim(), cache));
-    } else {
-        match (username, password) {
-            (Some(user), Some(pw)) => {
-                b = b.credentials(Credentials::password(user, pw.value.expose()));
-            }
-            (Some(_), None) => tracing::warn!(
-                "{} is set but {} is not: connecting without authentication (Dify logs in only \
-                 when both are set)",
-                settings.name_of("username"),
-                settings.name_of("password")
-            ),
-            (None, Some(_)) => tracing::warn!(
-                "{} is set but {} is not: connecting without authentication (Dify logs in only \
-                 when both are set)",
-                settings.name_of("password"),
-                settings.name_of("username")
-            ),
-            (None, None) => {}
+        return Ok(b.credentials(Credentials::oauth2_cache(user.trim(), cache)));
+    }
+    match (username, password) {
+        (Some(user), Some(pw)) => {
+            b = b.credentials(Credentials::password(user, pw.value.expose()));
         }
+        (Some(_), None) => tracing::warn!(
+            "{} is set but {} is not: connecting without authentication (Dify logs in only \
+             when both are set)",
+            settings.name_of("username"),
+            settings.name_of("password")
+        ),
+        (None, Some(_)) => tracing::warn!(
+            "{} is set but {} is not: connecting without authentication (Dify logs in only \
+             when both are set)",
+            settings.name_of("password"),
+            settings.name_of("username")
+        ),
+        (None, None) => {}
     }
-    if let Some(s) = settings.get("mechanism") {
-        let raw = s.value.expose().trim();
-        let m = raw.parse::<Mechanism>().map_err(|_| {
-            Error::config(format!(
-                "{} is `{raw}`; expected one of: PLAIN, LOGIN, XOAUTH2, OAUTHBEARER",
-                s.origin
-            ))
-        })?;
-        b = b.mechanism(m);
+    Ok(b)
+}
+
+/// The mechanism, pool, TLS verification, timeouts and EHLO name: given, else the table's
+/// defaults.
+fn connection_options(
+    settings: &Settings,
+    mut b: SmtpTransportBuilder,
+) -> Result<SmtpTransportBuilder, Error> {
+    if let Some(word) = settings.given::<&str>("mechanism")? {
+        b = b.mechanism(match word {
+            "PLAIN" => Mechanism::Plain,
+            "LOGIN" => Mechanism::Login,
+            "XOAUTH2" => Mechanism::XOAuth2,
+            _ => Mechanism::OAuthBearer,
+        });
     }
-    if let Some(n) = settings.number::<u32>("max_messages", 1..=100_000)? {
+    if let Some(n) = settings.value::<u32>("max_messages")? {
         b = b.max_messages_per_connection(n);
     }
-    if let Some(idle) = settings.seconds("idle_timeout", 86_400.0)? {
+    if let Some(idle) = settings.value::<Duration>("idle_timeout")? {
         b = b.idle_timeout(idle);
     }
-
-    if let Some(verify) = settings.bool("tls_verify")? {
+    if let Some(verify) = settings.value::<bool>("tls_verify")? {
         b = b.danger_accept_invalid_certs(!verify);
     }
     if let Some(path) = settings
@@ -472,13 +392,13 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     {
         b = b.ca_file(PathBuf::from(path));
     }
-    if let Some(limit) = settings.seconds("timeout", 3600.0)? {
+    if let Some(limit) = settings.value::<Duration>("timeout")? {
         b = b.timeout(limit);
     }
-    if let Some(size) = settings.number::<usize>("pool_size", 1..=100)? {
+    if let Some(size) = settings.value::<usize>("pool_size")? {
         b = b.pool_size(size);
     }
-    if let Some(chunking) = settings.bool("chunking")? {
+    if let Some(chunking) = settings.value::<bool>("chunking")? {
         b = b.chunking(chunking);
     }
     if let Some(name) = settings
@@ -491,344 +411,14 @@ pub(crate) fn builder(settings: &Settings) -> Result<SmtpTransportBuilder, Error
     Ok(b)
 }
 
-/// `NAME=value` for messages: `SMTP_AUTH_TYPE=oauth2`, ``MAILER_DSN query `auth=oauth2` ``,
-/// ``setting `auth_type=oauth2` ``.
-fn assignment(name: &str, value: &str) -> String {
-    match name.strip_suffix('`') {
-        Some(head) => format!("{head}={value}`"),
-        None => format!("{name}={value}"),
-    }
-}
-
-/// Whether `auth_type` is oauth2 (unset means basic, as in Dify).
-fn is_oauth2(settings: &Settings) -> Result<bool, Error> {
-    match settings
-        .get("auth_type")
-        .map(|s| s.value.expose().trim().to_ascii_lowercase())
-    {
-        None => Ok(false),
-        Some(t) if t == "basic" => Ok(false),
-        Some(t) if t == "oauth2" => Ok(true),
-        Some(other) => Err(Error::config(format!(
-            "{} is `{other}`; expected basic or oauth2",
-            settings.name_of("auth_type")
-        ))),
-    }
-}
-
-/// Where SMTP OAuth2 tokens come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Provider {
-    /// Entra ID: client credentials (app-only), or a refresh token when one is given.
-    Microsoft,
-    /// Google: a refresh token (Gmail has no client credentials grant).
-    Google,
-    /// Any token URL: client credentials, or a refresh token when one is given.
-    Generic,
-}
-
-impl Provider {
-    fn as_str(self) -> &'static str {
-        match self {
-            Provider::Microsoft => "microsoft",
-            Provider::Google => "google",
-            Provider::Generic => "generic",
-        }
-    }
-}
-
-fn provider(settings: &Settings) -> Result<Provider, Error> {
-    let Some(s) = settings.get("oauth2_provider") else {
-        return Ok(Provider::Microsoft);
-    };
-    match s.value.expose().trim().to_ascii_lowercase().as_str() {
-        "microsoft" => Ok(Provider::Microsoft),
-        "google" => Ok(Provider::Google),
-        "generic" => Ok(Provider::Generic),
-        other => Err(Error::config(format!(
-            "{} is `{other}`; expected microsoft (Entra ID client credentials, the default), \
-             google (refresh token) or generic (any token URL)",
-            s.origin
-        ))),
-    }
-}
-
-/// `SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft`, in the words of the settings'
-/// source, for errors about the OAuth2 settings.
-fn oauth_context(settings: &Settings, provider: Provider) -> String {
-    let auth = assignment(&settings.name_of("auth_type"), "oauth2");
-    let provider = match settings.get("oauth2_provider") {
-        Some(s) => assignment(&s.origin.to_string(), provider.as_str()),
-        None => format!(
-            "{} (the default)",
-            assignment(&settings.name_of("oauth2_provider"), provider.as_str())
-        ),
-    };
-    format!("{auth} with {provider}")
-}
-
-/// What a missing OAuth2 setting is, for "needs ..." errors.
-fn what_it_is(settings: &Settings, key: &str, provider: Provider) -> String {
-    match key {
-        "client_id" => "the OAuth2 client (application) id".to_string(),
-        "client_secret" => match provider {
-            Provider::Microsoft => "the app's client secret (its value, not its id)".to_string(),
-            _ => "the OAuth2 client secret".to_string(),
-        },
-        "tenant_id" => {
-            "the Entra ID tenant (GUID or domain, e.g. contoso.onmicrosoft.com)".to_string()
-        }
-        "token_url" => "the provider's token endpoint (https://...)".to_string(),
-        "refresh_token" => format!(
-            "the account's refresh token (or {} naming a file that holds it){}",
-            settings.name_of("refresh_token_file"),
-            if provider == Provider::Google {
-                "; Google issues SMTP tokens to users, not to applications"
-            } else {
-                ""
-            }
-        ),
-        other => format!("setting `{other}`"),
-    }
-}
-
-/// The token source the settings describe (`auth_type=oauth2`):
-/// - a static access token when one is given (it wins; other OAuth2 settings are ignored);
-/// - `microsoft` (the default): client credentials for client id, secret and tenant at
-///   `{authority}/{tenant}/oauth2/v2.0/token` (or the token URL), scope
-///   `https://outlook.office365.com/.default`; with a refresh token, the refresh grant
-///   (tenant default `common`, scope `https://outlook.office.com/SMTP.Send offline_access`);
-/// - `google`: the refresh grant at Google's token URL (client id, refresh token, usually the
-///   client secret);
-/// - `generic`: the token URL with client credentials, or the refresh grant when a refresh
-///   token is given.
-///
-/// Each token request may take SMTP_TIMEOUT (default 30 s).
-fn token_source(settings: &Settings) -> Result<Box<dyn TokenSource>, Error> {
-    let scope = nonempty(settings, "scope");
-    if let Some(token) = settings.secret("access_token") {
-        let ignored = ignored_by_static_token(settings);
-        if !ignored.is_empty() {
-            tracing::warn!(
-                "{} is set, so that static token is used (never refreshed) and {} ignored",
-                settings.name_of("access_token"),
-                ignored.join(", ")
-            );
-        }
-        let mut source = StaticToken::new(token);
-        if let Some(scope) = scope {
-            source = source.with_scope(scope);
-        }
-        return Ok(Box::new(source));
-    }
-    requested_token_source(settings, scope)
-}
-
-/// A trimmed, non-empty value of `key`.
-fn nonempty(settings: &Settings, key: &str) -> Option<String> {
-    settings
-        .str(key)
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
-}
-
-/// Without the `oauth` feature there are no token requests: only static tokens.
-#[cfg(not(feature = "oauth"))]
-fn requested_token_source(
-    settings: &Settings,
-    _scope: Option<String>,
-) -> Result<Box<dyn TokenSource>, Error> {
-    Err(Error::config(format!(
-        "{} needs OAuth2 token requests, which this build of Outbound leaves out (cargo feature \
-         `oauth`); give a static token with {}, or build with the feature",
-        assignment(&settings.name_of("auth_type"), "oauth2"),
-        settings.name_of("access_token")
-    )))
-}
-
-/// A source that requests tokens: client credentials or a refresh token, per provider.
-#[cfg(feature = "oauth")]
-fn requested_token_source(
-    settings: &Settings,
-    scope: Option<String>,
-) -> Result<Box<dyn TokenSource>, Error> {
-    let timeout = settings
-        .seconds("timeout", 3600.0)?
-        .unwrap_or(oauth::DEFAULT_TIMEOUT);
-    let nonempty = |key: &str| nonempty(settings, key);
-    let provider = provider(settings)?;
-    let context = oauth_context(settings, provider);
-    let missing = |key: &'static str| {
-        Error::config(format!(
-            "{context} needs {}: {}",
-            settings.name_of(key),
-            what_it_is(settings, key, provider)
-        ))
-    };
-    let named = |e: Error| {
-        if e.kind() == crate::ErrorKind::Config {
-            Error::config(format!("{context}: {}", e.message())).with_source(e)
-        } else {
-            e
-        }
-    };
-    let token_url = match nonempty("token_url") {
-        Some(raw) => {
-            let what = format!("{} (the token URL)", settings.name_of("token_url"));
-            super::microsoft::parse_url(&raw, &what)?;
-            Some(raw)
-        }
-        None => None,
-    };
-    let client_id = || super::microsoft::required(settings, "client_id", &missing);
-    let client_secret = settings.secret("client_secret");
-    let refresh_token = settings.secret("refresh_token");
-    let refresh_file = nonempty("refresh_token_file").map(PathBuf::from);
-    let delegated = refresh_token.is_some() || refresh_file.is_some();
-
-    let refresh_grant = |builder: RefreshTokenGrantBuilder, default_scope: Option<&str>| {
-        let mut b = builder.timeout(timeout);
-        if let Some(secret) = client_secret.clone() {
-            b = b.client_secret(secret);
-        }
-        if let Some(token) = refresh_token.clone() {
-            b = b.refresh_token(token);
-        }
-        if let Some(file) = &refresh_file {
-            b = b.refresh_token_file(file);
-        }
-        if let Some(scope) = scope.as_deref().or(default_scope) {
-            b = b.scope(scope);
-        }
-        if let Some(user) = nonempty("username") {
-            b = b.account(user);
-        }
-        b.build()
-            .map(|s| Box::new(s) as Box<dyn TokenSource>)
-            .map_err(named)
-    };
-
-    match (provider, delegated) {
-        (Provider::Microsoft, false) => {
-            let scope = scope.as_deref().unwrap_or(oauth::MICROSOFT_SMTP_SCOPE);
-            match token_url {
-                Some(url) => {
-                    let secret = client_secret.ok_or_else(|| missing("client_secret"))?;
-                    ClientCredentials::generic(url, client_id()?, secret, scope)
-                        .timeout(timeout)
-                        .build()
-                        .map(|s| Box::new(s) as Box<dyn TokenSource>)
-                        .map_err(named)
-                }
-                // Errors already name the setting (missing ones through `missing`).
-                None => super::microsoft::microsoft_client_credentials(
-                    settings, scope, timeout, &missing,
-                )
-                .map(|s| Box::new(s) as Box<dyn TokenSource>),
-            }
-        }
-        (Provider::Microsoft, true) => {
-            let builder = match token_url {
-                Some(url) => RefreshTokenGrant::builder(url, client_id()?),
-                None => {
-                    let tenant = nonempty("tenant_id").unwrap_or_else(|| "common".to_string());
-                    let (authority, _) = super::microsoft::authority(settings);
-                    RefreshTokenGrant::microsoft(tenant, client_id()?).authority(authority)
-                }
-            };
-            refresh_grant(builder, Some(oauth::MICROSOFT_SMTP_DELEGATED_SCOPE))
-        }
-        (Provider::Google, false) => Err(missing("refresh_token")),
-        (Provider::Google, true) => {
-            let url = token_url.unwrap_or_else(|| oauth::GOOGLE_TOKEN_URL.to_string());
-            refresh_grant(RefreshTokenGrant::builder(url, client_id()?), None)
-        }
-        (Provider::Generic, delegated) => {
-            let url = token_url.ok_or_else(|| missing("token_url"))?;
-            if delegated {
-                refresh_grant(RefreshTokenGrant::builder(url, client_id()?), None)
-            } else {
-                let secret = client_secret.ok_or_else(|| missing("client_secret"))?;
-                ClientCredentials::generic(url, client_id()?, secret, scope.unwrap_or_default())
-                    .timeout(timeout)
-                    .build()
-                    .map(|s| Box::new(s) as Box<dyn TokenSource>)
-                    .map_err(named)
-            }
-        }
-    }
-}
-
-/// The OAuth2 settings a static access token makes irrelevant, by where they came from.
-fn ignored_by_static_token(settings: &Settings) -> Vec<String> {
-    OAUTH_KEYS
-        .iter()
-        .filter(|k| !matches!(**k, "access_token" | "scope"))
-        .filter_map(|k| settings.get(k))
-        .map(|s| s.origin.to_string())
-        .collect()
-}
-
-/// The OAuth2 token cache of `auth_type=oauth2` settings (shared per token URL, client, scope
-/// and account); `None` for basic auth. The transport built from the same settings uses the
-/// same cache.
-pub(crate) fn token_cache(settings: &Settings) -> Result<Option<TokenCache>, Error> {
-    if !is_oauth2(settings)? {
-        return Ok(None);
-    }
-    Ok(Some(TokenCache::shared(
-        super::explain::ConfiguredTokens::new(token_source(settings)?, settings),
-    )))
-}
-
 /// Settings that are set but will not be used.
 pub(crate) fn notes(settings: &Settings) -> Vec<String> {
-    let mut notes = Vec::new();
-    let list = |v: &[String]| {
-        let verb = if v.len() == 1 { "is" } else { "are" };
-        format!("{} {verb}", v.join(", "))
-    };
-    match is_oauth2(settings) {
-        Ok(false) => {
-            let set: Vec<String> = OAUTH_KEYS
-                .iter()
-                .filter_map(|k| settings.get(k))
-                .map(|s| s.origin.to_string())
-                .collect();
-            if !set.is_empty() {
-                let auth = settings.name_of("auth_type");
-                notes.push(format!(
-                    "{} set but not used: OAuth2 settings apply only with {} ({auth} is {})",
-                    list(&set),
-                    assignment(&auth, "oauth2"),
-                    settings.str("auth_type").unwrap_or("unset, i.e. basic"),
-                ));
-            }
-        }
-        Ok(true) => {
-            if let Some(token) = settings.get("access_token") {
-                let ignored = ignored_by_static_token(settings);
-                if !ignored.is_empty() {
-                    notes.push(format!(
-                        "{} is set, so that static token is used (it is never refreshed) and {} \
-                         ignored",
-                        token.origin,
-                        list(&ignored)
-                    ));
-                }
-            }
-            if let Some(pw) = settings.get("password") {
-                notes.push(format!(
-                    "{} is not used with {}",
-                    pw.origin,
-                    assignment(&settings.name_of("auth_type"), "oauth2")
-                ));
-            }
-        }
-        Err(_) => {}
-    }
-    notes
+    super::oauth_provider::notes(settings)
+}
+
+/// The token cache of these settings, for the registry.
+pub(crate) fn tokens(settings: &Settings) -> Result<Option<TokenCache>, Error> {
+    token_cache(settings)
 }
 
 /// The connection cap shared through `limits`, per server and account (the pool size is the
@@ -844,13 +434,13 @@ fn shared_connection_cap(
         return Ok(b);
     };
     let port = settings
-        .number::<u16>("port", 1..=65535)?
+        .given::<u16>("port")?
         .unwrap_or(mode.default_port())
         .to_string();
     let account = settings.str("username").unwrap_or_default();
     let id = crate::limits::account_id(&["smtp", &server.to_ascii_lowercase(), &port, account]);
     let size = settings
-        .number::<usize>("pool_size", 1..=100)?
+        .value::<usize>("pool_size")?
         .unwrap_or(crate::smtp::DEFAULT_POOL_SIZE);
     Ok(b.connection_slots(limits.connection_slots(&id, size)))
 }
@@ -866,12 +456,12 @@ fn shared_connection_cap(
     Ok(b)
 }
 
-/// Builds the transport for the registry.
 /// The transport, builder errors naming the settings' sources.
 pub(crate) fn transport(settings: &Settings) -> Result<SmtpTransport, Error> {
     builder(settings)?.build().map_err(|e| settings.explain(e))
 }
 
+/// Builds the transport for the registry.
 pub(crate) fn build(settings: &Settings) -> Result<Arc<dyn Transport>, Error> {
     Ok(Arc::new(transport(settings)?))
 }
@@ -1046,400 +636,6 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.to_string().contains("SMTP_TLS_CA_FILE"), "{err}");
-    }
-
-    fn oauth_env(pairs: &[(&str, &str)]) -> Settings {
-        let mut all = vec![
-            ("SMTP_SERVER", "smtp.office365.com"),
-            ("SMTP_PORT", "587"),
-            ("SMTP_USE_TLS", "true"),
-            ("SMTP_OPPORTUNISTIC_TLS", "true"),
-            ("SMTP_USERNAME", "mailer@contoso.com"),
-            ("SMTP_AUTH_TYPE", "oauth2"),
-        ];
-        all.extend_from_slice(pairs);
-        env(&all)
-    }
-
-    fn described(settings: &Settings) -> Result<String, Error> {
-        let cache = token_cache(settings)?.expect("oauth2 settings have a token cache");
-        Ok(format!("{} | {}", cache.describe(), cache.key()))
-    }
-
-    #[test]
-    fn oauth2_microsoft_client_credentials_from_either_spelling() {
-        for (id, secret, tenant) in [
-            ("SMTP_CLIENT_ID", "SMTP_CLIENT_SECRET", "SMTP_TENANT_ID"),
-            (
-                "MICROSOFT_OAUTH2_CLIENT_ID",
-                "MICROSOFT_OAUTH2_CLIENT_SECRET",
-                "MICROSOFT_OAUTH2_TENANT_ID",
-            ),
-        ] {
-            let s = oauth_env(&[
-                (id, "app-1"),
-                (secret, "canary-secret-1"),
-                (tenant, "contoso.onmicrosoft.com"),
-            ]);
-            let text = described(&s).unwrap();
-            assert!(
-                text.contains(
-                    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token"
-                ) && text.contains("scope `https://outlook.office365.com/.default`")
-                    && text.contains("client `app-1`"),
-                "{text}"
-            );
-            let t = builder(&s).unwrap().build().unwrap();
-            assert!(matches!(
-                &t.inner.params.credentials,
-                Some(Credentials::OAuth2 { username, .. }) if username == "mailer@contoso.com"
-            ));
-            assert!(!format!("{t:?} {s:?} {text}").contains("canary"));
-            assert!(s.notes().is_empty(), "{:?}", s.notes());
-        }
-        // Both spellings with the same value are fine; different values are an error naming both.
-        let s = oauth_env(&[
-            ("SMTP_CLIENT_ID", "app-1"),
-            ("MICROSOFT_OAUTH2_CLIENT_ID", "app-1"),
-            ("SMTP_CLIENT_SECRET", "x"),
-            ("SMTP_TENANT_ID", "contoso"),
-        ]);
-        assert!(described(&s).is_ok());
-        let mut map: HashMap<String, String> = HashMap::new();
-        for (k, v) in [
-            ("MAIL_TYPE", "smtp"),
-            ("SMTP_CLIENT_SECRET", "canary-a"),
-            ("MICROSOFT_OAUTH2_CLIENT_SECRET", "canary-b"),
-        ] {
-            map.insert(k.into(), v.into());
-        }
-        let err = Settings::from_env_source(&map).unwrap_err();
-        let text = err.to_string();
-        assert!(
-            text.contains("SMTP_CLIENT_SECRET")
-                && text.contains("MICROSOFT_OAUTH2_CLIENT_SECRET")
-                && !text.contains("canary"),
-            "{text}"
-        );
-        // Scope and authority overrides (national clouds, tests).
-        let s = oauth_env(&[
-            ("SMTP_CLIENT_ID", "app-1"),
-            ("SMTP_CLIENT_SECRET", "x"),
-            ("SMTP_TENANT_ID", "contoso"),
-            ("MICROSOFT_OAUTH2_AUTHORITY", "http://127.0.0.1:8089"),
-            ("SMTP_OAUTH2_SCOPE", "https://outlook.office365.us/.default"),
-        ]);
-        let text = described(&s).unwrap();
-        assert!(
-            text.contains("http://127.0.0.1:8089/contoso/oauth2/v2.0/token")
-                && text.contains("office365.us"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn oauth2_errors_name_the_variable_and_what_is_valid() {
-        let err = |pairs: &[(&str, &str)]| {
-            let s = oauth_env(pairs);
-            builder(&s).map(|_| ()).unwrap_err().to_string()
-        };
-        let text = err(&[("SMTP_CLIENT_ID", "app"), ("SMTP_TENANT_ID", "contoso")]);
-        assert!(
-            text.contains(
-                "SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft (the default) needs \
-                 SMTP_CLIENT_SECRET (or MICROSOFT_OAUTH2_CLIENT_SECRET)"
-            ),
-            "{text}"
-        );
-        let text = err(&[
-            ("SMTP_OAUTH2_PROVIDER", "microsoft"),
-            ("SMTP_CLIENT_ID", "app"),
-            ("SMTP_TENANT_ID", "contoso"),
-        ]);
-        assert!(
-            text.contains(
-                "SMTP_AUTH_TYPE=oauth2 with SMTP_OAUTH2_PROVIDER=microsoft needs \
-                 SMTP_CLIENT_SECRET (or MICROSOFT_OAUTH2_CLIENT_SECRET)"
-            ),
-            "{text}"
-        );
-        let text = err(&[("SMTP_CLIENT_SECRET", "x"), ("SMTP_TENANT_ID", "contoso")]);
-        assert!(
-            text.contains("needs SMTP_CLIENT_ID (or MICROSOFT_OAUTH2_CLIENT_ID)"),
-            "{text}"
-        );
-        let text = err(&[("SMTP_CLIENT_ID", "a"), ("SMTP_CLIENT_SECRET", "x")]);
-        assert!(
-            text.contains("needs SMTP_TENANT_ID (or MICROSOFT_OAUTH2_TENANT_ID)")
-                && text.contains("contoso.onmicrosoft.com"),
-            "{text}"
-        );
-        let text = err(&[
-            ("SMTP_CLIENT_ID", "a"),
-            ("SMTP_CLIENT_SECRET", "x"),
-            ("SMTP_TENANT_ID", "con/toso"),
-        ]);
-        assert!(
-            text.contains("con/toso") && text.contains("SMTP_TENANT_ID"),
-            "{text}"
-        );
-        let text = err(&[("SMTP_OAUTH2_PROVIDER", "azure")]);
-        assert!(
-            text.contains("SMTP_OAUTH2_PROVIDER is `azure`")
-                && text.contains("microsoft")
-                && text.contains("google")
-                && text.contains("generic"),
-            "{text}"
-        );
-        let text = err(&[("SMTP_OAUTH2_PROVIDER", "google"), ("SMTP_CLIENT_ID", "a")]);
-        assert!(
-            text.contains("SMTP_OAUTH2_PROVIDER=google needs SMTP_OAUTH2_REFRESH_TOKEN")
-                && text.contains("SMTP_OAUTH2_REFRESH_TOKEN_FILE"),
-            "{text}"
-        );
-        let text = err(&[("SMTP_OAUTH2_PROVIDER", "generic"), ("SMTP_CLIENT_ID", "a")]);
-        assert!(
-            text.contains("SMTP_OAUTH2_PROVIDER=generic needs SMTP_OAUTH2_TOKEN_URL"),
-            "{text}"
-        );
-        let text = err(&[
-            ("SMTP_OAUTH2_PROVIDER", "generic"),
-            ("SMTP_OAUTH2_TOKEN_URL", "http://login.example.com/token"),
-            ("SMTP_CLIENT_ID", "a"),
-            ("SMTP_CLIENT_SECRET", "x"),
-        ]);
-        assert!(
-            text.contains("SMTP_OAUTH2_TOKEN_URL") && text.contains("https"),
-            "{text}"
-        );
-        let s = oauth_env(&[("SMTP_OAUTH2_ACCESS_TOKEN", "t")]);
-        let mut map: HashMap<String, String> = HashMap::new();
-        for (k, v) in [
-            ("MAIL_TYPE", "smtp"),
-            ("SMTP_SERVER", "h.example"),
-            ("SMTP_AUTH_TYPE", "oauth2"),
-            ("SMTP_OAUTH2_ACCESS_TOKEN", "t"),
-        ] {
-            map.insert(k.into(), v.into());
-        }
-        let no_user = Settings::from_env_source(&map).unwrap().unwrap();
-        let text = builder(&no_user).map(|_| ()).unwrap_err().to_string();
-        assert!(
-            text.contains("SMTP_AUTH_TYPE=oauth2 but SMTP_USERNAME is not set"),
-            "{text}"
-        );
-        assert!(builder(&s).is_ok());
-        let text = builder(&env(&[
-            ("SMTP_SERVER", "h.example"),
-            ("SMTP_AUTH_TYPE", "kerberos"),
-        ]))
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
-        assert!(
-            text.contains("SMTP_AUTH_TYPE") && text.contains("basic or oauth2"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn oauth2_google_generic_and_refresh_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("rt");
-        let s = oauth_env(&[
-            ("SMTP_OAUTH2_PROVIDER", "google"),
-            ("SMTP_USERNAME", "alice@gmail.com"),
-            ("SMTP_CLIENT_ID", "1234.apps.googleusercontent.com"),
-            ("SMTP_CLIENT_SECRET", "GOCSPX-canary"),
-            ("SMTP_OAUTH2_REFRESH_TOKEN", "1//canary"),
-            ("SMTP_OAUTH2_REFRESH_TOKEN_FILE", file.to_str().unwrap()),
-        ]);
-        let text = described(&s).unwrap();
-        assert!(
-            text.starts_with("refresh token grant")
-                && text.contains("https://oauth2.googleapis.com/token")
-                && text.contains("account `alice@gmail.com`"),
-            "{text}"
-        );
-        assert!(!format!("{text} {s:?}").contains("canary"));
-
-        let s = oauth_env(&[
-            ("SMTP_OAUTH2_PROVIDER", "generic"),
-            (
-                "SMTP_OAUTH2_TOKEN_URL",
-                "https://idp.example.com/oauth/token",
-            ),
-            ("SMTP_OAUTH2_SCOPE", "smtp.send"),
-            ("SMTP_CLIENT_ID", "app"),
-            ("SMTP_CLIENT_SECRET", "x"),
-        ]);
-        let text = described(&s).unwrap();
-        assert!(
-            text.starts_with("client credentials for client `app` at https://idp.example.com")
-                && text.contains("scope `smtp.send`"),
-            "{text}"
-        );
-        let s = oauth_env(&[
-            ("SMTP_OAUTH2_PROVIDER", "generic"),
-            (
-                "SMTP_OAUTH2_TOKEN_URL",
-                "https://idp.example.com/oauth/token",
-            ),
-            ("SMTP_CLIENT_ID", "app"),
-            ("SMTP_OAUTH2_REFRESH_TOKEN", "rt"),
-        ]);
-        assert!(described(&s).unwrap().starts_with("refresh token grant"));
-        // Microsoft with a refresh token: a delegated account.
-        let s = oauth_env(&[
-            ("SMTP_CLIENT_ID", "app"),
-            ("SMTP_OAUTH2_REFRESH_TOKEN", "rt"),
-        ]);
-        let text = described(&s).unwrap();
-        assert!(
-            text.contains("https://login.microsoftonline.com/common/oauth2/v2.0/token")
-                && text.contains("SMTP.Send offline_access"),
-            "{text}"
-        );
-        // A refresh token file that does not exist, and no token: named.
-        let s = oauth_env(&[
-            ("SMTP_OAUTH2_PROVIDER", "google"),
-            ("SMTP_CLIENT_ID", "app"),
-            (
-                "SMTP_OAUTH2_REFRESH_TOKEN_FILE",
-                dir.path().join("missing").to_str().unwrap(),
-            ),
-        ]);
-        let text = described(&s).unwrap_err().to_string();
-        assert!(
-            text.contains("SMTP_OAUTH2_PROVIDER=google") && text.contains("missing"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn oauth2_static_token_wins_and_notes_say_what_is_ignored() {
-        let s = oauth_env(&[
-            ("SMTP_OAUTH2_ACCESS_TOKEN", "eyJ0eXAi.canary"),
-            ("SMTP_CLIENT_ID", "app"),
-            ("SMTP_PASSWORD", "canary-pw"),
-        ]);
-        assert!(described(&s)
-            .unwrap()
-            .starts_with("static access token (no refresh) | "));
-        let notes = s.notes().join("\n");
-        assert!(
-            notes.contains("SMTP_OAUTH2_ACCESS_TOKEN is set, so that static token is used")
-                && notes.contains("SMTP_CLIENT_ID is ignored")
-                && notes.contains("SMTP_PASSWORD is not used with SMTP_AUTH_TYPE=oauth2"),
-            "{notes}"
-        );
-        let t = builder(&s).unwrap().build().unwrap();
-        assert!(!format!("{t:?} {s:?} {notes}").contains("canary"));
-
-        // Basic auth with OAuth2 settings: they are unused.
-        let s = env(&[
-            ("SMTP_SERVER", "h.example"),
-            ("SMTP_CLIENT_ID", "app"),
-            ("MICROSOFT_OAUTH2_TENANT_ID", "contoso"),
-        ]);
-        let notes = s.notes().join("\n");
-        assert!(
-            notes.contains("SMTP_CLIENT_ID, MICROSOFT_OAUTH2_TENANT_ID are set but not used")
-                && notes.contains("SMTP_AUTH_TYPE=oauth2"),
-            "{notes}"
-        );
-        assert!(token_cache(&s).unwrap().is_none());
-    }
-
-    #[test]
-    fn oauth2_dsn_and_seed_map_keys() {
-        let s = Settings::from_dsn(
-            "smtp://mailer%40contoso.com@smtp.office365.com:587?auth=oauth2&tenant=contoso\
-             &client_id=app-1&client_secret=canary%2Fs3c+r%3Dt&provider=microsoft\
-             &scope=https%3A%2F%2Foutlook.office365.com%2F.default",
-        )
-        .unwrap();
-        assert_eq!(s.str("username"), Some("mailer@contoso.com"));
-        assert_eq!(s.str("client_secret"), Some("canary/s3c+r=t"));
-        assert!(s.get("client_secret").unwrap().value.is_secret());
-        let text = described(&s).unwrap();
-        assert!(
-            text.contains("/contoso/oauth2/v2.0/token") && text.contains("client `app-1`"),
-            "{text}"
-        );
-        let t = crate::from_dsn(
-            "smtp://mailer%40contoso.com@127.0.0.1:587?auth=oauth2&tenant=contoso&client_id=a\
-             &client_secret=canary-x&authority=http://127.0.0.1:9&mechanism=oauthbearer",
-        )
-        .unwrap();
-        assert_eq!(
-            t.describe(),
-            "smtp://127.0.0.1:587 (starttls, as mailer@contoso.com)"
-        );
-        assert!(!format!("{t:?}").contains("canary"));
-        let err = crate::from_dsn("smtp://u@h.example?auth=oauth2&client_id=a&tenant=t")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("MAILER_DSN query `auth=oauth2`")
-                && err.contains("needs MAILER_DSN query `client_secret`"),
-            "{err}"
-        );
-        for dsn in [
-            "smtp://u@h.example?auth=oauth2&provider=generic&token_url=http://127.0.0.1:1/token\
-             &client_id=a&refresh_token=r&refresh_token_file=/tmp/none",
-            "smtp://u@h.example?auth=oauth2&oauth_access_token=tok",
-            "smtp://u@h.example?auth=oauth2&access_token=tok&scope=s",
-        ] {
-            Settings::from_dsn(dsn).unwrap().build().unwrap();
-        }
-
-        // The seeds' map keys.
-        let t = crate::create_transport(
-            "smtp",
-            [
-                ("server", "smtp.office365.com"),
-                ("port", "587"),
-                ("username", "mailer@contoso.com"),
-                ("use_tls", "true"),
-                ("opportunistic_tls", "true"),
-                ("auth_type", "oauth2"),
-                ("oauth2_provider", "microsoft"),
-                ("client_id", "app-1"),
-                ("client_secret", "canary-map"),
-                ("tenant_id", "contoso"),
-                ("default_from", "mailer@contoso.com"),
-            ],
-        )
-        .unwrap();
-        assert!(!format!("{t:?}").contains("canary"));
-        let err = crate::create_transport(
-            "smtp",
-            [
-                ("server", "smtp.office365.com"),
-                ("username", "mailer@contoso.com"),
-                ("auth_type", "oauth2"),
-                ("client_id", "app-1"),
-                ("tenant_id", "contoso"),
-            ],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains(
-                "setting `auth_type=oauth2` with setting `oauth2_provider=microsoft` \
-                 (the default) needs setting `client_secret`"
-            ),
-            "{err}"
-        );
-        let err =
-            crate::create_transport("smtp", [("server", "h.example"), ("mechanism", "cram-md5")])
-                .unwrap_err()
-                .to_string();
-        assert!(
-            err.contains("setting `mechanism`") && err.contains("XOAUTH2"),
-            "{err}"
-        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::api_key::{ApiAccount, ApiKeyBuilder, KeySpec};
 use super::{Provider, ProviderError, Request, Response};
 use crate::message::PreparedMessage;
-use crate::{Error, ErrorKind, Mailbox, Receipt, Transport};
+use crate::{Error, ErrorKind, Mailbox, Message, Receipt, Transport};
 
 /// SendGrid accepts at most this many recipients per request: `to`, `cc` and `bcc` together.
 pub const MAX_SENDGRID_RECIPIENTS: usize = 1000;
@@ -54,14 +54,16 @@ const PROVIDER: Provider = Provider {
 /// Sends through the [SendGrid](https://sendgrid.com) v3 Mail Send API.
 ///
 /// One personalization holds every recipient (`to`, `cc`, `bcc`; an address given twice is
-/// sent once, as SendGrid requires); `from` and `reply_to` (or `reply_to_list` for several)
-/// with display names; `subject`; `content` with `text/plain` before `text/html` (the text is
+/// sent once, as SendGrid requires); `from` and `reply_to` (or `reply_to_list` for several,
+/// each address once, as SendGrid requires) with display names; `subject`; `content` with `text/plain` before `text/html` (the text is
 /// derived from the HTML when only HTML is given); `attachments` with `disposition`
 /// `attachment` or `inline` + `content_id`; `headers`; the message's
 /// [tags](crate::Message::tags) as `categories`; its [metadata](crate::Message::metadata) as `custom_args`.
 ///
 /// A message SendGrid would refuse for its limits is refused before sending, with the limit in
-/// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, ...
+/// the error: more than [`MAX_SENDGRID_RECIPIENTS`] recipients, more than 10 categories, an
+/// address with a non-ASCII local part (the API takes ASCII addresses only; domains are sent
+/// in punycode), ...
 ///
 /// ```
 /// use outbound::sendgrid::SendGridTransport;
@@ -163,6 +165,52 @@ fn address(m: &Mailbox) -> Address {
     Address { email, name }
 }
 
+/// Refuses an address with no ASCII form, in any field: SendGrid's API takes ASCII addresses
+/// only. A domain has one (punycode, which [`address`] sends); a local part does not.
+fn ascii_addresses_only(from: &Mailbox, message: &Message) -> Result<(), Error> {
+    let fields = [
+        ("to", message.to()),
+        ("cc", message.cc()),
+        ("bcc", message.bcc()),
+        ("reply_to", message.reply_to()),
+    ];
+    let all = std::iter::once(("from", from)).chain(
+        fields
+            .into_iter()
+            .flat_map(|(field, list)| list.iter().map(move |m| (field, m))),
+    );
+    for (field, m) in all {
+        if !m.ascii_email().is_ascii() {
+            return Err(invalid(format!(
+                "the `{field}` address {} has a non-ASCII local part (before the @), and \
+                 SendGrid accepts ASCII addresses only (an internationalized domain is sent in \
+                 punycode; a local part cannot be): use an ASCII address, or an SMTP server \
+                 that offers SMTPUTF8",
+                m.email()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The addresses of `list` not yet in `seen` (compared case-insensitively, the domain in
+/// punycode), each once: the first spelling and name are kept.
+fn once_each(list: &[Mailbox], seen: &mut Vec<String>, what: &str) -> Vec<Address> {
+    list.iter()
+        .filter(|m| {
+            let key = m.ascii_email().to_ascii_lowercase();
+            if seen.contains(&key) {
+                tracing::debug!(address = %key, "{what} given twice; SendGrid gets it once");
+                false
+            } else {
+                seen.push(key);
+                true
+            }
+        })
+        .map(address)
+        .collect()
+}
+
 fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidMessage, message)
 }
@@ -194,6 +242,7 @@ impl SendGridTransport {
             ));
         }
         let from = prepared.sender();
+        ascii_addresses_only(from, message)?;
         let total = message.recipients().count();
         if total > MAX_SENDGRID_RECIPIENTS {
             return Err(invalid(format!(
@@ -214,25 +263,10 @@ impl SendGridTransport {
         }
         // An address may appear once per personalization across to, cc and bcc.
         let mut seen: Vec<String> = Vec::new();
-        let mut unique = |list: &[Mailbox]| -> Vec<Address> {
-            list.iter()
-                .filter(|m| {
-                    let key = m.ascii_email().to_ascii_lowercase();
-                    if seen.contains(&key) {
-                        tracing::debug!(address = %key, "recipient given twice; SendGrid gets it once");
-                        false
-                    } else {
-                        seen.push(key);
-                        true
-                    }
-                })
-                .map(address)
-                .collect()
-        };
         let personalization = Personalization {
-            to: unique(message.to()),
-            cc: unique(message.cc()),
-            bcc: unique(message.bcc()),
+            to: once_each(message.to(), &mut seen, "recipient"),
+            cc: once_each(message.cc(), &mut seen, "recipient"),
+            bcc: once_each(message.bcc(), &mut seen, "recipient"),
         };
 
         let mut content = Vec::new();
@@ -318,10 +352,12 @@ impl SendGridTransport {
             })
             .collect();
 
-        let (reply_to, reply_to_list) = match message.reply_to() {
-            [] => (None, Vec::new()),
-            [one] => (Some(address(one)), Vec::new()),
-            many => (None, many.iter().map(address).collect()),
+        // And once in reply_to_list: SendGrid refuses the request otherwise ("Each email
+        // address in the reply_to_list should be unique").
+        let mut reply_to_list = once_each(message.reply_to(), &mut Vec::new(), "reply-to");
+        let reply_to = match reply_to_list.len() {
+            1 => reply_to_list.pop(),
+            _ => None,
         };
 
         Ok(MailSend {

@@ -11,8 +11,10 @@
 //!   while the connection lives, so a process that dies (even `kill -9`) loses its slots
 //!   within the lease time. Waiters queue in ticket order, and a holder gives its slot back
 //!   after its current message when others wait, so no process starves.
-//! - [`SharedRate`]: a cluster-wide GCRA, one atomic Lua script per decision, on Redis's clock
-//!   (so the machines' clocks need not agree).
+//! - [`SharedRate`]: the one seam every rate limit decides through (`rate.rs`). Its default is
+//!   [`LocalRate`], the one GCRA (`gcra.rs`), in this process; in Redis it is the same GCRA as
+//!   one atomic Lua script per decision, on Redis's clock (so the machines' clocks need not
+//!   agree).
 //!
 //! When Redis is unreachable or slow, [`FailPolicy`] decides: `local` (the default) falls back
 //! to per-process limits with a loud warning, `wait` waits a bounded time for Redis and then
@@ -33,8 +35,9 @@
 //!
 //! Every key expires on its own when unused.
 
+mod gcra;
 mod lease;
-mod local;
+mod rate;
 #[cfg(feature = "shared-limits")]
 mod redis;
 mod slots;
@@ -45,8 +48,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use gcra::LocalRate;
 pub use lease::ConnectionLease;
-pub use local::LocalRate;
+pub use rate::{Rate, SharedRate};
 #[cfg(feature = "shared-limits")]
 pub use redis::SharedLimits;
 pub use slots::LocalSlots;
@@ -130,16 +134,6 @@ pub trait ConnectionSlots: Send + Sync + fmt::Debug {
     async fn acquire(&self) -> Result<ConnectionLease, Error>;
 
     /// E.g. `3 connections shared through redis://127.0.0.1:6379/`.
-    fn describe(&self) -> String;
-}
-
-/// A rate shared beyond this process.
-#[async_trait]
-pub trait SharedRate: Send + Sync + fmt::Debug {
-    /// Waits until one more message may go.
-    async fn admit(&self) -> Result<(), Error>;
-
-    /// E.g. `redis://127.0.0.1:6379/`.
     fn describe(&self) -> String;
 }
 

@@ -14,10 +14,9 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::{
-    ConnectionLease, ConnectionSlots, FailPolicy, LimitsUrl, LocalRate, SharedRate, KEY_PREFIX,
-    MAX_SLOT_WAIT,
+    ConnectionLease, ConnectionSlots, FailPolicy, LimitsUrl, LocalRate, Rate, SharedRate,
+    KEY_PREFIX, MAX_SLOT_WAIT,
 };
-use crate::layer::Rate;
 use crate::{Error, ErrorKind};
 
 /// How long one Redis call may take before Redis counts as slow (and the fallback applies).
@@ -181,7 +180,6 @@ impl SharedLimits {
         Arc::new(RedisRate {
             limits: self.clone(),
             key: format!("{KEY_PREFIX}:rate:{{{account_id}}}"),
-            rate,
             local: LocalRate::new(rate),
         })
     }
@@ -492,19 +490,19 @@ impl Drop for QueueGuard {
 struct RedisRate {
     limits: SharedLimits,
     key: String,
-    rate: Rate,
+    /// The fallback (`MAIL_LIMITS_FAIL=local`), at the same rate.
     local: LocalRate,
 }
 
 #[async_trait]
 impl SharedRate for RedisRate {
     async fn admit(&self) -> Result<(), Error> {
-        let interval = self.rate.interval();
-        let tolerance = interval * (self.rate.burst_size() - 1);
+        // The same interval and tolerance as the in-process GCRA it falls back to.
+        let rate = self.local.rate();
         let mut inv = self.limits.inner.gcra.prepare_invoke();
         inv.key(&self.key)
-            .arg(interval.as_micros() as u64)
-            .arg(tolerance.as_micros() as u64);
+            .arg(rate.interval().as_micros() as u64)
+            .arg(rate.tolerance().as_micros() as u64);
         match self.limits.decide::<i64>(&inv).await? {
             Some(wait_us) => {
                 let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));

@@ -284,22 +284,23 @@ impl MessageBuilder {
         self.from = Some(mailbox.into());
         self
     }
-    /// Adds a `To` recipient (call again for more).
+    /// Adds `To` recipients: one mailbox or an RFC 5322 list
+    /// (`Ada <ada@example.com>, bob@example.com`); call again for more.
     pub fn to(mut self, mailbox: impl Into<String>) -> Self {
         self.to.push(mailbox.into());
         self
     }
-    /// Adds a `Cc` recipient.
+    /// Adds `Cc` recipients: one mailbox or an RFC 5322 list.
     pub fn cc(mut self, mailbox: impl Into<String>) -> Self {
         self.cc.push(mailbox.into());
         self
     }
-    /// Adds a `Bcc` recipient.
+    /// Adds `Bcc` recipients: one mailbox or an RFC 5322 list.
     pub fn bcc(mut self, mailbox: impl Into<String>) -> Self {
         self.bcc.push(mailbox.into());
         self
     }
-    /// Adds a `Reply-To` address.
+    /// Adds `Reply-To` addresses: one mailbox or an RFC 5322 list.
     pub fn reply_to(mut self, mailbox: impl Into<String>) -> Self {
         self.reply_to.push(mailbox.into());
         self

@@ -98,8 +98,11 @@ impl RenderedMessage {
     }
 
     /// Builds from `written` (mail-builder's output), in which each `markers[i]` stands for
-    /// the base64 lines of `contents[i]`. Markers not found are an error (the rendering would
-    /// be wrong), reported as `None`.
+    /// the base64 lines of `contents[i]`. The markers may appear in any order: parts are
+    /// written in the MIME tree's order (inline parts inside `multipart/related`, before the
+    /// attachments in `multipart/mixed`), not in the order they were attached. A marker not
+    /// found, or markers that overlap, are an error (the rendering would be wrong), reported
+    /// as `None`.
     pub(crate) fn with_base64_parts(
         written: Vec<u8>,
         markers: &[Vec<u8>],
@@ -109,15 +112,26 @@ impl RenderedMessage {
             // Nothing to splice in: the rendered bytes are the message, moved, not copied.
             return Some(Self::from_bytes(written));
         }
-        let mut segments = Vec::with_capacity(markers.len() * 2 + 1);
-        let mut rest = &written[..];
-        for (marker, content) in markers.iter().zip(contents) {
-            let at = find(rest, marker)?;
-            segments.push(Segment::Bytes(rest[..at].to_vec()));
-            segments.push(Segment::Base64(content));
-            rest = &rest[at + marker.len()..];
+        if contents.len() != markers.len() {
+            return None;
         }
-        segments.push(Segment::Bytes(rest.to_vec()));
+        // Where each marker was written, in the order written.
+        let mut places = markers
+            .iter()
+            .enumerate()
+            .map(|(i, marker)| Some((find(&written, marker)?, i)))
+            .collect::<Option<Vec<(usize, usize)>>>()?;
+        places.sort_unstable();
+        let mut contents: Vec<Option<Arc<[u8]>>> = contents.into_iter().map(Some).collect();
+        let mut segments = Vec::with_capacity(markers.len() * 2 + 1);
+        let mut from = 0;
+        for (at, i) in places {
+            let bytes = written.get(from..at)?;
+            segments.push(Segment::Bytes(bytes.to_vec()));
+            segments.push(Segment::Base64(contents.get_mut(i)?.take()?));
+            from = at + markers.get(i)?.len();
+        }
+        segments.push(Segment::Bytes(written.get(from..)?.to_vec()));
         segments.retain(|s| !matches!(s, Segment::Bytes(b) if b.is_empty()));
         let len = segments.iter().map(Segment::len).sum();
         Some(RenderedMessage { segments, len })
@@ -244,6 +258,24 @@ mod tests {
                 assert!(line.len() <= 77 && line.ends_with(b"\r"), "n = {n}");
             }
         }
+    }
+
+    /// Parts are written in the MIME tree's order (inline parts inside `multipart/related`,
+    /// before the attachments), not in the order they were attached: each marker is found
+    /// wherever it was written.
+    #[test]
+    fn markers_are_placed_where_they_were_written_in_any_order() {
+        let made = RenderedMessage::with_base64_parts(
+            b"head\0m1\0middle\0m0\0tail".to_vec(),
+            &[b"\0m0\0".to_vec(), b"\0m1\0".to_vec()],
+            vec![Arc::from(&b"first"[..]), Arc::from(&b"second"[..])],
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(made.to_vec()).unwrap(),
+            "headc2Vjb25k\r\nmiddleZmlyc3Q=\r\ntail"
+        );
+        assert_eq!(made.len(), made.to_vec().len());
     }
 
     #[test]

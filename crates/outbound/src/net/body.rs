@@ -2,8 +2,9 @@
 //!
 //! Before that moment the server cannot have the whole request, so a failure is safe to retry
 //! whatever the request does; after it, the server may have acted on it, and only a request
-//! that may be repeated ([`Request::idempotent`](super::Request)) is still safe to retry. See
-//! [`classify`](super::classify).
+//! that may be repeated (an idempotent request: one that sends nothing, carries an idempotency
+//! key or delivers no message) is still safe to retry. `classify.rs` says what each failure
+//! means; this file only records the moment (it uses nothing else of `net`).
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -20,7 +20,7 @@ use std::fmt;
 
 use reqwest::Method;
 
-use super::client::HttpOptions;
+use super::options::HttpOptions;
 use super::url::redact_url;
 use crate::{Error, ErrorKind};
 

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::body::{SentFlag, TrackedBody};
 use super::classify::{transport_error, Attempt};
+use super::options::HttpOptions;
 use crate::Error;
 
 /// The `User-Agent` of every HTTP request: `outbound/<version>`.
@@ -25,55 +26,6 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
 /// How long an idle connection is kept for reuse.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Timeouts of an HTTP transport.
-///
-/// ```
-/// use std::time::Duration;
-/// use outbound::resend::HttpOptions;
-/// let o = HttpOptions::default().with_timeout(Duration::from_secs(10));
-/// assert_eq!(o.timeout(), Duration::from_secs(10));
-/// assert_eq!(o.connect_timeout(), Duration::from_secs(10));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpOptions {
-    connect_timeout: Duration,
-    timeout: Duration,
-}
-
-impl Default for HttpOptions {
-    /// Connect within 10 s; the whole request (connect, send, answer) within 30 s.
-    fn default() -> Self {
-        HttpOptions {
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(30),
-        }
-    }
-}
-
-impl HttpOptions {
-    /// Time allowed to open the connection (TCP and TLS).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Time allowed for a whole request, from connecting to reading the answer.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The connect timeout.
-    pub fn connect_timeout(&self) -> Duration {
-        self.connect_timeout
-    }
-
-    /// The total timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-}
 
 /// How a [`Client`] treats connections, beyond its timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +171,8 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config())
             .user_agent(USER_AGENT)
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.timeout)
+            .connect_timeout(options.connect_timeout())
+            .timeout(options.timeout())
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true);
         builder = if setup.keep_idle {

@@ -9,6 +9,7 @@
 //!   the HTTPS client configuration.
 //! - [`url`]: which endpoint URLs may carry secrets (`https`, or `http` to loopback only), base
 //!   URLs and joining paths onto them, and URLs as they may be shown.
+//! - [`options`]: the timeouts of an HTTP transport ([`HttpOptions`]).
 //! - [`client`]: the one reqwest client setup (timeouts, `User-Agent`, HTTP/2 by ALPN, rustls
 //!   with our roots, no redirects), the request and answer types, and `send`.
 //! - [`body`]: the request body that records when the connection took it.
@@ -32,6 +33,8 @@ mod body;
 mod classify;
 #[cfg(feature = "http-client")]
 mod client;
+#[cfg(feature = "http-client")]
+mod options;
 mod redact;
 #[cfg(feature = "http-client")]
 mod retry_after;
@@ -45,9 +48,9 @@ pub(crate) use self::url::{endpoint, is_loopback, parse_base_url, parse_endpoint
 #[cfg(feature = "http-client")]
 pub(crate) use classify::kind_for_status;
 #[cfg(feature = "http-client")]
-pub use client::HttpOptions;
-#[cfg(feature = "http-client")]
 pub(crate) use client::{Client, Request, Response, Setup, MAX_RESPONSE_BYTES};
+#[cfg(feature = "http-client")]
+pub use options::HttpOptions;
 pub(crate) use redact::Redactor;
 #[cfg(feature = "http-client")]
 pub(crate) use retry_after::wait_from_headers;

@@ -10,7 +10,6 @@ pub mod layer;
 mod receipt;
 
 use std::fmt;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -91,38 +90,3 @@ pub trait Transport: Send + Sync + fmt::Debug {
         self.kind().to_string()
     }
 }
-
-macro_rules! forward_transport {
-    ($ptr:ident) => {
-        #[async_trait]
-        impl<T: Transport + ?Sized> Transport for $ptr<T> {
-            async fn send(&self, message: &Message) -> Result<Receipt, Error> {
-                (**self).send(message).await
-            }
-            async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
-                (**self).send_prepared(message).await
-            }
-            fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-                (**self).prepare(message)
-            }
-            async fn verify(&self) -> Result<(), Error> {
-                (**self).verify().await
-            }
-            async fn close(&self) {
-                (**self).close().await
-            }
-            fn size_limit(&self) -> Option<u64> {
-                (**self).size_limit()
-            }
-            fn kind(&self) -> &'static str {
-                (**self).kind()
-            }
-            fn describe(&self) -> String {
-                (**self).describe()
-            }
-        }
-    };
-}
-
-forward_transport!(Arc);
-forward_transport!(Box);

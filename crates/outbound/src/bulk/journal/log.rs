@@ -1,8 +1,8 @@
-//! The journal's log: each commit of a run is one row of the `log` table, holding every
-//! request of its group (in-flight marks, outcomes, the line count) in a compact binary
-//! encoding. The `lines` table is brought up to date from the log when a journal is
-//! reopened ([`fold`]), and read through it, without changing the file, by `--status`
-//! ([`overlay`]).
+//! The journal's format: its tables, and its log. Each commit of a run is one row of the
+//! `log` table, holding every write of its group (in-flight marks, outcomes, the line count)
+//! in a compact binary encoding. The `lines` table is brought up to date from the log when a
+//! journal is reopened, and read through it, without changing the file, by `--status` (both
+//! in `fold.rs`).
 //!
 //! Why: writing each line's row as the run went cost two SQLite statements per line (an
 //! upsert at its mark, an update at its outcome), each rewriting the table's last pages in
@@ -16,10 +16,15 @@
 //! 0 (absent) or 1 then the field. A log that does not decode is reported as damaged, never
 //! guessed at.
 
-use rusqlite::{params, Connection};
-
-use super::{LineState, Mark, Outcome, Write};
+use super::line::{LineState, Mark, Outcome};
 use crate::bulk::input::LineHash;
+
+/// The journal format this code writes. Format 2 added the log; format 1 journals (rows
+/// written as the run went, or filled up front) are read as they are and upgraded on open.
+pub(super) const SCHEMA_VERSION: &str = "2";
+
+/// The format before the log, which this code still opens.
+pub(super) const SCHEMA_WITHOUT_LOG: &str = "1";
 
 const MARK: u8 = 1;
 const OUTCOME: u8 = 2;
@@ -47,31 +52,27 @@ pub(super) fn lines_ddl(temp: &str) -> String {
 pub(super) const LOG_DDL: &str =
     "CREATE TABLE IF NOT EXISTS log (seq INTEGER PRIMARY KEY, at INTEGER NOT NULL, body BLOB NOT NULL);";
 
-/// A log row that does not decode: the file was damaged, or written by something else.
+/// What the journal's writer commits (the records of its queue).
 #[derive(Debug)]
-pub(super) struct Damaged {
-    pub(super) seq: i64,
+pub(super) enum Write {
+    /// Lines marked in flight; the task that marks them waits for the commit.
+    InFlight { lines: Vec<Mark> },
+    /// A line's outcome (not waited for).
+    Outcome {
+        line: u64,
+        /// For a line that may have no row yet (malformed, blank): its hash, for the row.
+        hash: Option<LineHash>,
+        outcome: Outcome,
+    },
+    /// The run read the whole input: its line count.
+    Lines(u64),
 }
 
-/// What folding the log failed on.
-#[derive(Debug)]
-pub(super) enum FoldError {
-    Sqlite(rusqlite::Error),
-    Damaged(Damaged),
-}
-
-impl From<rusqlite::Error> for FoldError {
-    fn from(e: rusqlite::Error) -> FoldError {
-        FoldError::Sqlite(e)
-    }
-}
-
-/// Appends the requests of one group to `buf` (marks and outcomes; flushes and wake-ups
-/// carry nothing).
+/// Appends the writes of one group to `buf`.
 pub(super) fn encode(group: &[Write], buf: &mut Vec<u8>) {
     for w in group {
         match w {
-            Write::InFlight { lines, .. } => {
+            Write::InFlight { lines } => {
                 for Mark {
                     line,
                     hash,
@@ -109,69 +110,13 @@ pub(super) fn encode(group: &[Write], buf: &mut Vec<u8>) {
                 buf.push(LINES);
                 varint(buf, *n);
             }
-            Write::Flush { .. } | Write::Wake => {}
         }
     }
-}
-
-/// Writes the log's rows into the `lines` and `meta` tables of the file and empties the log,
-/// in one transaction (a crash in the middle changes nothing). Returns how many rows it
-/// folded.
-pub(super) fn fold(conn: &mut Connection) -> Result<u64, FoldError> {
-    let tx = conn.transaction()?;
-    let folded = apply_log(&tx)?;
-    tx.execute("DELETE FROM log", [])?;
-    tx.commit()?;
-    Ok(folded)
-}
-
-/// Makes private (TEMP) copies of `lines` and `meta` with the log applied, which shadow the
-/// file's tables for the rest of this connection's life: a read-only view of the journal as
-/// it would be after [`fold`], while a run may still be writing it.
-pub(super) fn overlay(conn: &Connection) -> Result<(), FoldError> {
-    conn.execute_batch(&format!(
-        "{}
-         CREATE TEMP TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-         INSERT INTO temp.lines SELECT * FROM main.lines;
-         INSERT INTO temp.meta SELECT * FROM main.meta;",
-        lines_ddl("TEMP")
-    ))?;
-    let has_log: bool = conn.query_row(
-        "SELECT count(*) > 0 FROM main.sqlite_master WHERE type = 'table' AND name = 'log'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_log {
-        apply_log(conn)?;
-    }
-    Ok(())
-}
-
-/// Applies every log row, in order, to the (unqualified) `lines` and `meta` tables.
-fn apply_log(conn: &Connection) -> Result<u64, FoldError> {
-    let mut rows = conn.prepare("SELECT seq, at, body FROM main.log ORDER BY seq")?;
-    let mut rows = rows.query([])?;
-    let mut statements = Statements::new(conn)?;
-    let mut folded = 0;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let at: i64 = row.get(1)?;
-        let body = row
-            .get_ref(2)?
-            .as_blob()
-            .map_err(|_| FoldError::Damaged(Damaged { seq }))?;
-        let entries = decode(body).ok_or(FoldError::Damaged(Damaged { seq }))?;
-        for entry in entries {
-            statements.apply(&entry, at)?;
-        }
-        folded += 1;
-    }
-    Ok(folded)
 }
 
 /// One decoded entry, borrowing from the row's blob.
 #[derive(Debug, PartialEq)]
-enum Entry<'a> {
+pub(super) enum Entry<'a> {
     Mark {
         line: u64,
         hash: &'a [u8],
@@ -189,7 +134,8 @@ enum Entry<'a> {
     Lines(u64),
 }
 
-fn decode(body: &[u8]) -> Option<Vec<Entry<'_>>> {
+/// The entries of one log row's body; `None` if it does not decode (damaged).
+pub(super) fn decode(body: &[u8]) -> Option<Vec<Entry<'_>>> {
     let mut r = Reader { rest: body };
     let mut entries = Vec::new();
     while let Some(tag) = r.byte() {
@@ -213,93 +159,6 @@ fn decode(body: &[u8]) -> Option<Vec<Entry<'_>>> {
         });
     }
     Some(entries)
-}
-
-/// The statements a fold runs, prepared once.
-struct Statements<'c> {
-    mark: rusqlite::Statement<'c>,
-    outcome: rusqlite::Statement<'c>,
-    first_outcome: rusqlite::Statement<'c>,
-    lines: rusqlite::Statement<'c>,
-}
-
-impl<'c> Statements<'c> {
-    fn new(conn: &'c Connection) -> rusqlite::Result<Statements<'c>> {
-        Ok(Statements {
-            // The row is made at the line's first mark (or first outcome, for a line never
-            // sent); each mark counts a send.
-            mark: conn.prepare(
-                "INSERT INTO lines (line, hash, state, message_id, sends, updated) \
-                 VALUES (?1, ?2, 'in_flight', ?3, 1, ?4) \
-                 ON CONFLICT (line) DO UPDATE SET state = 'in_flight', \
-                 message_id = excluded.message_id, kind = NULL, code = NULL, detail = NULL, \
-                 sends = sends + 1, updated = excluded.updated",
-            )?,
-            outcome: conn.prepare(
-                "UPDATE lines SET state = ?2, kind = ?3, code = ?4, detail = ?5, \
-                 provider_id = coalesce(?6, provider_id), updated = ?7 WHERE line = ?1",
-            )?,
-            first_outcome: conn.prepare(
-                "INSERT INTO lines (line, hash, state, kind, code, detail, provider_id, updated) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-                 ON CONFLICT (line) DO UPDATE SET state = excluded.state, kind = excluded.kind, \
-                 code = excluded.code, detail = excluded.detail, \
-                 provider_id = coalesce(excluded.provider_id, provider_id), \
-                 updated = excluded.updated",
-            )?,
-            lines: conn.prepare(
-                "INSERT INTO meta (key, value) VALUES ('lines', ?1) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            )?,
-        })
-    }
-
-    fn apply(&mut self, entry: &Entry<'_>, at: i64) -> rusqlite::Result<()> {
-        match *entry {
-            Entry::Mark {
-                line,
-                hash,
-                message_id,
-            } => self.mark.execute(params![line, hash, message_id, at])?,
-            Entry::Outcome {
-                line,
-                hash: Some(hash),
-                state,
-                kind,
-                code,
-                detail,
-                provider_id,
-            } => self.first_outcome.execute(params![
-                line,
-                hash,
-                state.as_str(),
-                kind,
-                code,
-                detail,
-                provider_id,
-                at
-            ])?,
-            Entry::Outcome {
-                line,
-                hash: None,
-                state,
-                kind,
-                code,
-                detail,
-                provider_id,
-            } => self.outcome.execute(params![
-                line,
-                state.as_str(),
-                kind,
-                code,
-                detail,
-                provider_id,
-                at
-            ])?,
-            Entry::Lines(n) => self.lines.execute([n.to_string()])?,
-        };
-        Ok(())
-    }
 }
 
 /// An outcome's columns: state, kind, code, detail, provider id.
@@ -438,43 +297,6 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// How many lines are in flight in the journal at `path`, counted in memory from its rows
-/// and its log (cheap enough to ask before every send of a test run).
-#[cfg(test)]
-pub(crate) fn lines_in_flight(path: &std::path::Path) -> u64 {
-    use std::collections::HashMap;
-    let Ok(conn) = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return 0;
-    };
-    let mut states: HashMap<u64, bool> = HashMap::new();
-    let read = || -> rusqlite::Result<Vec<(u64, String)>> {
-        let mut stmt = conn.prepare("SELECT line, state FROM lines")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        rows.collect()
-    };
-    for (line, state) in read().unwrap_or_default() {
-        states.insert(line, state == "in_flight");
-    }
-    let bodies = || -> rusqlite::Result<Vec<Vec<u8>>> {
-        let mut stmt = conn.prepare("SELECT body FROM log ORDER BY seq")?;
-        let rows = stmt.query_map([], |r| r.get(0))?;
-        rows.collect()
-    };
-    for body in bodies().unwrap_or_default() {
-        for entry in decode(&body).unwrap_or_default() {
-            match entry {
-                Entry::Mark { line, .. } => states.insert(line, true),
-                Entry::Outcome { line, state, .. } => {
-                    states.insert(line, state == LineState::InFlight)
-                }
-                Entry::Lines(_) => None,
-            };
-        }
-    }
-    states.values().filter(|in_flight| **in_flight).count() as u64
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -482,7 +304,6 @@ mod tests {
 
     #[test]
     fn every_request_decodes_as_it_was_encoded() {
-        let (ack, _) = tokio::sync::oneshot::channel();
         let group = vec![
             Write::InFlight {
                 lines: vec![Mark {
@@ -490,7 +311,6 @@ mod tests {
                     hash: [7; 16],
                     message_id: "<bulk.1.300@example.com>".into(),
                 }],
-                ack,
             },
             Write::Outcome {
                 line: 300,
@@ -508,7 +328,6 @@ mod tests {
                     provider_id: Some("Q1".into()),
                 },
             },
-            Write::Wake,
             Write::Lines(1 << 40),
         ];
         let mut buf = Vec::new();
@@ -550,7 +369,6 @@ mod tests {
     /// A log cut short or with a byte changed is refused, never half read.
     #[test]
     fn a_damaged_body_does_not_decode() {
-        let (ack, _) = tokio::sync::oneshot::channel();
         let mut buf = Vec::new();
         encode(
             &[Write::InFlight {
@@ -559,7 +377,6 @@ mod tests {
                     hash: [0; 16],
                     message_id: "<1@x>".into(),
                 }],
-                ack,
             }],
             &mut buf,
         );

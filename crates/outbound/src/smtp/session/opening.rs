@@ -19,12 +19,27 @@ use crate::smtp::tls::{self, TlsMode};
 use crate::smtp::wire::{Command, Counters};
 use crate::{Error, ErrorKind};
 
+mod tls_probe;
+
 /// Ports whose servers speak implicit TLS (submissions, RFC 8314).
 const IMPLICIT_TLS_PORTS: &[u16] = &[465];
 
 /// How long silence at the greeting is waited for on such a port before it counts as the
 /// port speaking TLS (servers greet within milliseconds; Postfix's 465 stalls about 40 ms).
 const IMPLICIT_TLS_SILENCE: Duration = Duration::from_secs(5);
+
+/// How long a plain-text greeting may be silent, on any port, before a second connection asks
+/// the port whether it speaks TLS (servers greet within milliseconds; a slow one is still
+/// waited for, the probe proves only TLS).
+const GREETING_SILENCE: Duration = Duration::from_secs(1);
+
+/// How long a probe's connection may take to be answered (a TLS server answers a ClientHello
+/// at once; a plain-text server greets at once).
+const PROBE_WAIT: Duration = Duration::from_secs(3);
+
+/// The shortest greeting limit worth a probe (the default is 30 s): a shorter one is waited
+/// out, which costs little and opens no second connection to a server that merely stalls.
+const PROBE_MIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A connection on its way to ready: connected, then greeted, told EHLO, maybe upgraded to TLS.
 /// Any failure drops it; [`login`](Self::login) turns it into a [`Session`].
@@ -149,8 +164,10 @@ impl Opening {
     /// The greeting of a plain-text connection, telling a port that speaks implicit TLS apart
     /// from a slow server. Such a port says nothing (it waits for a TLS ClientHello) or answers
     /// in TLS; waiting out the whole timeout and reporting a retryable timeout would make a job
-    /// queue retry a configuration mistake forever. So on port 465 silence is given
-    /// [`IMPLICIT_TLS_SILENCE`], and either sign is a configuration error with the fix.
+    /// queue retry a configuration mistake forever. So after [`GREETING_SILENCE`] a ClientHello
+    /// on a second connection asks the port (when the limit is at least [`PROBE_MIN_LIMIT`]),
+    /// while this one still waits for its greeting; a TLS answer, TLS bytes here, or (on port
+    /// 465) silence for [`IMPLICIT_TLS_SILENCE`] are a configuration error with the fix.
     async fn plain_greeting(&mut self) -> Result<reply::Reply, Error> {
         let params = self.conn.params.clone();
         let implicit_port = IMPLICIT_TLS_PORTS.contains(&params.port);
@@ -159,30 +176,49 @@ impl Opening {
         } else {
             params.timeouts.greeting
         };
-        let fix = "that port speaks implicit TLS (TLS from the first byte): use implicit TLS \
-                   (an smtps:// DSN, or `use_tls` true with `opportunistic_tls` false), or port \
-                   587 for STARTTLS";
-        match self.conn.read_reply_within(Stage::Greeting, limit).await {
-            Ok((reply, _)) => Ok(reply),
-            Err(_) if self.conn.received_tls_record() => Err(Error::config_for(
-                "tls",
+        let host = params.host.trim_start_matches('[').trim_end_matches(']');
+        let probe = async {
+            tokio::time::sleep(GREETING_SILENCE).await;
+            tls_probe::answers_tls(host, params.port, PROBE_WAIT).await
+        };
+        // `None`: the probe proved TLS before a greeting came.
+        let greeting = {
+            let read = self.conn.read_reply_within(Stage::Greeting, limit);
+            tokio::pin!(read, probe);
+            let mut probed = limit < PROBE_MIN_LIMIT;
+            loop {
+                tokio::select! {
+                    r = &mut read => break Some(r),
+                    tls = &mut probe, if !probed => {
+                        probed = true;
+                        if tls {
+                            break None;
+                        }
+                    }
+                }
+            }
+        };
+        match greeting {
+            Some(Ok((reply, _))) => Ok(reply),
+            None => Err(implicit_tls_port(
+                &params,
                 format!(
-                    "{}:{} answered in TLS where a plain-text 220 greeting belongs: {fix}",
-                    params.host, params.port
+                    "sent no greeting within {} s but answers a TLS ClientHello",
+                    GREETING_SILENCE.as_secs_f64()
                 ),
             )),
-            Err(e) if implicit_port && e.kind() == ErrorKind::Timeout => Err(Error::config_for(
-                "tls",
-                format!(
-                    "{}:{} sent no greeting within {} s ({} mode): {fix}",
-                    params.host,
-                    params.port,
-                    limit.as_secs_f64(),
-                    params.tls_mode
-                ),
-            )
-            .with_source(e)),
-            Err(e) => Err(e),
+            Some(Err(_)) if self.conn.received_tls_record() => Err(implicit_tls_port(
+                &params,
+                "answered in TLS where a plain-text 220 greeting belongs".to_string(),
+            )),
+            Some(Err(e)) if implicit_port && e.kind() == ErrorKind::Timeout => {
+                Err(implicit_tls_port(
+                    &params,
+                    format!("sent no greeting within {} s", limit.as_secs_f64()),
+                )
+                .with_source(e))
+            }
+            Some(Err(e)) => Err(e),
         }
     }
 
@@ -334,6 +370,7 @@ impl Opening {
                 self.caps.tls = true;
                 Ok(())
             }
+            Ok(Err(e)) if implicit && not_tls(&e) => Err(plain_text_port(&params, e).await),
             Ok(Err(e)) => Err(tls::handshake_error(e, &params.host, params.port, implicit)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
@@ -519,6 +556,50 @@ impl Opening {
     pub(crate) async fn quit(self) {
         self.conn.close().await;
     }
+}
+
+/// A configuration error for a port that speaks implicit TLS where plain text was expected;
+/// `what` says what the port did.
+fn implicit_tls_port(params: &ConnectParams, what: String) -> Error {
+    Error::config_for(
+        "tls",
+        format!(
+            "{}:{} {what} ({} mode): the port likely speaks implicit TLS (TLS from the first \
+             byte): select implicit TLS with `tls=implicit`, or use port 587 for STARTTLS",
+            params.host, params.port, params.tls_mode
+        ),
+    )
+}
+
+/// The error for an implicit-TLS handshake that got something other than TLS back: when a
+/// second connection is greeted in plain text, the port likely speaks STARTTLS, and the
+/// error says so, quoting the greeting; otherwise the handshake's own error.
+async fn plain_text_port(params: &ConnectParams, e: std::io::Error) -> Error {
+    let host = params.host.trim_start_matches('[').trim_end_matches(']');
+    let wait = params.timeouts.greeting.min(PROBE_WAIT);
+    let Some(greeting) = tls_probe::plain_text_greeting(host, params.port, wait).await else {
+        return tls::handshake_error(e, &params.host, params.port, true);
+    };
+    Error::new(
+        ErrorKind::Tls,
+        format!(
+            "{}:{} greeted in plain text ({greeting:?}) where the TLS handshake of implicit \
+             TLS belongs: the port likely speaks STARTTLS: select it with `tls=starttls`, \
+             or use port 465 for implicit TLS",
+            params.host, params.port
+        ),
+    )
+    .for_setting("tls")
+    .with_source(e)
+}
+
+/// Whether a handshake failed because what came back was not TLS at all (a plain-text
+/// greeting, say), rather than TLS the client refused.
+fn not_tls(e: &std::io::Error) -> bool {
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidMessage(_) | rustls::Error::InappropriateMessage { .. })
+    )
 }
 
 /// The token OAuth2 credentials will authenticate with, obtained before connecting; `None`

@@ -1,9 +1,8 @@
 //! [`DefaultSender`]: the sender for messages that have none (Dify's default sender).
 
-use async_trait::async_trait;
-
+use super::Layer;
 use crate::message::PreparedMessage;
-use crate::{Error, Mailbox, Message, Receipt, Transport};
+use crate::{Error, Mailbox, Message, Transport};
 
 /// Sends messages that have no `from` as a configured sender. It does so by preparing them:
 /// the Message-ID's domain and the envelope follow the sender, and every layer above asks this
@@ -50,35 +49,16 @@ impl<T> DefaultSender<T> {
     }
 }
 
-#[async_trait]
-impl<T: Transport> Transport for DefaultSender<T> {
-    async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
-        self.inner.send_prepared(message).await
+impl<T: Transport> Layer for DefaultSender<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
     }
 
     /// The message's own `from`, else this layer's sender. (The wrapped transport's own
     /// preparation is not consulted: this layer decides the sender.)
     fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
         Ok(message.prepare(Some(&self.sender))?)
-    }
-
-    async fn verify(&self) -> Result<(), Error> {
-        self.inner.verify().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }

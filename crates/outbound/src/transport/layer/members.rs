@@ -1,4 +1,4 @@
-//! What [`Failover`](super::Failover) and [`RoundRobin`](super::RoundRobin) share: a list of
+//! What every group (`group.rs`: failover, round-robin) does with its members: a list of
 //! transports, each set aside for a cooldown after it failed in a way another transport may
 //! not, and one rule for which failures move on to the next.
 
@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::message::PreparedMessage;
 use crate::{Error, ErrorKind, Message, Receipt, Transport};
 
-/// How long a failed member of [`Failover`](super::Failover) or
-/// [`RoundRobin`](super::RoundRobin) is set aside by default.
+/// How long a failed member of a group (`failover(…)`, `roundrobin(…)`) is set aside by
+/// default.
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The transports, in order, with when each may be used again.

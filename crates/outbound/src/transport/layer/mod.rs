@@ -2,10 +2,13 @@
 //!
 //! Every layer has the same shape, the one tower gives its middleware: a struct built around
 //! the transport it wraps (`Layer::new(inner, …)`), with [`get_ref`](DefaultSender::get_ref)
-//! and [`into_inner`](DefaultSender::into_inner), implementing [`Transport`] by adding its one
-//! behaviour and forwarding the rest. [`TransportExt`] adds the one-line way to stack them.
+//! and [`into_inner`](DefaultSender::into_inner). It implements [`Layer`], the one forwarding
+//! core (`forward.rs`): it names the wrapped transport and writes only the methods it changes;
+//! the rest forward, and one generic impl makes it a [`Transport`]. [`TransportExt`] adds the
+//! one-line way to stack layers.
 //!
-//! Rules every layer keeps:
+//! Rules every layer keeps (the core's defaults keep them; a layer that writes one of these
+//! methods keeps them by hand):
 //! - [`Transport::prepare`] is forwarded (or, for [`DefaultSender`], supplied), so the
 //!   outermost caller prepares once with the right sender;
 //! - the same [`PreparedMessage`](crate::message::PreparedMessage) goes to every attempt and
@@ -13,32 +16,37 @@
 //! - [`Transport::close`] is forwarded, so an `Arc<dyn Transport>` can shut its pools down.
 //!
 //! Where each behaviour lives:
+//! - the forwarding core: [`forward.rs`](Layer) (also `Arc<T>` and `Box<T>` as transports,
+//!   forwarding everything);
 //! - the default sender: [`default_sender.rs`](DefaultSender);
 //! - time from the first attempt to success ([`Receipt::elapsed`](crate::Receipt::elapsed)):
 //!   [`timing.rs`](Timed);
 //! - sending again after a failure that delivered nothing: [`retry.rs`](Retry);
-//! - the next transport when one fails: [`failover.rs`](Failover), in turns:
-//!   [`round_robin.rs`](RoundRobin) (what both share, the cooldown and which failures move on:
-//!   `members.rs`);
-//! - messages per interval and sends at once: [`rate_limit.rs`](RateLimit).
+//! - several transports as one: [`group.rs`](Group), with a [`Pick`] for the member a message
+//!   starts at: [`Failover`] (the first that works) and [`RoundRobin`] (in turns); what every
+//!   group does with its members (the cooldown, which failures move on): `members.rs`;
+//! - messages per interval and sends at once: [`rate_limit.rs`](RateLimit), deciding through
+//!   [`crate::limits::SharedRate`] (this process's GCRA unless shared).
 //!
 //! The usual stack, outermost first: `Timed`, `Retry`, `RateLimit`, the transport (or
 //! `Failover` of transports), so each retry waits its turn and the time covers everything.
 
 mod default_sender;
-mod failover;
+mod forward;
+mod group;
 mod members;
 mod rate_limit;
 mod retry;
-mod round_robin;
+#[cfg(test)]
+mod testing;
 mod timing;
 
 pub use default_sender::DefaultSender;
-pub use failover::Failover;
+pub use forward::Layer;
+pub use group::{Failover, First, Group, Pick, Rotate, RoundRobin};
 pub use members::DEFAULT_COOLDOWN;
 pub use rate_limit::{Rate, RateLimit};
 pub use retry::{Retry, RetryPolicy};
-pub use round_robin::RoundRobin;
 pub use timing::Timed;
 
 use crate::{Mailbox, Transport};

@@ -1,168 +1,34 @@
 //! [`RateLimit`]: at most so many messages per interval, and at most so many at once.
 //!
-//! The rate is a GCRA (generic cell rate algorithm, the token bucket as one timestamp): each
-//! message is due one emission interval after the previous one, and a burst lets up to
+//! The rate is decided through one seam, a [`SharedRate`]: by default [`LocalRate`], the GCRA
+//! (generic cell rate algorithm, the token bucket as one timestamp) of this process, where
+//! each message is due one emission interval after the previous one and a burst lets up to
 //! `burst` go at once after a quiet period. Every clone shares one limiter, so all senders of
 //! one process together stay under the limit. Exchange Online allows 30 messages a minute and
 //! 3 concurrent connections per mailbox: [`RateLimit::exchange_online`].
 //!
-//! [`RateLimit::shared`] holds the rate across processes instead (a [`SharedRate`], e.g. Redis
-//! through [`crate::limits`]); the concurrency cap stays per process.
+//! [`RateLimit::shared`] holds the rate across processes instead (e.g. Redis through
+//! [`crate::limits`]); the concurrency cap stays per process.
 
-use std::fmt;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::Semaphore;
-use tokio::time::Instant;
 
-use crate::limits::SharedRate;
+use super::Layer;
+use crate::limits::{LocalRate, SharedRate};
 use crate::message::PreparedMessage;
-use crate::{Error, Message, Receipt, Transport};
+use crate::{Error, Receipt, Transport};
 
-/// A rate: `count` messages per `per`, with up to `burst` at once.
-///
-/// ```
-/// use std::time::Duration;
-/// use outbound::layer::Rate;
-/// let r: Rate = "30/min".parse()?;
-/// assert_eq!(r.interval(), Duration::from_secs(2));
-/// let r: Rate = "10/s,burst=5".parse()?;
-/// assert_eq!((r.count(), r.burst_size()), (10, 5));
-/// assert!("ten per second".parse::<Rate>().unwrap_err().to_string().contains("10/s"));
-/// # Ok::<(), outbound::Error>(())
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    count: u32,
-    per: Duration,
-    burst: u32,
-}
-
-impl Rate {
-    /// `count` messages per `per`, no burst (evenly spaced). `count` of 0 is taken as 1.
-    pub fn new(count: u32, per: Duration) -> Self {
-        Rate {
-            count: count.max(1),
-            per,
-            burst: 1,
-        }
-    }
-
-    /// Up to `burst` messages may go at once after a quiet period (at least 1).
-    pub fn burst(mut self, burst: u32) -> Self {
-        self.burst = burst.max(1);
-        self
-    }
-
-    /// Messages per interval.
-    pub fn count(&self) -> u32 {
-        self.count
-    }
-
-    /// The burst.
-    pub fn burst_size(&self) -> u32 {
-        self.burst
-    }
-
-    /// The spacing between messages at the steady rate.
-    pub fn interval(&self) -> Duration {
-        self.per / self.count
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s".to_string(),
-            60 => "min".to_string(),
-            3600 => "h".to_string(),
-            _ => format!("{}s", self.per.as_secs_f64()),
-        };
-        write!(f, "{}/{unit}", self.count)?;
-        if self.burst > 1 {
-            write!(f, ",burst={}", self.burst)?;
-        }
-        Ok(())
-    }
-}
-
-impl FromStr for Rate {
-    type Err = Error;
-
-    /// `N/s`, `N/min`, `N/h` (also `sec`, `second`, `m`, `minute`, `hour`), optionally
-    /// followed by `,burst=B`.
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let bad = || {
-            Error::config(format!(
-                "rate `{s}` is not valid; expected messages per time unit, e.g. `10/s`, \
-                 `30/min` or `1000/h`, optionally with a burst: `30/min,burst=5`"
-            ))
-        };
-        let mut parts = s.trim().split(',');
-        let head = parts.next().ok_or_else(bad)?;
-        let (count, unit) = head.split_once('/').ok_or_else(bad)?;
-        let count: u32 = count.trim().parse().map_err(|_| bad())?;
-        if count == 0 {
-            return Err(bad());
-        }
-        let per = match unit.trim().to_ascii_lowercase().as_str() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(bad()),
-        };
-        let mut rate = Rate::new(count, per);
-        for part in parts {
-            let (k, v) = part.split_once('=').ok_or_else(bad)?;
-            if k.trim() != "burst" {
-                return Err(bad());
-            }
-            let burst: u32 = v.trim().parse().map_err(|_| bad())?;
-            if burst == 0 {
-                return Err(bad());
-            }
-            rate = rate.burst(burst);
-        }
-        Ok(rate)
-    }
-}
+pub use crate::limits::Rate;
 
 /// The state every clone shares.
 #[derive(Debug)]
 struct Limiter {
-    rate: Option<Rate>,
-    /// The theoretical arrival time of the next message (GCRA).
-    tat: Mutex<Option<Instant>>,
+    /// The rate, and where it is decided.
+    rate: Option<(Rate, Arc<dyn SharedRate>)>,
     concurrent: Option<(usize, Semaphore)>,
-    /// When set, the rate is decided there (across processes) instead of by `tat`.
-    shared: Option<Arc<dyn SharedRate>>,
-}
-
-impl Limiter {
-    /// Waits until a message may go at the rate.
-    async fn admit(&self) {
-        let Some(rate) = self.rate else {
-            return;
-        };
-        let interval = rate.interval();
-        let tolerance = interval * (rate.burst - 1);
-        let start_at = {
-            let mut tat = self.tat.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let due = tat.map_or(now, |t| t.max(now));
-            // This message may go once `due - tolerance` has passed; reserve its slot now so
-            // concurrent callers queue behind it in order.
-            *tat = Some(due + interval);
-            due.checked_sub(tolerance).unwrap_or(now).max(now)
-        };
-        // Not even a timer when the message may go now: a timer costs a tick (~1 ms).
-        if start_at > Instant::now() {
-            tokio::time::sleep_until(start_at).await;
-        }
-    }
 }
 
 /// Holds sends to a [`Rate`] and a number of concurrent sends. Clones share the limits.
@@ -188,18 +54,11 @@ pub struct RateLimit<T> {
 }
 
 impl<T> RateLimit<T> {
-    /// Wraps `inner`: at most `rate`, and at most `concurrent` sends at once (`None`: no
-    /// limit of that sort).
+    /// Wraps `inner`: at most `rate` in this process (a [`LocalRate`]), and at most
+    /// `concurrent` sends at once (`None`: no limit of that sort).
     pub fn new(inner: T, rate: Option<Rate>, concurrent: Option<usize>) -> Self {
-        RateLimit {
-            inner,
-            limiter: Arc::new(Limiter {
-                rate,
-                tat: Mutex::new(None),
-                concurrent: concurrent.map(|n| (n.max(1), Semaphore::new(n.max(1)))),
-                shared: None,
-            }),
-        }
+        let gate = rate.map(|rate| (rate, Arc::new(LocalRate::new(rate)) as Arc<dyn SharedRate>));
+        RateLimit::with_gate(inner, gate, concurrent)
     }
 
     /// Wraps `inner`: at most `rate` across every process that shares `shared` (each decision
@@ -222,11 +81,21 @@ impl<T> RateLimit<T> {
         shared: Arc<dyn SharedRate>,
         concurrent: Option<usize>,
     ) -> Self {
-        let mut limited = RateLimit::new(inner, Some(rate), concurrent);
-        if let Some(limiter) = Arc::get_mut(&mut limited.limiter) {
-            limiter.shared = Some(shared);
+        RateLimit::with_gate(inner, Some((rate, shared)), concurrent)
+    }
+
+    fn with_gate(
+        inner: T,
+        rate: Option<(Rate, Arc<dyn SharedRate>)>,
+        concurrent: Option<usize>,
+    ) -> Self {
+        RateLimit {
+            inner,
+            limiter: Arc::new(Limiter {
+                rate,
+                concurrent: concurrent.map(|n| (n.max(1), Semaphore::new(n.max(1)))),
+            }),
         }
-        limited
     }
 
     /// Exchange Online's per-mailbox limits: 30 messages a minute, 3 at once.
@@ -236,7 +105,7 @@ impl<T> RateLimit<T> {
 
     /// The rate, if limited.
     pub fn rate(&self) -> Option<Rate> {
-        self.limiter.rate
+        self.limiter.rate.as_ref().map(|(rate, _)| *rate)
     }
 
     /// The wrapped transport.
@@ -251,46 +120,40 @@ impl<T> RateLimit<T> {
 }
 
 #[async_trait]
-impl<T: Transport> Transport for RateLimit<T> {
+impl<T: Transport> Layer for RateLimit<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
+    }
+
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let _permit = match &self.limiter.concurrent {
             // The semaphore is never closed, so acquiring cannot fail; no permit means no cap.
             Some((_, sem)) => sem.acquire().await.ok(),
             None => None,
         };
-        match &self.limiter.shared {
-            Some(shared) => shared.admit().await?,
-            None => self.limiter.admit().await,
+        if let Some((_, gate)) = &self.limiter.rate {
+            // A gate that decides here (the local GCRA) reserves the turn at once; one that
+            // decides elsewhere (Redis) is awaited.
+            match gate.reserve() {
+                // Not even a timer when the message may go now: a timer costs a tick (~1 ms).
+                Some(wait) if wait.is_zero() => {}
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => gate.admit().await?,
+            }
         }
         self.inner.send_prepared(message).await
     }
 
-    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        self.inner.prepare(message)
-    }
-
-    async fn verify(&self) -> Result<(), Error> {
-        self.inner.verify().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
     fn describe(&self) -> String {
         let mut limits = Vec::new();
-        if let Some(rate) = self.limiter.rate {
-            match &self.limiter.shared {
-                Some(shared) => limits.push(format!("rate {rate} {}", shared.describe())),
-                None => limits.push(format!("rate {rate}")),
+        if let Some((rate, gate)) = &self.limiter.rate {
+            let held = gate.describe();
+            if held.is_empty() {
+                limits.push(format!("rate {rate}"));
+            } else {
+                limits.push(format!("rate {rate} {held}"));
             }
         }
         if let Some((n, _)) = &self.limiter.concurrent {
@@ -304,44 +167,59 @@ impl<T: Transport> Transport for RateLimit<T> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use tokio::time::Instant;
 
-    #[test]
-    fn parses_and_refuses() {
-        let r: Rate = "30/min,burst=5".parse().unwrap();
-        assert_eq!(r.to_string(), "30/min,burst=5");
-        assert_eq!(r.interval(), Duration::from_secs(2));
-        assert_eq!(
-            "1000/h".parse::<Rate>().unwrap().interval(),
-            Duration::from_millis(3600)
-        );
-        for bad in [
-            "",
-            "10",
-            "0/s",
-            "10/week",
-            "10/s,burst=0",
-            "10/s,bursty=2",
-            "x/s",
-        ] {
-            let err = bad.parse::<Rate>().unwrap_err();
-            assert!(err.to_string().contains("30/min"), "{bad}: {err}");
-        }
-    }
-
+    /// The burst through the layer: the GCRA's own test is in `limits/gcra.rs`.
     #[tokio::test(start_paused = true)]
-    async fn a_burst_goes_at_once_then_the_steady_rate() {
-        let limiter = Limiter {
-            rate: Some(Rate::new(10, Duration::from_secs(1)).burst(3)),
-            tat: Mutex::new(None),
-            concurrent: None,
-            shared: None,
-        };
+    async fn a_burst_goes_at_once_then_the_steady_rate_through_the_layer() {
+        let t = RateLimit::new(
+            super::super::testing::Scripted::default(),
+            Some(Rate::new(10, Duration::from_secs(1)).burst(3)),
+            None,
+        );
+        let message = super::super::testing::prepared();
         let t0 = Instant::now();
         let mut at = Vec::new();
         for _ in 0..6 {
-            limiter.admit().await;
+            Transport::send_prepared(&t, &message).await.unwrap();
             at.push((Instant::now() - t0).as_millis());
         }
         assert_eq!(at, [0, 0, 0, 100, 200, 300]);
+    }
+
+    /// A rate decided elsewhere (as Redis's is) is awaited, and its refusal (Redis
+    /// unreachable past `MAIL_LIMITS_FAIL=wait`) fails the send before anything is sent.
+    #[tokio::test]
+    async fn a_rate_decided_elsewhere_is_awaited_and_its_refusal_sends_nothing() {
+        #[derive(Debug, Default)]
+        struct Elsewhere {
+            asked: std::sync::atomic::AtomicUsize,
+        }
+        #[async_trait]
+        impl SharedRate for Elsewhere {
+            async fn admit(&self) -> Result<(), Error> {
+                match self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                    0 => Ok(()),
+                    _ => Err(Error::new(crate::ErrorKind::Transient, "unreachable")),
+                }
+            }
+            fn describe(&self) -> String {
+                "shared through elsewhere".into()
+            }
+        }
+        let inner = super::super::testing::Scripted::default();
+        let gate = Arc::new(Elsewhere::default());
+        let rate = Rate::new(1, Duration::from_secs(1));
+        let t = RateLimit::shared(inner.clone(), rate, gate.clone(), Some(2));
+        let message = super::super::testing::prepared();
+        Transport::send_prepared(&t, &message).await.unwrap();
+        let err = Transport::send_prepared(&t, &message).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Transient);
+        assert_eq!(inner.len(), 1);
+        assert_eq!(t.rate(), Some(rate));
+        assert_eq!(
+            Transport::describe(&t),
+            "memory (rate 1/s shared through elsewhere, at most 2 at once)"
+        );
     }
 }

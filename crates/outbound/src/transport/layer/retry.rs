@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::Layer;
 use crate::message::PreparedMessage;
-use crate::{Error, ErrorKind, Message, Receipt, Transport};
+use crate::{Error, ErrorKind, Receipt, Transport};
 
 /// When and how often [`Retry`] sends again.
 ///
@@ -153,7 +154,13 @@ impl<T> Retry<T> {
 }
 
 #[async_trait]
-impl<T: Transport> Transport for Retry<T> {
+impl<T: Transport> Layer for Retry<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
+    }
+
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let started = Instant::now();
         let transport = self.inner.kind();
@@ -204,26 +211,6 @@ impl<T: Transport> Transport for Retry<T> {
                 delay_ms = delay.as_millis() as u64, "send failed; retrying: {err}");
             tokio::time::sleep(delay).await;
         }
-    }
-
-    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        self.inner.prepare(message)
-    }
-
-    async fn verify(&self) -> Result<(), Error> {
-        self.inner.verify().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
     }
 
     fn describe(&self) -> String {

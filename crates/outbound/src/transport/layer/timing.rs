@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::Layer;
 use crate::message::PreparedMessage;
-use crate::{Error, Message, Receipt, Transport};
+use crate::{Error, Receipt, Transport};
 
 /// Sets [`Receipt::elapsed`] to the time the whole send took below this layer: placed
 /// outermost, that is from the first attempt to success, retries and failovers included.
@@ -45,36 +46,18 @@ impl<T> Timed<T> {
 }
 
 #[async_trait]
-impl<T: Transport> Transport for Timed<T> {
+impl<T: Transport> Layer for Timed<T> {
+    type Inner = T;
+
+    fn inner(&self) -> &T {
+        &self.inner
+    }
+
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         let started = Instant::now();
         let mut receipt = self.inner.send_prepared(message).await?;
         // Never zero: "took no time" would read as "not measured".
         receipt.elapsed = started.elapsed().max(Duration::from_nanos(1));
         Ok(receipt)
-    }
-
-    fn prepare(&self, message: &Message) -> Result<PreparedMessage, Error> {
-        self.inner.prepare(message)
-    }
-
-    async fn verify(&self) -> Result<(), Error> {
-        self.inner.verify().await
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by integration tests that declare `mod support;`.
+
+pub mod scripted_smtpd;
