@@ -1,4 +1,5 @@
-//! [`LocalSlots`]: the connection cap of one process, the default [`ConnectionSlots`].
+//! [`ConnectionSlots`], the seam every connection cap is held through, and [`LocalSlots`], the
+//! connection cap of one process, its default.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,8 +8,28 @@ use async_trait::async_trait;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::lease::ConnectionLease;
-use super::ConnectionSlots;
 use crate::Error;
+
+/// A connection cap: the SMTP pool takes a lease before opening a connection and keeps it
+/// with the connection. Two implementations: [`LocalSlots`], this process's cap (every pool
+/// has one, of `pool_size`), and the cap shared with other processes through Redis
+/// (`SharedLimits::connection_slots`, feature `shared-limits`), which a pool holds within
+/// its own (a connection then holds a slot of each, as one lease).
+#[async_trait]
+pub trait ConnectionSlots: Send + Sync + fmt::Debug {
+    /// A slot if one is free now, without waiting and without a round trip; `None` when every
+    /// slot is held, or when the implementation can tell only by asking (Redis): then
+    /// [`acquire`](Self::acquire).
+    fn try_acquire(&self) -> Option<ConnectionLease> {
+        None
+    }
+
+    /// Waits for a slot (bounded, for a shared cap). Dropping the lease gives the slot back.
+    async fn acquire(&self) -> Result<ConnectionLease, Error>;
+
+    /// E.g. `3 connections shared through redis://127.0.0.1:6379/`.
+    fn describe(&self) -> String;
+}
 
 /// At most `n` connections open at once in this process: a semaphore, one permit per open
 /// connection, held in its [`ConnectionLease`]. Giving a slot back wakes whoever waits for

@@ -11,9 +11,9 @@
 
 use std::collections::VecDeque;
 
-use super::job::{Job, Turn};
-use super::{Idle, Lane, Outcome, Ready, State};
-use crate::smtp::session::{BdatSent, Lost, Session, Step};
+use super::job::{Job, Outcome, Turn};
+use super::state::{BdatWindow, Idle, InFlight, Lane, Ready, State};
+use crate::smtp::session::{Lost, Session, Step};
 use crate::smtp::verdict::{self, End, Reached};
 
 /// `BDAT` transactions written and not yet answered on one connection, at most. Each costs
@@ -21,41 +21,19 @@ use crate::smtp::verdict::{self, End, Reached};
 /// (every one written is Ambiguous then) without saving round trips on any real link.
 pub(super) const BDAT_WINDOW: usize = 16;
 
-/// `BDAT` transactions in flight on a usable connection.
-pub(super) struct BdatWindow {
-    s: Session,
-    /// Written, not answered yet, oldest first.
-    in_flight: VecDeque<InFlight>,
-    /// The last transaction answered was refused: the server's state is its own to decide,
-    /// so what is written next begins with RSET, and a drained window ends with one.
-    unclean: bool,
-    /// A queued job that cannot go with `BDAT` (too large, too many recipients): it runs once
-    /// the window is drained.
-    other: Option<Job>,
-    /// The connection's last message was taken: no more are.
-    last: bool,
-}
-
-/// A `BDAT` transaction written and not answered yet.
-struct InFlight {
-    job: Job,
-    reused: bool,
-    sent: BdatSent,
+/// A window on `s`, with `turn`'s message written first.
+pub(super) async fn open(s: Session, turn: Turn, lane: &mut Lane) -> State {
+    let window = BdatWindow {
+        s,
+        in_flight: VecDeque::new(),
+        unclean: false,
+        other: None,
+        last: turn.last,
+    };
+    window.write(turn, lane).await
 }
 
 impl BdatWindow {
-    /// A window on `s`, with `turn`'s message written first.
-    pub(super) async fn open(s: Session, turn: Turn, lane: &mut Lane) -> State {
-        let window = BdatWindow {
-            s,
-            in_flight: VecDeque::new(),
-            unclean: false,
-            other: None,
-            last: turn.last,
-        };
-        window.write(turn, lane).await
-    }
-
     /// One step: write the next queued message while the window has room, else read the
     /// oldest transaction's replies, else (drained) leave the window.
     pub(super) async fn step(mut self, lane: &mut Lane) -> State {

@@ -1,45 +1,11 @@
 //! The DATA states of a lane: a message's envelope written, then its payload and final `.`
 //! (with the next queued message's commands behind it), then its final reply.
 
-use super::job::{Job, Turn};
-use super::{Idle, Lane, Ready, State};
+use super::job::{Job, Outcome, Turn};
+use super::state::{Carried, EnvelopeWritten, Idle, Lane, PayloadWritten, Ready, State};
 use crate::smtp::session::{Accepted, Delivery, Lost, Session, Step};
 use crate::smtp::verdict::{self, End, Reached};
 use crate::Error;
-
-/// A message's MAIL, RCPT and DATA went out; their replies are next.
-pub(super) struct EnvelopeWritten {
-    pub(super) s: Session,
-    pub(super) turn: Turn,
-}
-
-/// A queued message taken to follow the one in flight.
-pub(super) struct Carried {
-    job: Job,
-    /// Its commands went out behind the previous message's final `.`.
-    written: bool,
-}
-
-impl Carried {
-    /// What the server may have of it: at most its commands (its data goes only after their
-    /// replies).
-    fn reached(&self) -> Reached {
-        if self.written {
-            Reached::Commands
-        } else {
-            Reached::Nothing
-        }
-    }
-}
-
-/// A message's payload and final `.` went out (with `next`'s commands in the same write, when
-/// pipelined); its final reply is next.
-pub(super) struct PayloadWritten {
-    s: Session,
-    turn: Turn,
-    accepted: Accepted,
-    next: Option<Carried>,
-}
 
 impl EnvelopeWritten {
     /// Reads the envelope's replies; when the payload may follow, writes it.
@@ -99,7 +65,7 @@ async fn write_payload(s: Session, turn: Turn, accepted: Accepted, lane: &mut La
             drop(next_commands);
             lane.queue.done(turn.job, Err(e), turn.reused);
             if let Some(n) = next {
-                lane.queue.answer(n, super::Outcome::NotStarted);
+                lane.queue.answer(n, Outcome::NotStarted);
             }
             return State::Ended;
         }
