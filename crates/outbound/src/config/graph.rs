@@ -111,11 +111,7 @@ pub(crate) fn build_graph(settings: &Settings) -> Result<Arc<dyn Transport>, Err
     let tokens = graph_tokens(settings, options.timeout())?;
     let mut builder = GraphTransport::builder(mailbox, tokens)
         .http_options(options)
-        .save_to_sent_items(
-            settings
-                .value::<bool>("save_to_sent_items")?
-                .unwrap_or(false),
-        );
+        .save_to_sent_items(settings.value_or_default::<bool>("save_to_sent_items")?);
     if let Some(url) = base_url(settings, "MICROSOFT_GRAPH_API_URL")? {
         builder = builder.base_url(url);
     }

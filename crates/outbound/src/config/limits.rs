@@ -28,8 +28,8 @@ impl Settings {
         else {
             return Ok(None);
         };
-        let fail = match self.value::<&str>("limits_fail")? {
-            Some("wait") => crate::limits::FailPolicy::Wait,
+        let fail = match self.value_or_default::<&str>("limits_fail")? {
+            "wait" => crate::limits::FailPolicy::Wait,
             _ => crate::limits::FailPolicy::Local,
         };
         crate::limits::SharedLimits::new(url.value.expose(), fail)

@@ -51,7 +51,6 @@ pub use smtp::TlsSelection;
 
 use crate::layer::{
     DefaultSender, Failover, Rate, RateLimit, Retry, RetryPolicy, RoundRobin, Timed,
-    DEFAULT_COOLDOWN,
 };
 use crate::oauth::TokenCache;
 use crate::{Error, Transport};
@@ -278,9 +277,7 @@ impl Settings {
                         member.clone(),
                     )) as Arc<dyn Transport>);
                 }
-                let cooldown = self
-                    .value::<std::time::Duration>("cooldown")?
-                    .unwrap_or(DEFAULT_COOLDOWN);
+                let cooldown = self.value_or_default::<std::time::Duration>("cooldown")?;
                 match group {
                     Group::Failover => Arc::new(Failover::new(members).cooldown(cooldown)),
                     Group::RoundRobin => Arc::new(RoundRobin::new(members).cooldown(cooldown)),

@@ -167,9 +167,7 @@ fn requested_token_source(
     scope: Option<String>,
 ) -> Result<Box<dyn TokenSource>, Error> {
     // SMTP_TIMEOUT, as the transport reads it: one definition, parsed once.
-    let timeout = settings
-        .value::<std::time::Duration>("timeout")?
-        .unwrap_or(oauth::DEFAULT_TIMEOUT);
+    let timeout = settings.value_or_default::<std::time::Duration>("timeout")?;
     let nonempty = |key: &str| nonempty(settings, key);
     let provider = provider(settings)?;
     let context = oauth_context(settings, provider);

@@ -134,7 +134,7 @@ impl Setting {
 /// assert_eq!(s.get("default_from").unwrap().origin.to_string(), "MAILER_DSN query `from`");
 /// # Ok::<(), outbound::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub(crate) kind: &'static str,
     pub(crate) kind_origin: Origin,
@@ -173,6 +173,22 @@ impl Group {
             Group::Failover => "failover",
             Group::RoundRobin => "roundrobin",
         }
+    }
+}
+
+impl fmt::Debug for Settings {
+    /// What was configured; the kind's keys are the table's, not repeated here.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("kind", &self.kind)
+            .field("kind_origin", &self.kind_origin)
+            .field("dsn_source", &self.dsn_source)
+            .field("values", &self.values)
+            .field("notes", &self.notes)
+            .field("unused", &self.unused)
+            .field("group", &self.group)
+            .field("members", &self.members)
+            .finish()
     }
 }
 
@@ -432,6 +448,15 @@ impl Settings {
             Some(default) => typed_as(key, default.typed()?).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The value of a key the table gives a default: given, else that default.
+    pub(crate) fn value_or_default<T: FromTyped>(&self, key: &str) -> Result<T, Error> {
+        self.value(key)?.ok_or_else(|| {
+            Error::config(format!(
+                "internal: setting `{key}` has no default in the table"
+            ))
+        })
     }
 
     /// The default sender, validated.

@@ -439,9 +439,7 @@ fn shared_connection_cap(
         .to_string();
     let account = settings.str("username").unwrap_or_default();
     let id = crate::limits::account_id(&["smtp", &server.to_ascii_lowercase(), &port, account]);
-    let size = settings
-        .value::<usize>("pool_size")?
-        .unwrap_or(crate::smtp::DEFAULT_POOL_SIZE);
+    let size = settings.value_or_default::<usize>("pool_size")?;
     Ok(b.connection_slots(limits.connection_slots(&id, size)))
 }
 
