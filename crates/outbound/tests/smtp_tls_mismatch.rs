@@ -139,6 +139,7 @@ async fn starttls_or_plain_text_at_an_implicit_tls_port_is_a_configuration_error
             "{mode}: {text}"
         );
         assert!(text.contains("`tls=implicit`"), "{mode}: {text}");
+        assert!(text.contains("smtps://"), "{mode}: {text}");
         assert_eq!(err.setting(), Some("tls"), "{mode}");
         assert!(took < Duration::from_secs(5), "{mode}: took {took:?}");
     }

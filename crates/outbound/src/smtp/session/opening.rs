@@ -565,7 +565,8 @@ fn implicit_tls_port(params: &ConnectParams, what: String) -> Error {
         "tls",
         format!(
             "{}:{} {what} ({} mode): the port likely speaks implicit TLS (TLS from the first \
-             byte): select implicit TLS with `tls=implicit`, or use port 587 for STARTTLS",
+             byte): select implicit TLS with `tls=implicit` (an smtps:// DSN), or use port 587 \
+             for STARTTLS",
             params.host, params.port, params.tls_mode
         ),
     )
