@@ -131,10 +131,16 @@ pub(crate) fn unclear(reached: Reached, said: &str) -> Error {
     }
 }
 
-/// A lost connection's error is already Ambiguous when it was made with [`Reached::Whole`].
+/// A lost connection's error is already Ambiguous when it was made with [`Reached::Whole`]
+/// ([`connection_failed`]); should one not be, it is made so: its kind must never say
+/// "safe to resend" for a message the server may have.
 fn ambiguous(error: Error) -> Verdict {
     debug_assert_eq!(error.kind(), ErrorKind::Ambiguous, "{error}");
-    Verdict::Ambiguous(error)
+    if error.kind() == ErrorKind::Ambiguous {
+        return Verdict::Ambiguous(error);
+    }
+    let message = error.message().to_string();
+    Verdict::Ambiguous(connection_failed(Reached::Whole, error.kind(), message))
 }
 
 /// The error for a connection that failed (`kind`, said by `message`) while a message had
