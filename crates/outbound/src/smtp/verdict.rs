@@ -131,10 +131,15 @@ pub(crate) fn unclear(reached: Reached, said: &str) -> Error {
     }
 }
 
-/// A lost connection's error is already Ambiguous when it was made with [`Reached::Whole`].
+/// A lost connection's error is already Ambiguous when it was made with [`Reached::Whole`]
+/// ([`connection_failed`]); should one not be, it is made so: its kind must never say
+/// "safe to resend" for a message the server may have.
 fn ambiguous(error: Error) -> Verdict {
-    debug_assert_eq!(error.kind(), ErrorKind::Ambiguous, "{error}");
-    Verdict::Ambiguous(error)
+    if error.kind() == ErrorKind::Ambiguous {
+        return Verdict::Ambiguous(error);
+    }
+    let message = error.message().to_string();
+    Verdict::Ambiguous(connection_failed(Reached::Whole, error.kind(), message))
 }
 
 /// The error for a connection that failed (`kind`, said by `message`) while a message had
@@ -268,6 +273,18 @@ mod tests {
             judge(Reached::Nothing, End::ClosedBefore, true),
             Verdict::NotStarted
         ));
+    }
+
+    #[test]
+    fn a_lost_message_that_reached_its_end_is_ambiguous_whatever_kind_came_with_it() {
+        let network = Error::new(ErrorKind::Network, "mx closed the connection");
+        match judge(Reached::Whole, End::Lost(network), true) {
+            Verdict::Ambiguous(e) => {
+                assert_eq!(e.kind(), ErrorKind::Ambiguous);
+                assert!(e.message().contains("mx closed the connection"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
