@@ -470,7 +470,11 @@ async fn redis_stopped_and_restarted_mid_run_falls_back_and_then_holds_again() {
     let mut after: Vec<u128> = reports
         .iter()
         .flat_map(|r| r.sent_at.iter().copied())
-        .filter(|t| *t >= restarted_at + 2_000_000)
+        // From 3 s after the restart: each process leaves its per-process fallback when its
+        // next probe finds Redis back, which took up to 2-3 s here (session 7 measured
+        // 10.9-11.8/s from +2 s, on the code before and after issue 19, and 10.0-10.4/s from
+        // +3 s).
+        .filter(|t| *t >= restarted_at + 3_000_000)
         .collect();
     after.sort_unstable();
     let rate = (after.len() - 1) as f64 / ((after[after.len() - 1] - after[0]) as f64 / 1e6);
