@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::settings::Settings;
+use crate::layer::Layer;
 use crate::message::PreparedMessage;
 use crate::oauth::{AccessToken, CacheKey, TokenSource};
 use crate::{Error, Message, Receipt, Transport};
@@ -28,8 +29,16 @@ impl Configured {
     }
 }
 
+/// Only what it changes: errors of sending, preparing and verifying are explained in the
+/// configuration's terms; the rest forwards through the layer core.
 #[async_trait]
-impl Transport for Configured {
+impl Layer for Configured {
+    type Inner = dyn Transport;
+
+    fn inner(&self) -> &Self::Inner {
+        &*self.inner
+    }
+
     async fn send_prepared(&self, message: &PreparedMessage) -> Result<Receipt, Error> {
         self.inner
             .send_prepared(message)
@@ -48,22 +57,6 @@ impl Transport for Configured {
             .verify()
             .await
             .map_err(|e| self.settings.explain(e))
-    }
-
-    async fn close(&self) {
-        self.inner.close().await
-    }
-
-    fn size_limit(&self) -> Option<u64> {
-        self.inner.size_limit()
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
     }
 }
 
